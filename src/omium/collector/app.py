@@ -1,0 +1,56 @@
+"""The Omium server's HTTP application: OTLP ingest, control API and SQL API on one port."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from omium._version import __version__
+from omium.collector import otlp_http, sql_api
+from omium.collector.state import ServerState
+
+SERVER_HEADER = "x-omium-server"
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness and what this server is: version, warehouse mode, database, queue depth."""
+    state: ServerState = request.app.state.omium
+    return JSONResponse(
+        {
+            "status": "ok",
+            "version": __version__,
+            "warehouse": state.warehouse.mode,
+            "database": state.warehouse.database,
+            "pending_spans": state.writer.pending_spans,
+        },
+        headers={SERVER_HEADER: __version__},
+    )
+
+
+async def version(request: Request) -> JSONResponse:
+    """The server's version."""
+    return JSONResponse({"version": __version__}, headers={SERVER_HEADER: __version__})
+
+
+async def stats(request: Request) -> JSONResponse:
+    """The span writer's counters."""
+    state: ServerState = request.app.state.omium
+    return JSONResponse(vars(state.writer.stats) | {"pending_spans": state.writer.pending_spans})
+
+
+def create_app(state: ServerState) -> Starlette:
+    """Build the ASGI application around ``state``."""
+    app = Starlette(
+        routes=[
+            Route("/v1/traces", otlp_http.export_traces, methods=["POST"]),
+            Route("/v1/health", health, methods=["GET"]),
+            Route("/v1/version", version, methods=["GET"]),
+            Route("/v1/stats", stats, methods=["GET"]),
+            Route("/v1/sql", sql_api.sql, methods=["POST"]),
+            Route("/v1/insert", sql_api.insert, methods=["POST"]),
+        ]
+    )
+    app.state.omium = state
+    return app

@@ -1,0 +1,127 @@
+"""Running the Omium server: warehouse, span writer, OTLP/HTTP + APIs (uvicorn) and OTLP/gRPC."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from omium.collector.app import create_app
+from omium.collector.otlp_grpc import start_grpc_server
+from omium.collector.state import ServerState
+from omium.collector.writer import SpanWriter
+from omium.config import Settings
+from omium.warehouse.connection import Warehouse, connect
+
+logger = logging.getLogger(__name__)
+
+# More requests in flight than this get 503 from uvicorn instead of queuing in memory.
+HTTP_CONCURRENCY_LIMIT = 256
+
+
+def build_state(settings: Settings, warehouse: Warehouse | None = None) -> ServerState:
+    """Open the warehouse (embedded unless ``OMIUM_CLICKHOUSE_URL``), migrate, start the writer."""
+    if warehouse is None:
+        warehouse = connect(settings, mode="embedded" if settings.embedded else "clickhouse")
+    if settings.fsync:
+        # Survive power loss as well as process death: fsync each part and its directory.
+        warehouse.command("ALTER TABLE otel_traces MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1")
+    writer = SpanWriter(
+        warehouse,
+        settings.home / "spool",
+        max_pending_spans=settings.max_pending_spans,
+        native_ingest=warehouse.mode == "embedded",
+    )
+    writer.start()
+    return ServerState(settings=settings, warehouse=warehouse, writer=writer)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningServer:
+    """A started server: its ports, and how to stop it."""
+
+    state: ServerState
+    http_port: int
+    grpc_port: int
+    _uvicorn: uvicorn.Server
+    _thread: threading.Thread | None
+    _grpc: object | None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP side."""
+        return f"http://{self.state.settings.host}:{self.http_port}"
+
+    def stop(self) -> None:
+        """Stop accepting, drain the writer, close the warehouse."""
+        self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait()  # type: ignore[attr-defined]
+        self.state.writer.stop()
+
+
+def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: bool = True) -> RunningServer:
+    """Start the server. With ``in_thread`` (tests, the demo) uvicorn runs in a background thread.
+
+    A port of 0 picks a free one; the bound ports are on the returned :class:`RunningServer`.
+    """
+    settings.check_bind()
+    state = build_state(settings, warehouse)
+    grpc_server = None
+    grpc_port = 0
+    if settings.grpc_port >= 0:
+        grpc_server, grpc_port = start_grpc_server(state.writer, settings.host, settings.grpc_port)
+    sock = _bind(settings.host, settings.http_port)
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(state),
+        log_level="warning",
+        limit_concurrency=HTTP_CONCURRENCY_LIMIT,
+        timeout_keep_alive=30,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    running = RunningServer(state, http_port, grpc_port, server, None, grpc_server)
+    if in_thread:
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                  name="omium-http")
+        thread.start()
+        running._thread = thread
+        while not server.started and thread.is_alive():
+            thread.join(0.01)
+    else:
+        logger.info("Omium server on http://%s:%d (OTLP/HTTP, API), gRPC on %d",
+                    settings.host, http_port, grpc_port)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            running.stop()
+    return running
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, warehouse: Warehouse | None = None) -> Iterator[RunningServer]:
+    """Context manager around :func:`start` in a thread (used by tests and the demo)."""
+    running = start(settings, warehouse, in_thread=True)
+    try:
+        yield running
+    finally:
+        running.stop()

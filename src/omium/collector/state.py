@@ -1,0 +1,18 @@
+"""What the server's endpoints share: settings, the warehouse and the span writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omium.collector.writer import SpanWriter
+from omium.config import Settings
+from omium.warehouse.connection import Warehouse
+
+
+@dataclass
+class ServerState:
+    """The server's shared parts, built once by :func:`omium.collector.server.build_state`."""
+
+    settings: Settings
+    warehouse: Warehouse
+    writer: SpanWriter

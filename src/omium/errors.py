@@ -1,0 +1,86 @@
+"""Omium's error tree.
+
+Every error Omium raises on purpose derives from one root, so callers can catch
+``OmiumError`` and know they caught only Omium's own failures::
+
+    OmiumError
+    ├── ConfigError              a setting is missing or malformed (names the OMIUM_* variable)
+    ├── WarehouseError           the warehouse refused or failed a statement
+    │   ├── ReadOnlyError        a write was sent through a read-only door
+    │   └── MigrationError       the schema could not be brought up to date
+    ├── ServerError              the Omium server answered with an error
+    │   ├── AuthError            a token was missing or wrong
+    │   └── ServerUnavailable    nothing answered at the server URL
+    ├── DecodeError              an OTLP payload could not be decoded
+    ├── OverloadedError          the collector is at capacity; retry after ``retry_after`` seconds
+    └── NotFoundError            an unknown run, checkpoint or other id
+"""
+
+from __future__ import annotations
+
+
+class OmiumError(Exception):
+    """Root of every error Omium raises deliberately."""
+
+
+class ConfigError(OmiumError):
+    """A setting is missing or malformed."""
+
+
+class WarehouseError(OmiumError):
+    """The warehouse refused or failed a statement."""
+
+
+class ReadOnlyError(WarehouseError):
+    """A statement that writes was sent through a read-only door."""
+
+
+class MigrationError(WarehouseError):
+    """The warehouse schema could not be brought up to date."""
+
+
+class ServerError(OmiumError):
+    """The Omium server answered with an error status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ServerError):
+    """The request needed a token it did not carry, or carried a wrong one."""
+
+
+class ServerUnavailable(ServerError):
+    """Nothing answered at the configured server URL."""
+
+
+class DecodeError(OmiumError):
+    """An OTLP payload could not be decoded; the client should not retry it."""
+
+
+class OverloadedError(OmiumError):
+    """The collector is at capacity; the client should retry later."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotFoundError(OmiumError):
+    """An id (run, checkpoint, command, ...) that does not exist."""
+
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "DecodeError",
+    "MigrationError",
+    "NotFoundError",
+    "OmiumError",
+    "OverloadedError",
+    "ReadOnlyError",
+    "ServerError",
+    "ServerUnavailable",
+    "WarehouseError",
+]
