@@ -38,6 +38,8 @@ class WriterStats:
     spans_written: int = 0
     requests_written: int = 0
     batches: int = 0
+    native_batches: int = 0
+    python_batches: int = 0
     fallback_batches: int = 0
     failed_batches: int = 0
     overloaded: int = 0
@@ -62,15 +64,20 @@ class SpanWriter:
         max_batch_spans: spans in one insert at most.
         native_ingest: let the engine decode protobuf (embedded chdb); otherwise, and for
             batches the engine path cannot take, decode in Python.
+        native_min_spans: smaller batches are decoded in Python: the engine path has a fixed
+            cost of ~0.15 s a statement (analysing its expression), which only pays off on
+            large batches, while light traffic wants low latency.
     """
 
     def __init__(self, warehouse: Warehouse, spool_dir: Path, *, max_pending_spans: int = 200_000,
-                 max_batch_spans: int = 100_000, native_ingest: bool = True) -> None:
+                 max_batch_spans: int = 100_000, native_ingest: bool = True,
+                 native_min_spans: int = 3_000) -> None:
         self._warehouse = warehouse
         self._spool_dir = spool_dir
         self._max_pending = max_pending_spans
         self._max_batch = max_batch_spans
         self._native = native_ingest
+        self.native_min_spans = native_min_spans
         self._queue: deque[_Request] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
@@ -176,7 +183,7 @@ class SpanWriter:
                     request.future.set_exception(error)
 
     def _write(self, batch: list[_Request]) -> None:
-        if self._native:
+        if self._native and sum(r.spans for r in batch) >= self.native_min_spans:
             path = self._spool_dir / f"batch-{os.getpid()}-{next(self._seq)}.bin"
             try:
                 with open(path, "wb") as spool:
@@ -184,6 +191,7 @@ class SpanWriter:
                         spool.write(_VarintBytes(len(request.body)))
                         spool.write(request.body)
                 self._warehouse.command(native.INSERT_FROM_FILE, native.insert_parameters(path))
+                self.stats.native_batches += 1
                 return
             except WarehouseError as exc:
                 if native.DEEP_VALUE_MARK not in str(exc):
@@ -196,6 +204,7 @@ class SpanWriter:
             columns.extend(to_columns(decode_protobuf(request.body)))
         if len(columns):
             self._warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
+        self.stats.python_batches += 1
 
 
 __all__ = ["SpanWriter", "WriterStats"]

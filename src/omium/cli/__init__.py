@@ -1,0 +1,1 @@
+"""The ``omium`` command. Subcommands import their heavy parts lazily."""

@@ -1,0 +1,62 @@
+"""``omium``: entry point and subcommand registry."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from omium._version import __version__
+from omium.errors import OmiumError
+
+app = typer.Typer(
+    name="omium",
+    help="Omium: checkpointed, consensus-checked, traced and guarded multi-agent runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"omium {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from omium.cli import demo, serve, sql, status, up
+
+    app.command("serve")(serve.serve)
+    app.command("up")(up.up)
+    app.command("status")(status.status)
+    app.command("sql")(sql.sql)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Run the CLI; Omium's own errors become one red line and exit code 2."""
+    try:
+        app()
+    except OmiumError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

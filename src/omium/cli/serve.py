@@ -1,0 +1,30 @@
+"""``omium serve``: the Omium server in the foreground."""
+
+from __future__ import annotations
+
+import typer
+
+from omium.config import Settings
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default OMIUM_HOST or 127.0.0.1)."),
+    port: int = typer.Option(None, help="HTTP port: OTLP/HTTP, control and SQL API (default 4318)."),
+    grpc_port: int = typer.Option(None, help="OTLP/gRPC port (default 4317; -1 disables)."),
+) -> None:
+    """Run the Omium server: OTLP ingest (HTTP + gRPC), control API and SQL API."""
+    from omium.collector.server import start
+
+    settings = Settings.from_env()
+    changes: dict[str, object] = {}
+    if host is not None:
+        changes["host"] = host
+    if port is not None:
+        changes["http_port"] = port
+    if grpc_port is not None:
+        changes["grpc_port"] = grpc_port
+    settings = settings.with_(**changes)
+    typer.echo(f"Omium server: http://{settings.host}:{settings.http_port} (OTLP/HTTP, API), "
+               f"OTLP/gRPC on {settings.grpc_port}, warehouse "
+               f"{'embedded at ' + str(settings.warehouse_path) if settings.embedded else settings.clickhouse_url}")
+    start(settings, in_thread=False)

@@ -1,0 +1,125 @@
+"""Shared fixtures.
+
+chdb opens one data directory per process, under a lock: the whole test session shares one
+directory and each test isolates itself with its own ClickHouse database. Tests that need a
+process of their own (kill -9, memory under overload) start the real server as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from omium.collector.server import RunningServer, serving
+from omium.config import Settings
+from omium.warehouse import ClickHouseWarehouse, connect
+
+
+@pytest.fixture(scope="session")
+def omium_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's one OMIUM_HOME (and so its one chdb data directory)."""
+    return tmp_path_factory.mktemp("omium-home")
+
+
+@pytest.fixture
+def settings(omium_home: Path) -> Settings:
+    """Settings for an in-process server on free ports, in a database of the test's own."""
+    return Settings(home=omium_home, http_port=0, grpc_port=0, database=f"t_{uuid.uuid4().hex[:12]}",
+                    api_token="test-token")
+
+
+@pytest.fixture
+def warehouse(settings: Settings) -> Iterator[ClickHouseWarehouse]:
+    """A migrated embedded warehouse in a fresh database, dropped afterwards."""
+    wh = connect(settings, mode="embedded")
+    assert isinstance(wh, ClickHouseWarehouse)
+    yield wh
+    wh.command("DROP DATABASE IF EXISTS {db:Identifier}", {"db": settings.database})
+    wh.close()
+
+
+@pytest.fixture
+def server(settings: Settings, warehouse: ClickHouseWarehouse) -> Iterator[RunningServer]:
+    """The real server (uvicorn + gRPC + writer) in this process, on free ports."""
+    with serving(settings, warehouse) as running:
+        yield running
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``omium serve`` as a real child process with its own OMIUM_HOME."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.env = os.environ | {
+            "OMIUM_HOME": str(home),
+            "OMIUM_HTTP_PORT": str(self.http_port),
+            "OMIUM_GRPC_PORT": str(self.grpc_port),
+            "OMIUM_API_TOKEN": "test-token",
+        } | env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "serve"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.home / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def sql(self, query: str, **params: object) -> list[list[object]]:
+        response = httpx.post(f"{self.url}/v1/sql", json={"query": query, "parameters": params},
+                              headers={"accept": "application/json"}, timeout=60)
+        response.raise_for_status()
+        return response.json()["rows"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A factory-started server subprocess; stopped at the end of the test."""
+    process = ServerProcess(tmp_path)
+    yield process
+    process.stop()
