@@ -81,9 +81,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, timeout: float = 60) -> ServerProcess:
-        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "serve"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with open(self.home / "server.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "serve"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
