@@ -164,3 +164,16 @@ def test_deeply_nested_values_take_the_python_path(server: RunningServer, wareho
     assert _count(warehouse) == 30
     stored = warehouse.scalar("SELECT SpanAttributes['deep'] FROM otel_traces WHERE mapContains(SpanAttributes, 'deep')")
     assert json.loads(stored) == {"nested": ["a", 2]}
+
+
+def test_times_past_2262_are_rejected_not_fatal(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+    request = _one_request(10, seed=13)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[0].start_time_unix_nano = 2**64 - 1
+    spans[1].events.add(time_unix_nano=2**63 + 5, name="late")
+    for native_min in (10**9, 0):
+        server.state.writer.native_min_spans = native_min
+        response = _post(server, request.SerializeToString())
+        assert response.status_code == 200
+        assert ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 2
+    assert _count(warehouse) == 8

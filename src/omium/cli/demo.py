@@ -69,13 +69,13 @@ def demo(
                     raise typer.Exit(1)
                 progress.advance(task, spans_per_request)
         elapsed = time.perf_counter() - started
-        warehouse = RemoteWarehouse(url, token=settings.api_token)
-        totals = queries.span_totals(warehouse).row(0, named=True)
+        with RemoteWarehouse(url, token=settings.api_token) as warehouse:
+            totals = queries.span_totals(warehouse).row(0, named=True)
+            agents = queries.agent_summary(warehouse)
         console.print(f"sent {requests * spans_per_request:,} spans in {elapsed:.1f}s "
                       f"({requests * spans_per_request / elapsed:,.0f} spans/s, each acknowledged once durable)")
         console.print(f"warehouse holds {totals['spans']:,} spans in {totals['traces']:,} traces, "
                       f"{totals['errors']:,} with errors")
-        agents = queries.agent_summary(warehouse)
         table = Table("agent", "spans", "error rate", "p50 ms", "p99 ms", "input tokens", title="Agents")
         for row in agents.iter_rows(named=True):
             table.add_row(row["agent"], f"{row['spans']:,}", f"{row['error_rate']:.2%}",

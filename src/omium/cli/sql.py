@@ -40,13 +40,13 @@ def sql(
     from omium.warehouse import connect
 
     settings = Settings.from_env()
-    warehouse = connect(settings)
     params = _parse_params(param)
-    if write:
-        warehouse.command(query, params)
-        typer.echo("ok")
-        return
-    frame = warehouse.query_df(query, params)
+    with connect(settings) as warehouse:
+        if write:
+            warehouse.command(query, params)
+            typer.echo("ok")
+            return
+        frame = warehouse.query_df(query, params)
     if fmt is Format.csv:
         sys.stdout.write(frame.write_csv())
     elif fmt is Format.json:

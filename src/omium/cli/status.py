@@ -23,8 +23,8 @@ def status() -> None:
     from omium.warehouse import queries
     from omium.warehouse.remote import RemoteWarehouse
 
-    warehouse = RemoteWarehouse(settings.server_url, token=settings.api_token)
-    totals = queries.span_totals(warehouse).row(0, named=True)
+    with RemoteWarehouse(settings.server_url, token=settings.api_token) as warehouse:
+        totals = queries.span_totals(warehouse).row(0, named=True)
     table = Table(title=f"Omium server {settings.server_url}", show_header=False)
     table.add_row("version", str(health["version"]))
     table.add_row("warehouse", f"{health['warehouse']} (database {health['database']})")

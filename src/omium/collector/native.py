@@ -125,7 +125,8 @@ LEFT ARRAY JOIN [{_SPAN_ATTRS}] AS span_attrs
 LEFT ARRAY JOIN [arrayMap(e -> {_attributes("e.attributes")}, s.events)] AS event_attrs
 LEFT ARRAY JOIN [arrayMap(l -> {_attributes("l.attributes")}, s.links)] AS link_attrs
 WHERE length(s.trace_id) = 16 AND s.trace_id != repeat(char(0), 16) AND length(s.span_id) = 8
-    AND length(s.parent_span_id) IN (0, 8)
+    AND length(s.parent_span_id) IN (0, 8) AND s.start_time_unix_nano <= 9223372036854775807
+    AND arrayAll(e -> e.time_unix_nano <= 9223372036854775807, s.events)
 SETTINGS format_schema = {{schema:String}}, input_format_protobuf_oneof_presence = 0
 """
 

@@ -236,6 +236,10 @@ class Prepared:
     message: str
 
 
+# DateTime64(9) ends in 2262; a later timestamp cannot be stored.
+MAX_TIME_NS = 2**63 - 1
+
+
 def _valid_ids(span: Any) -> bool:
     trace_id = span.trace_id
     return (
@@ -243,6 +247,8 @@ def _valid_ids(span: Any) -> bool:
         and trace_id != b"\x00" * 16
         and len(span.span_id) == 8
         and len(span.parent_span_id) in (0, 8)
+        and span.start_time_unix_nano <= MAX_TIME_NS
+        and all(event.time_unix_nano <= MAX_TIME_NS for event in span.events)
     )
 
 
@@ -269,7 +275,7 @@ def prepare(request: ExportTraceServiceRequest, body: bytes | None = None) -> Pr
             scope_spans.spans.extend(keep)
     message = (
         f"{rejected} span(s) rejected: trace_id must be 16 bytes and not all zero, span_id 8 bytes, "
-        "parent_span_id empty or 8 bytes"
+        "parent_span_id empty or 8 bytes, and times before the year 2262"
     )
     return Prepared(request.SerializeToString(), spans, rejected, message)
 

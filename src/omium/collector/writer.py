@@ -64,25 +64,28 @@ class SpanWriter:
         max_batch_spans: spans in one insert at most.
         native_ingest: let the engine decode protobuf (embedded chdb); otherwise, and for
             batches the engine path cannot take, decode in Python.
-        native_min_spans: smaller batches are decoded in Python: the engine path has a fixed
-            cost of ~0.15 s a statement (analysing its expression), which only pays off on
-            large batches, while light traffic wants low latency.
+        native_min_spans: smaller batches, when nothing else is waiting, are decoded in Python:
+            the engine path has a fixed cost of ~0.15 s a statement (planning its expression),
+            which light traffic should not pay in latency; under load every batch takes the
+            engine path, since Python decoding would hold the GIL the server needs.
+        writers: threads writing batches concurrently, each on its own session.
     """
 
     def __init__(self, warehouse: Warehouse, spool_dir: Path, *, max_pending_spans: int = 200_000,
                  max_batch_spans: int = 100_000, native_ingest: bool = True,
-                 native_min_spans: int = 3_000) -> None:
+                 native_min_spans: int = 2_000, writers: int = 2) -> None:
         self._warehouse = warehouse
         self._spool_dir = spool_dir
         self._max_pending = max_pending_spans
         self._max_batch = max_batch_spans
         self._native = native_ingest
         self.native_min_spans = native_min_spans
+        self._writers = max(1, writers)
         self._queue: deque[_Request] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._seq = itertools.count()
         self.stats = WriterStats()
 
@@ -97,16 +100,22 @@ class SpanWriter:
         for stale in self._spool_dir.glob("batch-*.bin"):
             # Spool files of a crashed process were never acknowledged: clients re-send them.
             stale.unlink(missing_ok=True)
-        self._thread = threading.Thread(target=self._run, name="omium-span-writer", daemon=True)
-        self._thread.start()
+        for index in range(self._writers):
+            # Each writer has its own session: one statement's planning (single-threaded) overlaps
+            # another's execution, which a single writer would leave idle.
+            warehouse = self._warehouse if index == 0 else self._warehouse.clone()
+            thread = threading.Thread(target=self._run, args=(warehouse,), name=f"omium-span-writer-{index}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def retry_after(self) -> float:
         """Seconds a refused client should wait: the time to drain what is queued, at least 1."""
@@ -141,7 +150,7 @@ class SpanWriter:
             self._cond.notify()
         return request.future
 
-    def _take(self) -> list[_Request]:
+    def _take(self) -> tuple[list[_Request], bool]:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
@@ -151,46 +160,59 @@ class SpanWriter:
                 request = self._queue.popleft()
                 batch.append(request)
                 total += request.spans
-            return batch
+            return batch, not self._queue
 
-    def _run(self) -> None:
+    def _run(self, warehouse: Warehouse) -> None:
         while True:
-            batch = self._take()
+            batch, light = self._take()
             if not batch:
                 return  # stopping and drained
             spans = sum(r.spans for r in batch)
             started = time.perf_counter()
-            error: BaseException | None = None
+            errors: dict[int, BaseException] = {}
             try:
-                self._write(batch)
+                self._write(batch, warehouse, light=light)
             except Exception as exc:  # every failure must reach the waiting clients
-                logger.exception("writing a batch of %d spans failed", spans)
-                error = exc
                 self.stats.failed_batches += 1
+                if len(batch) == 1:
+                    errors[0] = exc
+                else:
+                    # One bad request must not fail the others grouped with it: write each alone.
+                    logger.warning("a batch of %d requests failed (%s); writing them one by one", len(batch), exc)
+                    for index, request in enumerate(batch):
+                        try:
+                            self._write([request], warehouse, light=True)
+                        except Exception as single:
+                            errors[index] = single
+                for error in set(map(str, errors.values())):
+                    logger.error("writing spans failed: %s", error)
             elapsed = time.perf_counter() - started
             with self._cond:
                 self._pending_spans -= spans
-            if error is None:
-                self.stats.batches += 1
-                self.stats.spans_written += spans
-                self.stats.requests_written += len(batch)
+            written = [r for i, r in enumerate(batch) if i not in errors]
+            self.stats.batches += 1
+            self.stats.spans_written += sum(r.spans for r in written)
+            self.stats.requests_written += len(written)
+            if not errors:
                 self.stats.last_batch_seconds = elapsed
                 self.stats.last_batch_spans = spans
-            for request in batch:
-                if error is None:
-                    request.future.set_result(None)
+            for index, request in enumerate(batch):
+                if index in errors:
+                    request.future.set_exception(errors[index])
                 else:
-                    request.future.set_exception(error)
+                    request.future.set_result(None)
 
-    def _write(self, batch: list[_Request]) -> None:
-        if self._native and sum(r.spans for r in batch) >= self.native_min_spans:
+    def _write(self, batch: list[_Request], warehouse: Warehouse, *, light: bool = False) -> None:
+        # Python decoding holds the GIL: worth it for latency only when nothing else waits.
+        small = light and sum(r.spans for r in batch) < self.native_min_spans
+        if self._native and not small:
             path = self._spool_dir / f"batch-{os.getpid()}-{next(self._seq)}.bin"
             try:
                 with open(path, "wb") as spool:
                     for request in batch:
                         spool.write(_VarintBytes(len(request.body)))
                         spool.write(request.body)
-                self._warehouse.command(native.INSERT_FROM_FILE, native.insert_parameters(path))
+                warehouse.command(native.INSERT_FROM_FILE, native.insert_parameters(path))
                 self.stats.native_batches += 1
                 return
             except WarehouseError as exc:
@@ -203,7 +225,7 @@ class SpanWriter:
         for request in batch:
             columns.extend(to_columns(decode_protobuf(request.body)))
         if len(columns):
-            self._warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
+            warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
         self.stats.python_batches += 1
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,9 @@ Mode = Literal["auto", "embedded", "clickhouse", "remote"]
 Parameters = Mapping[str, Any] | None
 
 READONLY_CODE = 164  # ClickHouse's READONLY error code
+# Statements that produce a result set; anything else runs as a command (which returns none).
+_RESULT_STATEMENT = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESC\b|DESCRIBE\b|EXPLAIN\b|EXISTS\b)",
+                               re.IGNORECASE)
 
 
 def _is_readonly_error(exc: BaseException) -> bool:
@@ -100,6 +104,10 @@ class Warehouse(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def clone(self) -> Warehouse:
+        """Another connection to the same warehouse and database, with sessions of its own."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
+
     def __enter__(self) -> Warehouse:
         return self
 
@@ -134,6 +142,10 @@ class ClickHouseWarehouse(Warehouse):
         for _ in range(max(1, readers)):
             self._readers.put(self._new_reader())
 
+    def clone(self) -> ClickHouseWarehouse:
+        """Another connection with its own sessions (chdb: the same engine, new handles)."""
+        return ClickHouseWarehouse(self._dsn, self.database, readers=1, **self._client_kwargs)
+
     def _new_reader(self) -> Client:
         import clickhouse_connect
 
@@ -160,7 +172,10 @@ class ClickHouseWarehouse(Warehouse):
                 with self._reader() as client:
                     return bytes(client.raw_query(sql, parameters=params, settings=settings, fmt="ArrowStream"))
             with self._write_lock:
-                return bytes(self._writer.raw_query(sql, parameters=params, fmt="ArrowStream"))
+                if _RESULT_STATEMENT.match(sql):
+                    return bytes(self._writer.raw_query(sql, parameters=params, fmt="ArrowStream"))
+                self._writer.command(sql, parameters=params)
+                return b""
         except Exception as exc:
             raise _translate(exc) from exc
 

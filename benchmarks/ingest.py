@@ -1,0 +1,201 @@
+"""Ingest benchmark: Omium's OTLP/HTTP collector into the embedded warehouse vs Arize Phoenix.
+
+One command, both systems in one run on this machine:
+
+    python benchmarks/ingest.py                 # full run (Phoenix installs into .bench/ once)
+    python benchmarks/ingest.py --quick         # smaller, for a smoke check
+
+Pre-encoded OTLP protobuf requests of 1,000 realistic agent spans each are posted by
+concurrent clients. Reported per system: sustained spans/s (until every span is stored and
+queryable), p50/p99 request latency, peak RSS of the server, and trace-by-id lookup latency
+(Omium at 1M stored spans through its SQL API, Phoenix through its REST span search at the
+size it holds). Phoenix answers before it stores; its rate counts until its database holds
+every span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import (  # noqa: E402
+    BENCH_DIR,
+    LoadResult,
+    RssSampler,
+    free_port,
+    median,
+    peer_python,
+    post_all,
+    quantile,
+    start_process,
+    wait_until,
+)
+
+from omium.collector import sample  # noqa: E402
+from omium.warehouse import queries  # noqa: E402
+from omium.warehouse.remote import RemoteWarehouse  # noqa: E402
+
+SPANS_PER_REQUEST = 1000
+
+
+def payloads(count: int, seed: int) -> list[bytes]:
+    started = time.perf_counter()
+    out = sample.requests(count, SPANS_PER_REQUEST, seed=seed)
+    print(f"  encoded {count} requests of {SPANS_PER_REQUEST} spans in {time.perf_counter() - started:.1f}s",
+          flush=True)
+    return out
+
+
+def trace_ids(bodies: list[bytes], n: int, rng: random.Random) -> list[str]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    ids: list[str] = []
+    for body in rng.sample(bodies, min(len(bodies), n)):
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = request.resource_spans[0].scope_spans[0].spans
+        ids.append(spans[len(spans) // 2].trace_id.hex())
+    return ids
+
+
+def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    port, grpc_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_process([sys.executable, "-m", "omium.cli.main", "serve"],
+                         {"OMIUM_HOME": str(work / "omium"), "OMIUM_HTTP_PORT": str(port),
+                          "OMIUM_GRPC_PORT": str(grpc_port)}, work / "omium.log")
+    try:
+        wait_until(lambda: httpx.get(f"{url}/v1/health").status_code == 200, 120, "the Omium server")
+        bodies = payloads(args.requests, seed=1)
+        post_all(f"{url}/v1/traces", bodies[:3], SPANS_PER_REQUEST, 1)  # warm-up (not counted)
+        with RssSampler(proc.pid) as rss:
+            load = post_all(f"{url}/v1/traces", bodies[3:], SPANS_PER_REQUEST, args.concurrency)
+        result = summarise("Omium", load, rss.peak)
+        # Fill to the lookup size through the same ingest path, then time trace-by-id lookups.
+        with RemoteWarehouse(url) as warehouse:
+            stored = int(warehouse.scalar("SELECT count() FROM otel_traces"))
+            seed = 100
+            while stored < args.lookup_spans:
+                batch = min(args.requests, (args.lookup_spans - stored + SPANS_PER_REQUEST - 1) // SPANS_PER_REQUEST)
+                extra = payloads(batch, seed=seed)
+                post_all(f"{url}/v1/traces", extra, SPANS_PER_REQUEST, args.concurrency)
+                stored += batch * SPANS_PER_REQUEST
+                seed += 1
+            stored = int(warehouse.scalar("SELECT count() FROM otel_traces FINAL"))
+            rng = random.Random(7)
+            ids = trace_ids(bodies, args.lookups, rng)
+            queries.trace_spans(warehouse, ids[0])  # warm-up
+            lookups = []
+            for trace_id in ids:
+                started = time.perf_counter()
+                frame = queries.trace_spans(warehouse, trace_id)
+                lookups.append(time.perf_counter() - started)
+                assert frame.height > 0
+        result |= {"lookup_spans_stored": stored, "lookup_p50_ms": median(lookups) * 1e3,
+                   "lookup_p95_ms": quantile(lookups, 0.95) * 1e3}
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def run_phoenix(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    python = peer_python("phoenix", "arize-phoenix")
+    port, grpc_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = work / "phoenix"
+    home.mkdir()
+    proc = start_process([str(python), "-m", "phoenix.server.main", "serve"],
+                         {"PHOENIX_WORKING_DIR": str(home), "PHOENIX_PORT": str(port),
+                          "PHOENIX_GRPC_PORT": str(grpc_port), "PHOENIX_HOST": "127.0.0.1"},
+                         work / "phoenix.log")
+    db = home / "phoenix.db"
+
+    def stored() -> int:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+
+    try:
+        wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, 180, "Phoenix")
+        bodies = payloads(args.phoenix_requests + 1, seed=2)
+        post_all(f"{url}/v1/traces", bodies[:1], SPANS_PER_REQUEST, 1)
+        wait_until(lambda: stored() >= SPANS_PER_REQUEST, 300, "Phoenix to store the warm-up")
+        with RssSampler(proc.pid) as rss:
+            started = time.perf_counter()
+            load = post_all(f"{url}/v1/traces", bodies[1:], SPANS_PER_REQUEST, args.concurrency)
+            total = SPANS_PER_REQUEST * len(bodies)
+            wait_until(lambda: stored() >= total, 1800, "Phoenix to store every span")
+            load.seconds = time.perf_counter() - started
+        result = summarise("Phoenix", load, rss.peak)
+        ids = trace_ids(bodies, min(args.lookups, 50), random.Random(7))
+        lookups = []
+        for trace_id in ids:
+            began = time.perf_counter()
+            response = httpx.get(f"{url}/v1/projects/default/spans/otlpv1",
+                                 params={"trace_id": trace_id, "limit": 1000}, timeout=60)
+            response.raise_for_status()
+            lookups.append(time.perf_counter() - began)
+        result |= {"lookup_spans_stored": stored(), "lookup_p50_ms": median(lookups) * 1e3,
+                   "lookup_p95_ms": quantile(lookups, 0.95) * 1e3}
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def summarise(name: str, load: LoadResult, peak_rss: int) -> dict[str, object]:
+    return {
+        "system": name,
+        "spans": load.spans,
+        "seconds": round(load.seconds, 2),
+        "spans_per_s": round(load.spans_per_second),
+        "p50_ms": round(median(load.latencies) * 1e3, 1),
+        "p99_ms": round(quantile(load.latencies, 0.99) * 1e3, 1),
+        "peak_rss_mb": round(peak_rss / 2**20),
+        "backpressure_retries": load.retries,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200, help="Omium requests of 1,000 spans")
+    parser.add_argument("--phoenix-requests", type=int, default=20, help="Phoenix requests of 1,000 spans")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--lookup-spans", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=200)
+    parser.add_argument("--skip-phoenix", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.phoenix_requests, args.lookup_spans, args.lookups = 30, 5, 30_000, 30
+    BENCH_DIR.mkdir(exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+        work = Path(tmp)
+        print("Omium (embedded warehouse, OTLP/HTTP protobuf):", flush=True)
+        results.append(run_omium(args, work))
+        if not args.skip_phoenix:
+            print("Arize Phoenix (OTLP/HTTP protobuf, SQLite):", flush=True)
+            results.append(run_phoenix(args, work))
+    keys = ["system", "spans", "seconds", "spans_per_s", "p50_ms", "p99_ms", "peak_rss_mb",
+            "backpressure_retries", "lookup_spans_stored", "lookup_p50_ms", "lookup_p95_ms"]
+    print()
+    print(" | ".join(keys))
+    for row in results:
+        print(" | ".join(f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+    if len(results) == 2:
+        ratio = float(results[0]["spans_per_s"]) / float(results[1]["spans_per_s"])  # type: ignore[arg-type]
+        print(f"\nOmium / Phoenix sustained ingest: {ratio:.1f}x")
+    (BENCH_DIR / "ingest.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
