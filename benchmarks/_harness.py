@@ -42,7 +42,7 @@ def quantile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def median(values: Sequence[float]) -> float:
@@ -95,8 +95,13 @@ class LoadResult:
         return self.spans / self.seconds
 
 
-def post_all(url: str, payloads: Sequence[bytes], spans_per_payload: int, concurrency: int,
-             headers: dict[str, str] | None = None) -> LoadResult:
+def post_all(
+    url: str,
+    payloads: Sequence[bytes],
+    spans_per_payload: int,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
     """POST every payload with ``concurrency`` clients, honouring 429/503 + Retry-After."""
     latencies: list[float] = []
     retries = 0
@@ -113,8 +118,11 @@ def post_all(url: str, payloads: Sequence[bytes], spans_per_payload: int, concur
                     return
                 while True:
                     started = time.perf_counter()
-                    response = client.post(url, content=payloads[i],
-                                           headers={"content-type": "application/x-protobuf"} | (headers or {}))
+                    response = client.post(
+                        url,
+                        content=payloads[i],
+                        headers={"content-type": "application/x-protobuf"} | (headers or {}),
+                    )
                     elapsed = time.perf_counter() - started
                     if response.status_code in (429, 503):
                         with lock:
@@ -147,5 +155,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (  # noqa: E402
+from _harness import (
     BENCH_DIR,
     LoadResult,
     RssSampler,
@@ -40,9 +40,9 @@ from _harness import (  # noqa: E402
     wait_until,
 )
 
-from omium.collector import sample  # noqa: E402
-from omium.warehouse import queries  # noqa: E402
-from omium.warehouse.remote import RemoteWarehouse  # noqa: E402
+from omium.collector import sample
+from omium.warehouse import queries
+from omium.warehouse.remote import RemoteWarehouse
 
 SPANS_PER_REQUEST = 1000
 
@@ -50,8 +50,10 @@ SPANS_PER_REQUEST = 1000
 def payloads(count: int, seed: int) -> list[bytes]:
     started = time.perf_counter()
     out = sample.requests(count, SPANS_PER_REQUEST, seed=seed)
-    print(f"  encoded {count} requests of {SPANS_PER_REQUEST} spans in {time.perf_counter() - started:.1f}s",
-          flush=True)
+    print(
+        f"  encoded {count} requests of {SPANS_PER_REQUEST} spans in {time.perf_counter() - started:.1f}s",
+        flush=True,
+    )
     return out
 
 
@@ -69,9 +71,11 @@ def trace_ids(bodies: list[bytes], n: int, rng: random.Random) -> list[str]:
 def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
     port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "omium.cli.main", "serve"],
-                         {"OMIUM_HOME": str(work / "omium"), "OMIUM_HTTP_PORT": str(port),
-                          "OMIUM_GRPC_PORT": str(grpc_port)}, work / "omium.log")
+    proc = start_process(
+        [sys.executable, "-m", "omium.cli.main", "serve"],
+        {"OMIUM_HOME": str(work / "omium"), "OMIUM_HTTP_PORT": str(port), "OMIUM_GRPC_PORT": str(grpc_port)},
+        work / "omium.log",
+    )
     try:
         wait_until(lambda: httpx.get(f"{url}/v1/health").status_code == 200, 120, "the Omium server")
         bodies = payloads(args.requests, seed=1)
@@ -84,7 +88,9 @@ def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
             stored = int(warehouse.scalar("SELECT count() FROM otel_traces"))
             seed = 100
             while stored < args.lookup_spans:
-                batch = min(args.requests, (args.lookup_spans - stored + SPANS_PER_REQUEST - 1) // SPANS_PER_REQUEST)
+                batch = min(
+                    args.requests, (args.lookup_spans - stored + SPANS_PER_REQUEST - 1) // SPANS_PER_REQUEST
+                )
                 extra = payloads(batch, seed=seed)
                 post_all(f"{url}/v1/traces", extra, SPANS_PER_REQUEST, args.concurrency)
                 stored += batch * SPANS_PER_REQUEST
@@ -99,8 +105,11 @@ def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
                 frame = queries.trace_spans(warehouse, trace_id)
                 lookups.append(time.perf_counter() - started)
                 assert frame.height > 0
-        result |= {"lookup_spans_stored": stored, "lookup_p50_ms": median(lookups) * 1e3,
-                   "lookup_p95_ms": quantile(lookups, 0.95) * 1e3}
+        result |= {
+            "lookup_spans_stored": stored,
+            "lookup_p50_ms": median(lookups) * 1e3,
+            "lookup_p95_ms": quantile(lookups, 0.95) * 1e3,
+        }
         return result
     finally:
         proc.terminate()
@@ -113,10 +122,16 @@ def run_phoenix(args: argparse.Namespace, work: Path) -> dict[str, object]:
     url = f"http://127.0.0.1:{port}"
     home = work / "phoenix"
     home.mkdir()
-    proc = start_process([str(python), "-m", "phoenix.server.main", "serve"],
-                         {"PHOENIX_WORKING_DIR": str(home), "PHOENIX_PORT": str(port),
-                          "PHOENIX_GRPC_PORT": str(grpc_port), "PHOENIX_HOST": "127.0.0.1"},
-                         work / "phoenix.log")
+    proc = start_process(
+        [str(python), "-m", "phoenix.server.main", "serve"],
+        {
+            "PHOENIX_WORKING_DIR": str(home),
+            "PHOENIX_PORT": str(port),
+            "PHOENIX_GRPC_PORT": str(grpc_port),
+            "PHOENIX_HOST": "127.0.0.1",
+        },
+        work / "phoenix.log",
+    )
     db = home / "phoenix.db"
 
     def stored() -> int:
@@ -139,12 +154,18 @@ def run_phoenix(args: argparse.Namespace, work: Path) -> dict[str, object]:
         lookups = []
         for trace_id in ids:
             began = time.perf_counter()
-            response = httpx.get(f"{url}/v1/projects/default/spans/otlpv1",
-                                 params={"trace_id": trace_id, "limit": 1000}, timeout=60)
+            response = httpx.get(
+                f"{url}/v1/projects/default/spans/otlpv1",
+                params={"trace_id": trace_id, "limit": 1000},
+                timeout=60,
+            )
             response.raise_for_status()
             lookups.append(time.perf_counter() - began)
-        result |= {"lookup_spans_stored": stored(), "lookup_p50_ms": median(lookups) * 1e3,
-                   "lookup_p95_ms": quantile(lookups, 0.95) * 1e3}
+        result |= {
+            "lookup_spans_stored": stored(),
+            "lookup_p50_ms": median(lookups) * 1e3,
+            "lookup_p95_ms": quantile(lookups, 0.95) * 1e3,
+        }
         return result
     finally:
         proc.terminate()
@@ -165,7 +186,9 @@ def summarise(name: str, load: LoadResult, peak_rss: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=200, help="Omium requests of 1,000 spans")
     parser.add_argument("--phoenix-requests", type=int, default=20, help="Phoenix requests of 1,000 spans")
     parser.add_argument("--concurrency", type=int, default=4)
@@ -185,8 +208,19 @@ def main() -> None:
         if not args.skip_phoenix:
             print("Arize Phoenix (OTLP/HTTP protobuf, SQLite):", flush=True)
             results.append(run_phoenix(args, work))
-    keys = ["system", "spans", "seconds", "spans_per_s", "p50_ms", "p99_ms", "peak_rss_mb",
-            "backpressure_retries", "lookup_spans_stored", "lookup_p50_ms", "lookup_p95_ms"]
+    keys = [
+        "system",
+        "spans",
+        "seconds",
+        "spans_per_s",
+        "p50_ms",
+        "p99_ms",
+        "peak_rss_mb",
+        "backpressure_retries",
+        "lookup_spans_stored",
+        "lookup_p50_ms",
+        "lookup_p95_ms",
+    ]
     print()
     print(" | ".join(keys))
     for row in results:

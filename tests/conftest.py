@@ -33,8 +33,13 @@ def omium_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(omium_home: Path) -> Settings:
     """Settings for an in-process server on free ports, in a database of the test's own."""
-    return Settings(home=omium_home, http_port=0, grpc_port=0, database=f"t_{uuid.uuid4().hex[:12]}",
-                    api_token="test-token")
+    return Settings(
+        home=omium_home,
+        http_port=0,
+        grpc_port=0,
+        database=f"t_{uuid.uuid4().hex[:12]}",
+        api_token="test-token",
+    )
 
 
 @pytest.fixture
@@ -68,12 +73,16 @@ class ServerProcess:
         self.home = home
         self.http_port = free_port()
         self.grpc_port = free_port()
-        self.env = os.environ | {
-            "OMIUM_HOME": str(home),
-            "OMIUM_HTTP_PORT": str(self.http_port),
-            "OMIUM_GRPC_PORT": str(self.grpc_port),
-            "OMIUM_API_TOKEN": "test-token",
-        } | env
+        self.env = (
+            os.environ
+            | {
+                "OMIUM_HOME": str(home),
+                "OMIUM_HTTP_PORT": str(self.http_port),
+                "OMIUM_GRPC_PORT": str(self.grpc_port),
+                "OMIUM_API_TOKEN": "test-token",
+            }
+            | env
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,8 +91,12 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> ServerProcess:
         with open(self.home / "server.log", "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "serve"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "omium.cli.main", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -111,8 +124,12 @@ class ServerProcess:
                 self.proc.wait(10)
 
     def sql(self, query: str, **params: object) -> list[list[object]]:
-        response = httpx.post(f"{self.url}/v1/sql", json={"query": query, "parameters": params},
-                              headers={"accept": "application/json"}, timeout=60)
+        response = httpx.post(
+            f"{self.url}/v1/sql",
+            json={"query": query, "parameters": params},
+            headers={"accept": "application/json"},
+            timeout=60,
+        )
         response.raise_for_status()
         return response.json()["rows"]  # type: ignore[no-any-return]
 

@@ -16,8 +16,14 @@ def test_defaults_follow_the_brief() -> None:
 
 
 def test_environment_is_read_and_validated() -> None:
-    settings = Settings.from_env({"OMIUM_HOME": "/srv/omium", "OMIUM_CLICKHOUSE_URL": "http://ch:8123",
-                                  "OMIUM_API_TOKEN": "s3cret", "OMIUM_HTTP_PORT": "9000"})
+    settings = Settings.from_env(
+        {
+            "OMIUM_HOME": "/srv/omium",
+            "OMIUM_CLICKHOUSE_URL": "http://ch:8123",
+            "OMIUM_API_TOKEN": "s3cret",
+            "OMIUM_HTTP_PORT": "9000",
+        }
+    )
     assert settings.home == Path("/srv/omium")
     assert not settings.embedded
     assert settings.api_token == "s3cret"

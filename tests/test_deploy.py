@@ -20,8 +20,15 @@ def _compose() -> dict[str, Any]:
 
 def test_compose_has_every_component_with_healthchecks() -> None:
     services = _compose()["services"]
-    assert set(services) == {"clickhouse", "server", "worker", "console", "dagster-webserver", "dagster-daemon",
-                             "grafana"}
+    assert set(services) == {
+        "clickhouse",
+        "server",
+        "worker",
+        "console",
+        "dagster-webserver",
+        "dagster-daemon",
+        "grafana",
+    }
     for name in ("clickhouse", "server", "console", "dagster-webserver", "grafana"):
         check = services[name]["healthcheck"]
         assert check["test"][0] == "CMD" and check["retries"] > 0, name
@@ -67,15 +74,22 @@ def test_server_command_exists_in_the_cli() -> None:
 
 
 def test_grafana_datasource_provisioning_matches_the_plugin() -> None:
-    provisioning = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text())
+    provisioning = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text()
+    )
     assert provisioning["apiVersion"] == 1
     source = provisioning["datasources"][0]
     assert source["type"] == "grafana-clickhouse-datasource"
     data = source["jsonData"]
     assert {"host", "port", "protocol", "username", "defaultDatabase"} <= set(data)
     assert data["protocol"] in ("native", "http")
-    assert data["traces"] == {"defaultDatabase": "omium", "defaultTable": "otel_traces", "otelEnabled": True,
-                              "durationUnit": "nanoseconds", "traceTimestampTableSuffix": "_trace_id_ts"}
+    assert data["traces"] == {
+        "defaultDatabase": "omium",
+        "defaultTable": "otel_traces",
+        "otelEnabled": True,
+        "durationUnit": "nanoseconds",
+        "traceTimestampTableSuffix": "_trace_id_ts",
+    }
     dashboards = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/omium.yaml").read_text())
     assert dashboards["providers"][0]["type"] == "file"
     grafana = _compose()["services"]["grafana"]

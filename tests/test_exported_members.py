@@ -28,5 +28,7 @@ def test_warehouse_names() -> None:
 
 def test_importing_omium_stays_light() -> None:
     code = "import sys, omium; print(','.join(m for m in ('chdb', 'clickhouse_connect', 'polars', 'pyarrow', 'starlette', 'grpc') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""

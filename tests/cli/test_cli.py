@@ -33,7 +33,9 @@ def test_version() -> None:
 
 
 def test_sql_formats_and_parameters(cli_env: RunningServer, warehouse: ClickHouseWarehouse) -> None:
-    warehouse.command("INSERT INTO omium_runs (run_id, workflow) VALUES ('r1', 'onboarding'), ('r2', 'billing')")
+    warehouse.command(
+        "INSERT INTO omium_runs (run_id, workflow) VALUES ('r1', 'onboarding'), ('r2', 'billing')"
+    )
     query = "SELECT run_id, workflow FROM omium_runs WHERE workflow = {w:String} ORDER BY run_id"
     result = runner.invoke(app, ["sql", query, "--param", "w=onboarding", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -59,8 +61,11 @@ def test_sql_bad_param_names_itself(cli_env: RunningServer) -> None:
 def test_status_reports_the_warehouse(cli_env: RunningServer) -> None:
     import httpx
 
-    httpx.post(f"{cli_env.url}/v1/traces", content=sample.requests(1, 30)[0],
-               headers={"content-type": "application/x-protobuf"}).raise_for_status()
+    httpx.post(
+        f"{cli_env.url}/v1/traces",
+        content=sample.requests(1, 30)[0],
+        headers={"content-type": "application/x-protobuf"},
+    ).raise_for_status()
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 0, result.output
     assert "spans stored" in result.output and "30" in result.output
@@ -75,11 +80,20 @@ def test_status_without_server_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.integration
 def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
-    env = os.environ | {"OMIUM_HOME": str(tmp_path), "OMIUM_HTTP_PORT": str(free_port()),
-                        "OMIUM_GRPC_PORT": str(free_port()), "COLUMNS": "200"}
+    env = os.environ | {
+        "OMIUM_HOME": str(tmp_path),
+        "OMIUM_HTTP_PORT": str(free_port()),
+        "OMIUM_GRPC_PORT": str(free_port()),
+        "COLUMNS": "200",
+    }
     env["OMIUM_SERVER_URL"] = f"http://127.0.0.1:{env['OMIUM_HTTP_PORT']}"
-    result = subprocess.run([sys.executable, "-m", "omium.cli.main", "demo", "--requests", "6"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "demo", "--requests", "6"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "warehouse holds 6,000 spans" in result.stdout
     assert "kyc_verification_agent" in result.stdout
@@ -88,7 +102,8 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
 
 def test_main_turns_omium_errors_into_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     env = os.environ | {"OMIUM_HTTP_PORT": "not-a-port"}
-    result = subprocess.run([sys.executable, "-m", "omium.cli.main", "serve"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "OMIUM_HTTP_PORT" in result.stderr

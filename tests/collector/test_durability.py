@@ -24,8 +24,9 @@ def _bodies(count: int, first_seed: int) -> dict[int, bytes]:
 
 def _post(url: str, body: bytes) -> int:
     try:
-        return httpx.post(f"{url}/v1/traces", content=body, timeout=30,
-                          headers={"content-type": "application/x-protobuf"}).status_code
+        return httpx.post(
+            f"{url}/v1/traces", content=body, timeout=30, headers={"content-type": "application/x-protobuf"}
+        ).status_code
     except httpx.HTTPError:
         return 0
 
@@ -49,7 +50,7 @@ def test_kill_9_loses_nothing_acknowledged(server_process: ServerProcess) -> Non
         lock = threading.Lock()
         stop = threading.Event()
 
-        def sender(queue: list[int]) -> None:
+        def sender(queue: list[int], stop: threading.Event = stop, lock: threading.Lock = lock) -> None:
             for seed in queue:
                 if stop.is_set():
                     return
@@ -58,8 +59,10 @@ def test_kill_9_loses_nothing_acknowledged(server_process: ServerProcess) -> Non
                         acked.add(seed)
 
         half = len(pending) // 2
-        threads = [threading.Thread(target=sender, args=(pending[:half],)),
-                   threading.Thread(target=sender, args=(pending[half:],))]
+        threads = [
+            threading.Thread(target=sender, args=(pending[:half],)),
+            threading.Thread(target=sender, args=(pending[half:],)),
+        ]
         for t in threads:
             t.start()
         time.sleep(rng.uniform(0.5, 2.0))
@@ -70,7 +73,9 @@ def test_kill_9_loses_nothing_acknowledged(server_process: ServerProcess) -> Non
         server_process.start()
         counts = _per_seed(server_process)
         for seed in acked:
-            assert counts.get(seed, (0, 0))[0] == SPANS, f"acknowledged request {seed} lost spans after kill -9"
+            assert counts.get(seed, (0, 0))[0] == SPANS, (
+                f"acknowledged request {seed} lost spans after kill -9"
+            )
         pending = [seed for seed in bodies if seed not in acked]
         interrupted.append(len(pending))
     assert acked, "no request was acknowledged before the kills"
@@ -102,8 +107,11 @@ def test_overload_answers_503_with_retry_after_and_bounded_memory(tmp_path) -> N
                 while time.monotonic() < deadline:
                     seed, body = bodies[index % len(bodies)]
                     index += 1
-                    response = client.post(f"{server.url}/v1/traces", content=body,
-                                           headers={"content-type": "application/x-protobuf"})
+                    response = client.post(
+                        f"{server.url}/v1/traces",
+                        content=body,
+                        headers={"content-type": "application/x-protobuf"},
+                    )
                     with lock:
                         results.append((seed, response.status_code, response.headers.get("retry-after")))
 

@@ -37,29 +37,40 @@ def _count(warehouse: ClickHouseWarehouse) -> int:
 
 def test_json_with_hex_ids_round_trips(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
     body = {
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
-            "scopeSpans": [{
-                "scope": {"name": "manual", "version": "1"},
-                "spans": [{
-                    "traceId": "5b8efff798038103d269b633813fc60c",
-                    "spanId": "eee19b7ec3c1b174",
-                    "parentSpanId": "eee19b7ec3c1b173",
-                    "name": "invoke_agent kyc",
-                    "kind": 3,
-                    "startTimeUnixNano": "1544712660000000000",
-                    "endTimeUnixNano": "1544712661000000000",
-                    "attributes": [
-                        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "42"}},
-                        {"key": "ok", "value": {"boolValue": True}},
-                    ],
-                    "events": [{"timeUnixNano": "1544712660500000000", "name": "checkpoint"}],
-                    "links": [{"traceId": "5b8efff798038103d269b633813fc60d", "spanId": "eee19b7ec3c1b175"}],
-                    "status": {"code": 2, "message": "boom"},
-                    "someFutureField": {"ignored": True},
-                }],
-            }],
-        }]
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "manual", "version": "1"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "parentSpanId": "eee19b7ec3c1b173",
+                                "name": "invoke_agent kyc",
+                                "kind": 3,
+                                "startTimeUnixNano": "1544712660000000000",
+                                "endTimeUnixNano": "1544712661000000000",
+                                "attributes": [
+                                    {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "42"}},
+                                    {"key": "ok", "value": {"boolValue": True}},
+                                ],
+                                "events": [{"timeUnixNano": "1544712660500000000", "name": "checkpoint"}],
+                                "links": [
+                                    {
+                                        "traceId": "5b8efff798038103d269b633813fc60d",
+                                        "spanId": "eee19b7ec3c1b175",
+                                    }
+                                ],
+                                "status": {"code": 2, "message": "boom"},
+                                "someFutureField": {"ignored": True},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
     }
     response = httpx.post(f"{server.url}/v1/traces", json=body, timeout=30)
     assert response.status_code == 200
@@ -67,7 +78,8 @@ def test_json_with_hex_ids_round_trips(server: RunningServer, warehouse: ClickHo
     assert response.json() == {}
     row = warehouse.query_rows(
         "SELECT TraceId, SpanId, ParentSpanId, SpanKind, StatusCode, StatusMessage, SpanAttributes, Duration, "
-        "toUnixTimestamp64Nano(Timestamp) AS ns, Links.TraceId AS lt, Events.Name AS en FROM otel_traces")[0]
+        "toUnixTimestamp64Nano(Timestamp) AS ns, Links.TraceId AS lt, Events.Name AS en FROM otel_traces"
+    )[0]
     assert row["TraceId"] == "5b8efff798038103d269b633813fc60c"
     assert row["SpanId"] == "eee19b7ec3c1b174"
     assert row["ParentSpanId"] == "eee19b7ec3c1b173"
@@ -108,11 +120,19 @@ def test_malformed_protobuf_is_400_with_status(server: RunningServer, body: byte
     assert status.code == 3 and "protobuf" in status.message
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", json.dumps(
-    {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).encode(),
-    json.dumps({"resourceSpans": "nope"}).encode()])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2]",
+        json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).encode(),
+        json.dumps({"resourceSpans": "nope"}).encode(),
+    ],
+)
 def test_malformed_json_is_400(server: RunningServer, body: bytes) -> None:
-    response = httpx.post(f"{server.url}/v1/traces", content=body, headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/v1/traces", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["code"] == 3 and response.json()["message"]
 
@@ -155,18 +175,26 @@ def _deep_value() -> AnyValue:
     return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="nested", value=inner)]))
 
 
-def test_deeply_nested_values_take_the_python_path(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+def test_deeply_nested_values_take_the_python_path(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
     server.state.writer.native_min_spans = 0
     request = _one_request(30, seed=9)
-    request.resource_spans[0].scope_spans[0].spans[4].attributes.append(KeyValue(key="deep", value=_deep_value()))
+    request.resource_spans[0].scope_spans[0].spans[4].attributes.append(
+        KeyValue(key="deep", value=_deep_value())
+    )
     assert _post(server, request.SerializeToString()).status_code == 200
     assert server.state.writer.stats.fallback_batches == 1
     assert _count(warehouse) == 30
-    stored = warehouse.scalar("SELECT SpanAttributes['deep'] FROM otel_traces WHERE mapContains(SpanAttributes, 'deep')")
+    stored = warehouse.scalar(
+        "SELECT SpanAttributes['deep'] FROM otel_traces WHERE mapContains(SpanAttributes, 'deep')"
+    )
     assert json.loads(stored) == {"nested": ["a", 2]}
 
 
-def test_times_past_2262_are_rejected_not_fatal(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+def test_times_past_2262_are_rejected_not_fatal(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
     request = _one_request(10, seed=13)
     spans = request.resource_spans[0].scope_spans[0].spans
     spans[0].start_time_unix_nano = 2**64 - 1

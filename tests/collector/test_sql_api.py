@@ -31,34 +31,47 @@ def test_json_on_request(server: RunningServer) -> None:
     assert response.json() == {"columns": ["a", "b"], "rows": [[1, "x"]]}
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO omium_runs (run_id) VALUES ('x')",
-    "DROP TABLE otel_traces",
-    "ALTER TABLE omium_runs DELETE WHERE 1",
-    "SELECT * FROM file('/etc/passwd', 'LineAsString')",
-    "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
-])
-def test_writes_through_the_read_only_door_are_403(server: RunningServer, warehouse: ClickHouseWarehouse,
-                                                   statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO omium_runs (run_id) VALUES ('x')",
+        "DROP TABLE otel_traces",
+        "ALTER TABLE omium_runs DELETE WHERE 1",
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+        "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
+    ],
+)
+def test_writes_through_the_read_only_door_are_403(
+    server: RunningServer, warehouse: ClickHouseWarehouse, statement: str
+) -> None:
     response = _sql(server, {"query": statement}, **TOKEN)  # even with the token: readonly is the default
     assert response.status_code == 403
     assert "read-only" in response.json()["error"]
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
-    assert warehouse.scalar("SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'otel_traces'",
-                            {"d": warehouse.database}) == 1
+    assert (
+        warehouse.scalar(
+            "SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'otel_traces'",
+            {"d": warehouse.database},
+        )
+        == 1
+    )
 
 
 def test_writes_need_the_token(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
-    write = {"query": "INSERT INTO omium_runs (run_id) VALUES ({r:String})", "parameters": {"r": "w"},
-             "readonly": False}
+    write = {
+        "query": "INSERT INTO omium_runs (run_id) VALUES ({r:String})",
+        "parameters": {"r": "w"},
+        "readonly": False,
+    }
     assert _sql(server, write).status_code == 401
     assert _sql(server, write, authorization="Bearer wrong").status_code == 401
     assert _sql(server, write, **TOKEN).status_code == 200
     assert warehouse.scalar("SELECT count() FROM omium_runs WHERE run_id = 'w'") == 1
 
 
-def test_writes_are_refused_when_the_server_has_no_token(settings: Settings,
-                                                         warehouse: ClickHouseWarehouse) -> None:
+def test_writes_are_refused_when_the_server_has_no_token(
+    settings: Settings, warehouse: ClickHouseWarehouse
+) -> None:
     with serving(settings.with_(api_token=None), warehouse) as running:
         response = _sql(running, {"query": "INSERT INTO omium_runs (run_id) VALUES ('x')", "readonly": False})
         assert response.status_code == 403
@@ -68,26 +81,46 @@ def test_writes_are_refused_when_the_server_has_no_token(settings: Settings,
 def test_injection_through_parameters_is_inert(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
     warehouse.command("INSERT INTO omium_runs (run_id) VALUES ('a'), ('b')")
     hostile = "a' OR '1'='1"
-    response = _sql(server, {"query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
-                             "parameters": {"r": hostile}}, accept="application/json")
+    response = _sql(
+        server,
+        {
+            "query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
+            "parameters": {"r": hostile},
+        },
+        accept="application/json",
+    )
     assert response.json()["rows"] == [[0]]
-    response = _sql(server, {"query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
-                             "parameters": {"r": "a'; DROP TABLE omium_runs; --"}}, accept="application/json")
+    response = _sql(
+        server,
+        {
+            "query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
+            "parameters": {"r": "a'; DROP TABLE omium_runs; --"},
+        },
+        accept="application/json",
+    )
     assert response.json()["rows"] == [[0]]
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 2
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    (b"not json", 400), (b'{"q": 1}', 400), (b'{"query": "SELEC 1"}', 400),
-    (b'{"query": "SELECT 1", "parameters": [1]}', 400), (b'{"query": "SELECT * FROM missing"}', 400),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"not json", 400),
+        (b'{"q": 1}', 400),
+        (b'{"query": "SELEC 1"}', 400),
+        (b'{"query": "SELECT 1", "parameters": [1]}', 400),
+        (b'{"query": "SELECT * FROM missing"}', 400),
+    ],
+)
 def test_bad_requests_are_400(server: RunningServer, body: bytes, status: int) -> None:
     response = httpx.post(f"{server.url}/v1/sql", content=body, timeout=10)
     assert response.status_code == status
     assert response.json()["error"]
 
 
-def test_non_loopback_server_needs_the_token_to_read(settings: Settings, warehouse: ClickHouseWarehouse) -> None:
+def test_non_loopback_server_needs_the_token_to_read(
+    settings: Settings, warehouse: ClickHouseWarehouse
+) -> None:
     # Bound to loopback for the test, but configured as if exposed: the read path must ask for the token.
     exposed = settings.with_(host="127.0.0.1")
     with serving(exposed, warehouse) as running:
@@ -109,11 +142,21 @@ def _exercise_remote(remote: RemoteWarehouse, stranger: RemoteWarehouse) -> None
 
 def test_remote_warehouse(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
     assert server_answers(server.url)
-    with RemoteWarehouse(server.url, token="test-token") as remote, \
-            RemoteWarehouse(server.url, token="nope") as stranger:
+    with (
+        RemoteWarehouse(server.url, token="test-token") as remote,
+        RemoteWarehouse(server.url, token="nope") as stranger,
+    ):
         _exercise_remote(remote, stranger)  # type: ignore[arg-type]
-    assert httpx.post(f"{server.url}/v1/insert", params={"table": "omium_runs; DROP"}, content=b"",
-                      headers=TOKEN).status_code == 400
-    assert httpx.post(f"{server.url}/v1/insert", params={"table": "nope"}, content=b"",
-                      headers=TOKEN).status_code == 404
+    assert (
+        httpx.post(
+            f"{server.url}/v1/insert", params={"table": "omium_runs; DROP"}, content=b"", headers=TOKEN
+        ).status_code
+        == 400
+    )
+    assert (
+        httpx.post(
+            f"{server.url}/v1/insert", params={"table": "nope"}, content=b"", headers=TOKEN
+        ).status_code
+        == 404
+    )
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 3

@@ -6,11 +6,15 @@ from omium.warehouse import ClickHouseWarehouse, connect
 
 
 def test_query_and_insert_round_trip(warehouse: ClickHouseWarehouse) -> None:
-    warehouse.insert("omium_events", [["e1", "e2"], ["r1", "r1"], ["detected", "resumed"], ["a", "b"], ["x", "y"],
-                                      [{"k": "v"}, {}]],
-                     ["event_id", "run_id", "kind", "actor", "reason", "attributes"])
-    frame = warehouse.query_df("SELECT event_id, kind, attributes FROM omium_events WHERE run_id = {r:String} "
-                               "ORDER BY event_id", {"r": "r1"})
+    warehouse.insert(
+        "omium_events",
+        [["e1", "e2"], ["r1", "r1"], ["detected", "resumed"], ["a", "b"], ["x", "y"], [{"k": "v"}, {}]],
+        ["event_id", "run_id", "kind", "actor", "reason", "attributes"],
+    )
+    frame = warehouse.query_df(
+        "SELECT event_id, kind, attributes FROM omium_events WHERE run_id = {r:String} ORDER BY event_id",
+        {"r": "r1"},
+    )
     assert frame["event_id"].to_list() == ["e1", "e2"]
     assert frame["kind"].to_list() == ["detected", "resumed"]
 
@@ -24,8 +28,13 @@ def test_reads_cannot_write_read_files_or_change_settings(warehouse: ClickHouseW
     ):
         with pytest.raises(ReadOnlyError):
             warehouse.query_arrow(statement)
-    assert warehouse.scalar("SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'otel_traces'",
-                            {"d": warehouse.database}) == 1
+    assert (
+        warehouse.scalar(
+            "SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'otel_traces'",
+            {"d": warehouse.database},
+        )
+        == 1
+    )
     # The writer is unaffected by the read-only sessions.
     warehouse.command("INSERT INTO omium_runs (run_id) VALUES ({r:String})", {"r": "ok"})
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 1
@@ -41,7 +50,7 @@ def test_parameters_are_bound_server_side(warehouse: ClickHouseWarehouse) -> Non
 
 
 def test_bad_sql_is_a_warehouse_error(warehouse: ClickHouseWarehouse) -> None:
-    with pytest.raises(WarehouseError, match="UNKNOWN_TABLE|Unknown table"):
+    with pytest.raises(WarehouseError, match=r"UNKNOWN_TABLE|Unknown table"):
         warehouse.query_arrow("SELECT * FROM no_such_table")
 
 

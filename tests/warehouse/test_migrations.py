@@ -33,7 +33,9 @@ EXPORTER_COLUMNS = {
 
 def test_fresh_database_is_at_latest_version(warehouse: ClickHouseWarehouse) -> None:
     assert current_version(warehouse) == LATEST_VERSION
-    versions = [r["version"] for r in warehouse.query_rows("SELECT version FROM omium_migrations FINAL ORDER BY 1")]
+    versions = [
+        r["version"] for r in warehouse.query_rows("SELECT version FROM omium_migrations FINAL ORDER BY 1")
+    ]
     assert versions == list(range(1, LATEST_VERSION + 1))
 
 
@@ -56,16 +58,31 @@ def test_trace_id_lookup_table_is_fed_by_its_view(warehouse: ClickHouseWarehouse
         "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ServiceName) VALUES "
         "('2026-01-01 10:00:00', 'aa', '01', 's'), ('2026-01-01 10:00:05', 'aa', '02', 's')"
     )
-    row = warehouse.query_rows("SELECT TraceId, toSecond(min(Start)) AS s, toSecond(max(End)) AS e "
-                               "FROM otel_traces_trace_id_ts GROUP BY TraceId")
+    row = warehouse.query_rows(
+        "SELECT TraceId, toSecond(min(Start)) AS s, toSecond(max(End)) AS e "
+        "FROM otel_traces_trace_id_ts GROUP BY TraceId"
+    )
     assert [(r["TraceId"], r["s"], r["e"]) for r in row] == [("aa", 0, 5)]
 
 
 def test_runtime_tables_exist(warehouse: ClickHouseWarehouse) -> None:
-    names = {r["name"] for r in warehouse.query_rows(
-        "SELECT name FROM system.tables WHERE database = {db:String}", {"db": warehouse.database})}
-    for table in ("omium_runs", "omium_checkpoints", "omium_state_blobs", "omium_steps", "omium_handoffs",
-                  "omium_shared_state", "omium_events", "omium_commands", "omium_reviews"):
+    names = {
+        r["name"]
+        for r in warehouse.query_rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": warehouse.database}
+        )
+    }
+    for table in (
+        "omium_runs",
+        "omium_checkpoints",
+        "omium_state_blobs",
+        "omium_steps",
+        "omium_handoffs",
+        "omium_shared_state",
+        "omium_events",
+        "omium_commands",
+        "omium_reviews",
+    ):
         assert table in names
 
 

@@ -33,8 +33,7 @@ def _server(settings: Settings, console: Console) -> Iterator[str]:
         # The default ports are taken by something else: take free ones.
         context = serving(settings.with_(http_port=0, grpc_port=0))
         running = context.__enter__()
-    console.print(f"started an embedded Omium server at {running.url} "
-                  f"(warehouse {settings.warehouse_path})")
+    console.print(f"started an embedded Omium server at {running.url} (warehouse {settings.warehouse_path})")
     try:
         yield running.url
     finally:
@@ -56,14 +55,21 @@ def demo(
     with _server(settings, console) as url:
         payloads = sample.requests(requests, spans_per_request, seed=int(time.time()))
         started = time.perf_counter()
-        with httpx.Client(timeout=60) as client, Progress(
-            TextColumn("exporting spans"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with (
+            httpx.Client(timeout=60) as client,
+            Progress(
+                TextColumn("exporting spans"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress,
+        ):
             task = progress.add_task("export", total=requests * spans_per_request)
             for body in payloads:
-                response = client.post(f"{url}/v1/traces", content=body,
-                                       headers={"content-type": "application/x-protobuf"})
+                response = client.post(
+                    f"{url}/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
+                )
                 if response.status_code != 200:
                     console.print(f"[red]export failed: {response.status_code} {response.text[:200]}[/red]")
                     raise typer.Exit(1)
@@ -72,17 +78,27 @@ def demo(
         with RemoteWarehouse(url, token=settings.api_token) as warehouse:
             totals = queries.span_totals(warehouse).row(0, named=True)
             agents = queries.agent_summary(warehouse)
-        console.print(f"sent {requests * spans_per_request:,} spans in {elapsed:.1f}s "
-                      f"({requests * spans_per_request / elapsed:,.0f} spans/s, each acknowledged once durable)")
-        console.print(f"warehouse holds {totals['spans']:,} spans in {totals['traces']:,} traces, "
-                      f"{totals['errors']:,} with errors")
+        console.print(
+            f"sent {requests * spans_per_request:,} spans in {elapsed:.1f}s "
+            f"({requests * spans_per_request / elapsed:,.0f} spans/s, each acknowledged once durable)"
+        )
+        console.print(
+            f"warehouse holds {totals['spans']:,} spans in {totals['traces']:,} traces, "
+            f"{totals['errors']:,} with errors"
+        )
         table = Table("agent", "spans", "error rate", "p50 ms", "p99 ms", "input tokens", title="Agents")
         for row in agents.iter_rows(named=True):
-            table.add_row(row["agent"], f"{row['spans']:,}", f"{row['error_rate']:.2%}",
-                          f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}", f"{row['input_tokens']:,}")
+            table.add_row(
+                row["agent"],
+                f"{row['spans']:,}",
+                f"{row['error_rate']:.2%}",
+                f"{row['p50_ms']:.0f}",
+                f"{row['p99_ms']:.0f}",
+                f"{row['input_tokens']:,}",
+            )
         console.print(table)
-        console.print(f'query it: [bold]omium sql "SELECT SpanName, count() FROM otel_traces GROUP BY 1"[/bold]'
-                      f" (server {url})")
+        hint = 'omium sql "SELECT SpanName, count() FROM otel_traces FINAL GROUP BY 1"'
+        console.print(f"query it: [bold]{hint}[/bold] (server {url})")
         if serve:
             console.print("serving; Ctrl-C stops")
             with contextlib.suppress(KeyboardInterrupt):

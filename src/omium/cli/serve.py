@@ -24,7 +24,9 @@ def serve(
     if grpc_port is not None:
         changes["grpc_port"] = grpc_port
     settings = settings.with_(**changes)
-    typer.echo(f"Omium server: http://{settings.host}:{settings.http_port} (OTLP/HTTP, API), "
-               f"OTLP/gRPC on {settings.grpc_port}, warehouse "
-               f"{'embedded at ' + str(settings.warehouse_path) if settings.embedded else settings.clickhouse_url}")
+    typer.echo(
+        f"Omium server: http://{settings.host}:{settings.http_port} (OTLP/HTTP, API), "
+        f"OTLP/gRPC on {settings.grpc_port}, warehouse "
+        f"{'embedded at ' + str(settings.warehouse_path) if settings.embedded else settings.clickhouse_url}"
+    )
     start(settings, in_thread=False)

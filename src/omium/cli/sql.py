@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
@@ -12,7 +12,7 @@ from omium.config import Settings
 from omium.errors import ConfigError
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of ``omium sql``."""
 
     table = "table"
@@ -33,7 +33,7 @@ def _parse_params(values: list[str]) -> dict[str, str]:
 def sql(
     query: str = typer.Argument(..., help="ClickHouse SQL; bind values as {name:Type} and pass --param."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
-    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE, bound server-side."),  # noqa: B006
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE, bound server-side."),
     write: bool = typer.Option(False, "--write", help="Run as a write (needs OMIUM_API_TOKEN via a server)."),
 ) -> None:
     """Run one SQL statement and print the result."""

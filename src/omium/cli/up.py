@@ -30,12 +30,30 @@ def children(settings: Settings) -> list[Child]:
     python = sys.executable
     out = [Child("server", [python, "-m", "omium.cli.main", "serve"], settings.server_url)]
     if importlib.util.find_spec("streamlit") and _has("omium.dashboards.console.streamlit_app"):
-        out.append(Child("console", [python, "-m", "omium.cli.main", "console"],
-                         f"http://127.0.0.1:{settings.console_port}"))
+        out.append(
+            Child(
+                "console",
+                [python, "-m", "omium.cli.main", "console"],
+                f"http://127.0.0.1:{settings.console_port}",
+            )
+        )
     if importlib.util.find_spec("dagster") and _has("omium.pipelines.definitions"):
-        out.append(Child("dagster", [python, "-m", "dagster", "dev", "-m", "omium.pipelines.definitions",
-                                     "-p", str(settings.dagster_port)],
-                         f"http://127.0.0.1:{settings.dagster_port}"))
+        out.append(
+            Child(
+                "dagster",
+                [
+                    python,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-m",
+                    "omium.pipelines.definitions",
+                    "-p",
+                    str(settings.dagster_port),
+                ],
+                f"http://127.0.0.1:{settings.dagster_port}",
+            )
+        )
     if _has("omium.worker"):
         out.append(Child("worker", [python, "-m", "omium.cli.main", "worker"], "-"))
     return out

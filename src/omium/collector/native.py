@@ -58,7 +58,8 @@ def _json_scalar(v: str) -> str:
 
 
 def _any(v: str) -> str:
-    array = f"concat('[', arrayStringConcat(arrayMap(x -> {_json_scalar('x')}, {v}.array_value.values), ','), ']')"
+    items = f"arrayMap(x -> {_json_scalar('x')}, {v}.array_value.values)"
+    array = f"concat('[', arrayStringConcat({items}, ','), ']')"
     kvlist = (
         "concat('{', arrayStringConcat(arrayMap(kv -> concat(toJSONString(kv.key), ':', "
         f"{_json_scalar('kv.value')}), {v}.kvlist_value.values), ','), '}}')"
@@ -86,6 +87,7 @@ def _deep(expr: str) -> str:
 
 _SPAN_ATTRS = _attributes("s.attributes")
 
+# Built once from the constants above; every value is a bound parameter.
 INSERT_FROM_FILE = f"""
 INSERT INTO otel_traces ({", ".join(f"`{c}`" for c in OTEL_TRACES_COLUMNS)})
 SELECT
@@ -100,7 +102,8 @@ SELECT
     lower(hex(s.parent_span_id)),
     s.trace_state,
     s.name,
-    ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer'][least(greatest(s.kind, 0), 5) + 1],
+    ['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer']
+        [least(greatest(s.kind, 0), 5) + 1],
     res['service.name'],
     res,
     ss.scope.name,

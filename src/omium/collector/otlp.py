@@ -53,7 +53,7 @@ def _any_value_str(value: Any) -> str:
     """Stringify an OTLP AnyValue as the contrib exporter's ``Value.AsString()`` does."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        return value.string_value  # type: ignore[no-any-return]
+        return str(value.string_value)
     if kind == "int_value":
         return str(value.int_value)
     if kind == "bool_value":
@@ -158,9 +158,30 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
 def to_columns(request: ExportTraceServiceRequest) -> SpanColumns:
     """Flatten a request into ``otel_traces`` columns; invalid spans are counted as rejected."""
     out = SpanColumns()
-    (c_ts, c_trace, c_span, c_parent, c_state, c_name, c_kind, c_service, c_res, c_scope, c_scope_v,
-     c_attrs, c_dur, c_status, c_status_msg, c_ev_ts, c_ev_name, c_ev_attrs, c_ln_trace, c_ln_span,
-     c_ln_state, c_ln_attrs) = out.columns
+    (
+        c_ts,
+        c_trace,
+        c_span,
+        c_parent,
+        c_state,
+        c_name,
+        c_kind,
+        c_service,
+        c_res,
+        c_scope,
+        c_scope_v,
+        c_attrs,
+        c_dur,
+        c_status,
+        c_status_msg,
+        c_ev_ts,
+        c_ev_name,
+        c_ev_attrs,
+        c_ln_trace,
+        c_ln_span,
+        c_ln_state,
+        c_ln_attrs,
+    ) = out.columns
     kinds = SPAN_KIND_NAMES
     statuses = STATUS_CODE_NAMES
     for resource_spans in request.resource_spans:
@@ -173,7 +194,12 @@ def to_columns(request: ExportTraceServiceRequest) -> SpanColumns:
                 trace_id = span.trace_id
                 span_id = span.span_id
                 parent = span.parent_span_id
-                if len(trace_id) != 16 or len(span_id) != 8 or len(parent) not in (0, 8) or trace_id == bytes(16):
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or len(parent) not in (0, 8)
+                    or trace_id == bytes(16)
+                ):
                     out.rejected += 1
                     if len(out.reject_reasons) < 5:
                         out.reject_reasons.append(

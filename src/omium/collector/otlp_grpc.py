@@ -42,7 +42,7 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, writer: SpanWriter) -> None:
         self._writer = writer
 
-    def Export(  # noqa: N802 - the generated servicer's name
+    def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         """Store one export request; answer once its spans are durable."""

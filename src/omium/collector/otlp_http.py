@@ -30,8 +30,9 @@ class BodyTooLarge(Exception):
     """The (decompressed) body passed the server's cap."""
 
 
-def _status_response(kind: str, http_status: int, code: int, message: str,
-                     headers: dict[str, str] | None = None) -> Response:
+def _status_response(
+    kind: str, http_status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     status = status_pb2.Status(code=code, message=message)
     if kind == JSON:
         body = json.dumps({"code": code, "message": message}).encode()
@@ -93,7 +94,8 @@ async def export_traces(request: Request) -> Response:
     if content_type not in (PROTOBUF, JSON):
         return Response(
             f"unsupported Content-Type {content_type!r}; OTLP/HTTP takes {PROTOBUF} or {JSON}\n",
-            status_code=415, media_type="text/plain",
+            status_code=415,
+            media_type="text/plain",
         )
     try:
         body = await _read_body(request, state.settings.max_body_bytes)
@@ -103,18 +105,32 @@ async def export_traces(request: Request) -> Response:
         else:
             prepared = prepare(decode_json(body))
     except BodyTooLarge:
-        return _status_response(content_type, 413, code_pb2.INVALID_ARGUMENT,
-                                f"body larger than {state.settings.max_body_bytes} bytes (decompressed)")
+        return _status_response(
+            content_type,
+            413,
+            code_pb2.INVALID_ARGUMENT,
+            f"body larger than {state.settings.max_body_bytes} bytes (decompressed)",
+        )
     except DecodeError as exc:
         return _status_response(content_type, 400, code_pb2.INVALID_ARGUMENT, str(exc))
     try:
         future = state.writer.submit(prepared.body, prepared.spans)
     except OverloadedError as exc:
-        return _status_response(content_type, 503, code_pb2.UNAVAILABLE, str(exc),
-                                headers={"Retry-After": str(int(exc.retry_after + 0.999))})
+        return _status_response(
+            content_type,
+            503,
+            code_pb2.UNAVAILABLE,
+            str(exc),
+            headers={"Retry-After": str(int(exc.retry_after + 0.999))},
+        )
     try:
         await asyncio.wrap_future(future)
     except Exception as exc:
-        return _status_response(content_type, 503, code_pb2.UNAVAILABLE,
-                                f"spans were not stored, retry: {exc}", headers={"Retry-After": "2"})
+        return _status_response(
+            content_type,
+            503,
+            code_pb2.UNAVAILABLE,
+            f"spans were not stored, retry: {exc}",
+            headers={"Retry-After": "2"},
+        )
     return _success(content_type, prepared.rejected, prepared.message)

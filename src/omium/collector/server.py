@@ -30,7 +30,9 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
         warehouse = connect(settings, mode="embedded" if settings.embedded else "clickhouse")
     if settings.fsync:
         # Survive power loss as well as process death: fsync each part and its directory.
-        warehouse.command("ALTER TABLE otel_traces MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1")
+        warehouse.command(
+            "ALTER TABLE otel_traces MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1"
+        )
     writer = SpanWriter(
         warehouse,
         settings.home / "spool",
@@ -100,16 +102,17 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
     server = uvicorn.Server(config)
     running = RunningServer(state, http_port, grpc_port, server, None, grpc_server)
     if in_thread:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                  name="omium-http")
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="omium-http"
+        )
         thread.start()
         running._thread = thread
         while not server.started and thread.is_alive():
             thread.join(0.01)
     else:
-        logger.info("Omium server on http://%s:%d (OTLP/HTTP, API), gRPC on %d",
-                    settings.host, http_port, grpc_port)
+        logger.info(
+            "Omium server on http://%s:%d (OTLP/HTTP, API), gRPC on %d", settings.host, http_port, grpc_port
+        )
         try:
             server.run(sockets=[sock])
         finally:

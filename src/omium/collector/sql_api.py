@@ -29,8 +29,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _write_denied(state: ServerState) -> JSONResponse:
     if not state.settings.api_token:
-        return _error(403, "writes through the SQL API need OMIUM_API_TOKEN set on the server "
-                           "and sent as 'Authorization: Bearer <token>'")
+        return _error(
+            403,
+            "writes through the SQL API need OMIUM_API_TOKEN set on the server "
+            "and sent as 'Authorization: Bearer <token>'",
+        )
     return _error(401, "writes need the server's API token ('Authorization: Bearer <token>')")
 
 
@@ -57,8 +60,10 @@ async def sql(request: Request) -> Response:
     try:
         data = await _run_in_thread(state, payload["query"], parameters, readonly)
     except ReadOnlyError as exc:
-        return _error(403, f"refused: this door is read-only ({exc}). Send the write token and "
-                           '"readonly": false to write.')
+        return _error(
+            403,
+            f'refused: this door is read-only ({exc}). Send the write token and "readonly": false to write.',
+        )
     except WarehouseError as exc:
         return _error(400, str(exc))
     if "application/json" in request.headers.get("accept", ""):

@@ -71,9 +71,17 @@ class SpanWriter:
         writers: threads writing batches concurrently, each on its own session.
     """
 
-    def __init__(self, warehouse: Warehouse, spool_dir: Path, *, max_pending_spans: int = 200_000,
-                 max_batch_spans: int = 100_000, native_ingest: bool = True,
-                 native_min_spans: int = 2_000, writers: int = 2) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        spool_dir: Path,
+        *,
+        max_pending_spans: int = 200_000,
+        max_batch_spans: int = 100_000,
+        native_ingest: bool = True,
+        native_min_spans: int = 2_000,
+        writers: int = 2,
+    ) -> None:
         self._warehouse = warehouse
         self._spool_dir = spool_dir
         self._max_pending = max_pending_spans
@@ -104,8 +112,9 @@ class SpanWriter:
             # Each writer has its own session: one statement's planning (single-threaded) overlaps
             # another's execution, which a single writer would leave idle.
             warehouse = self._warehouse if index == 0 else self._warehouse.clone()
-            thread = threading.Thread(target=self._run, args=(warehouse,), name=f"omium-span-writer-{index}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(warehouse,), name=f"omium-span-writer-{index}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -119,7 +128,11 @@ class SpanWriter:
 
     def retry_after(self) -> float:
         """Seconds a refused client should wait: the time to drain what is queued, at least 1."""
-        rate = self.stats.last_batch_spans / self.stats.last_batch_seconds if self.stats.last_batch_seconds else 0
+        rate = (
+            self.stats.last_batch_spans / self.stats.last_batch_seconds
+            if self.stats.last_batch_seconds
+            else 0
+        )
         if rate <= 0:
             return 1.0
         return max(1.0, min(30.0, round(self._pending_spans / rate, 1)))
@@ -178,7 +191,9 @@ class SpanWriter:
                     errors[0] = exc
                 else:
                     # One bad request must not fail the others grouped with it: write each alone.
-                    logger.warning("a batch of %d requests failed (%s); writing them one by one", len(batch), exc)
+                    logger.warning(
+                        "a batch of %d requests failed (%s); writing them one by one", len(batch), exc
+                    )
                     for index, request in enumerate(batch):
                         try:
                             self._write([request], warehouse, light=True)

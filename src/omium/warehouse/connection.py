@@ -38,8 +38,9 @@ Parameters = Mapping[str, Any] | None
 
 READONLY_CODE = 164  # ClickHouse's READONLY error code
 # Statements that produce a result set; anything else runs as a command (which returns none).
-_RESULT_STATEMENT = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESC\b|DESCRIBE\b|EXPLAIN\b|EXISTS\b)",
-                               re.IGNORECASE)
+_RESULT_STATEMENT = re.compile(
+    r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESC\b|DESCRIBE\b|EXPLAIN\b|EXISTS\b)", re.IGNORECASE
+)
 
 
 def _is_readonly_error(exc: BaseException) -> bool:
@@ -170,7 +171,9 @@ class ClickHouseWarehouse(Warehouse):
                 # A ClickHouse server takes readonly per request; chdb readers hold it per session.
                 settings = {"readonly": 1} if self.mode == "clickhouse" else None
                 with self._reader() as client:
-                    return bytes(client.raw_query(sql, parameters=params, settings=settings, fmt="ArrowStream"))
+                    return bytes(
+                        client.raw_query(sql, parameters=params, settings=settings, fmt="ArrowStream")
+                    )
             with self._write_lock:
                 if _RESULT_STATEMENT.match(sql):
                     return bytes(self._writer.raw_query(sql, parameters=params, fmt="ArrowStream"))
@@ -204,8 +207,10 @@ def _translate(exc: Exception) -> WarehouseError:
         return exc
     message = str(exc).strip()
     if _is_readonly_error(exc):
-        return ReadOnlyError("this connection is read-only: the statement writes or reads outside the "
-                             f"warehouse ({message.splitlines()[0] if message else 'READONLY'})")
+        return ReadOnlyError(
+            "this connection is read-only: the statement writes or reads outside the "
+            f"warehouse ({message.splitlines()[0] if message else 'READONLY'})"
+        )
     return WarehouseError(message)
 
 

@@ -54,7 +54,8 @@ SELECT agent, count() AS spans,
        quantile(0.5)(Duration) / 1e6 AS p50_ms,
        quantile(0.99)(Duration) / 1e6 AS p99_ms,
        sum(toUInt64OrZero(if(SpanAttributes['gen_ai.usage.input_tokens'] != '',
-           SpanAttributes['gen_ai.usage.input_tokens'], SpanAttributes['llm.token_count.prompt']))) AS input_tokens
+           SpanAttributes['gen_ai.usage.input_tokens'],
+           SpanAttributes['llm.token_count.prompt']))) AS input_tokens
 FROM (
     SELECT *, multiIf(SpanAttributes['gen_ai.agent.name'] != '', SpanAttributes['gen_ai.agent.name'],
                       SpanAttributes['agent.name'] != '', SpanAttributes['agent.name'],

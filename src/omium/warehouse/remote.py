@@ -41,8 +41,9 @@ def _jsonable(value: Any) -> Any:
 class RemoteWarehouse(Warehouse):
     """A :class:`Warehouse` that sends SQL to an Omium server."""
 
-    def __init__(self, server_url: str, *, token: str | None = None, database: str = "",
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self, server_url: str, *, token: str | None = None, database: str = "", timeout: float = 60.0
+    ) -> None:
         self.mode = "remote"
         self.database = database
         self._url = server_url.rstrip("/")
@@ -88,8 +89,12 @@ class RemoteWarehouse(Warehouse):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_table(batch)
-        self._post("/v1/insert", params={"table": table}, content=sink.getvalue().to_pybytes(),
-                   headers={"content-type": ARROW_STREAM})
+        self._post(
+            "/v1/insert",
+            params={"table": table},
+            content=sink.getvalue().to_pybytes(),
+            headers={"content-type": ARROW_STREAM},
+        )
 
     def close(self) -> None:
         self._http.close()
