@@ -7,6 +7,7 @@ writes always need the server's API token.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,10 @@ class RemoteWarehouse(Warehouse):
         headers = {"x-omium-client": "warehouse"}
         if token:
             headers["authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self._url, headers=headers, timeout=timeout)
+        # Without TCP_NODELAY a request whose body goes out in a second segment waits ~40 ms for
+        # the server's delayed ACK: every query would pay it.
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self._http = httpx.Client(base_url=self._url, headers=headers, timeout=timeout, transport=transport)
 
     def _post(self, path: str, **kwargs: Any) -> httpx.Response:
         try:

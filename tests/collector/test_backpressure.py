@@ -1,0 +1,116 @@
+"""Backpressure answers and poison isolation, made deterministic with a writer held still."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from omium.collector import sample
+from omium.collector.otlp_grpc import start_grpc_server
+from omium.collector.writer import SpanWriter
+from omium.errors import OverloadedError, WarehouseError
+from omium.warehouse import ClickHouseWarehouse
+
+BODY = sample.requests(1, 100, seed=21)[0]
+
+
+@pytest.fixture
+def held_writer(warehouse: ClickHouseWarehouse, tmp_path: Path) -> SpanWriter:
+    """A writer whose threads are not started: what is submitted stays pending."""
+    writer = SpanWriter(warehouse, tmp_path / "spool", max_pending_spans=150)
+    writer.submit(BODY, 100)
+    return writer
+
+
+def test_submit_refuses_past_the_budget(held_writer: SpanWriter) -> None:
+    with pytest.raises(OverloadedError) as refused:
+        held_writer.submit(BODY, 100)
+    assert refused.value.retry_after >= 1
+    assert held_writer.pending_spans == 100
+    assert held_writer.stats.overloaded == 1
+
+
+@pytest.fixture
+def grpc_port(held_writer: SpanWriter) -> Iterator[int]:
+    server, port = start_grpc_server(held_writer, "127.0.0.1", 0)
+    yield port
+    server.stop(grace=0)
+
+
+def test_grpc_overload_is_unavailable_with_retry_info(grpc_port: int) -> None:
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(BODY)
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.Export(request, timeout=10)
+    error = failed.value
+    assert error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    details = dict(error.trailing_metadata())  # type: ignore[attr-defined]
+    status = status_pb2.Status.FromString(details["grpc-status-details-bin"])
+    retry = error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(retry)
+    assert retry.retry_delay.seconds >= 1
+
+
+def test_http_overload_is_503_with_retry_after(
+    server, warehouse: ClickHouseWarehouse, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    held = SpanWriter(warehouse, tmp_path / "held", max_pending_spans=150)
+    held.submit(BODY, 100)
+    live, server.state.writer = server.state.writer, held
+    try:
+        response = httpx.post(
+            f"{server.url}/v1/traces", content=BODY, headers={"content-type": "application/x-protobuf"}
+        )
+    finally:
+        server.state.writer = live
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert status_pb2.Status.FromString(response.content).code == 14  # UNAVAILABLE
+
+
+class _FailsOn:
+    """The real warehouse, except that inserts carrying one marked span fail (fault injection)."""
+
+    def __init__(self, real: ClickHouseWarehouse, marker: str) -> None:
+        self._real = real
+        self._marker = marker
+        self.mode = real.mode
+        self.database = real.database
+
+    def insert(self, table, columns, column_names):  # type: ignore[no-untyped-def]
+        if any(self._marker in str(attrs) for attrs in columns[11]):
+            raise WarehouseError("injected failure")
+        self._real.insert(table, columns, column_names)
+
+    def command(self, sql, parameters=None):  # type: ignore[no-untyped-def]
+        self._real.command(sql, parameters)
+
+    def clone(self) -> _FailsOn:
+        return self
+
+
+def test_one_failing_request_does_not_fail_its_batch(warehouse: ClickHouseWarehouse, tmp_path: Path) -> None:
+    good = [sample.requests(1, 50, seed=s)[0] for s in (31, 32, 33)]
+    bad = sample.requests(1, 50, seed=34)[0]
+    faulty = _FailsOn(warehouse, "run-34-")
+    writer = SpanWriter(faulty, tmp_path / "spool", native_ingest=False, writers=1)  # type: ignore[arg-type]
+    futures = [writer.submit(body, 50) for body in (*good[:2], bad, good[2])]  # queued before start: one batch
+    writer.start()
+    try:
+        for index, future in enumerate(futures):
+            if index == 2:
+                with pytest.raises(WarehouseError, match="injected"):
+                    future.result(30)
+            else:
+                future.result(30)
+    finally:
+        writer.stop()
+    assert warehouse.scalar("SELECT count() FROM otel_traces FINAL") == 150
+    assert writer.stats.requests_written == 3
