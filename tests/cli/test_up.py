@@ -26,10 +26,18 @@ def test_children_include_the_server() -> None:
 @pytest.mark.integration
 def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {"OMIUM_HOME": str(tmp_path), "OMIUM_HTTP_PORT": str(port),
-                        "OMIUM_GRPC_PORT": str(free_port()), "OMIUM_SERVER_URL": f"http://127.0.0.1:{port}"}
-    proc = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "up"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = os.environ | {
+        "OMIUM_HOME": str(tmp_path),
+        "OMIUM_HTTP_PORT": str(port),
+        "OMIUM_GRPC_PORT": str(free_port()),
+        "OMIUM_SERVER_URL": f"http://127.0.0.1:{port}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omium.cli.main", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

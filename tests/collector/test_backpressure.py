@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from omium.collector import sample
 from omium.collector.otlp_grpc import start_grpc_server
+from omium.collector.server import RunningServer
 from omium.collector.writer import SpanWriter
 from omium.errors import OverloadedError, WarehouseError
 from omium.warehouse import ClickHouseWarehouse
@@ -59,7 +60,7 @@ def test_grpc_overload_is_unavailable_with_retry_info(grpc_port: int) -> None:
 
 
 def test_http_overload_is_503_with_retry_after(
-    server, warehouse: ClickHouseWarehouse, tmp_path: Path  # type: ignore[no-untyped-def]
+    server: RunningServer, warehouse: ClickHouseWarehouse, tmp_path: Path
 ) -> None:
     held = SpanWriter(warehouse, tmp_path / "held", max_pending_spans=150)
     held.submit(BODY, 100)
@@ -101,7 +102,8 @@ def test_one_failing_request_does_not_fail_its_batch(warehouse: ClickHouseWareho
     bad = sample.requests(1, 50, seed=34)[0]
     faulty = _FailsOn(warehouse, "run-34-")
     writer = SpanWriter(faulty, tmp_path / "spool", native_ingest=False, writers=1)  # type: ignore[arg-type]
-    futures = [writer.submit(body, 50) for body in (*good[:2], bad, good[2])]  # queued before start: one batch
+    # Queued before the writer starts, so all four land in one batch.
+    futures = [writer.submit(body, 50) for body in (*good[:2], bad, good[2])]
     writer.start()
     try:
         for index, future in enumerate(futures):
