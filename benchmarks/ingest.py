@@ -105,12 +105,7 @@ def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
                 frame = queries.trace_spans(warehouse, trace_id)
                 lookups.append(time.perf_counter() - started)
                 assert frame.height > 0
-        result |= {
-            "lookup_spans_stored": stored,
-            "lookup_p50_ms": median(lookups) * 1e3,
-            "lookup_p95_ms": quantile(lookups, 0.95) * 1e3,
-        }
-        return result
+        return result | lookup_figures(stored, lookups)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -161,15 +156,18 @@ def run_phoenix(args: argparse.Namespace, work: Path) -> dict[str, object]:
             )
             response.raise_for_status()
             lookups.append(time.perf_counter() - began)
-        result |= {
-            "lookup_spans_stored": stored(),
-            "lookup_p50_ms": median(lookups) * 1e3,
-            "lookup_p95_ms": quantile(lookups, 0.95) * 1e3,
-        }
-        return result
+        return result | lookup_figures(stored(), lookups)
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def lookup_figures(stored: int, lookups: list[float]) -> dict[str, object]:
+    return {
+        "lookup_spans_stored": stored,
+        "lookup_p50_ms": round(median(lookups) * 1e3, 1),
+        "lookup_p95_ms": round(quantile(lookups, 0.95) * 1e3, 1),
+    }
 
 
 def summarise(name: str, load: LoadResult, peak_rss: int) -> dict[str, object]:

@@ -107,3 +107,25 @@ def test_main_turns_omium_errors_into_exit_2(monkeypatch: pytest.MonkeyPatch) ->
     )
     assert result.returncode == 2
     assert "OMIUM_HTTP_PORT" in result.stderr
+
+
+def test_serve_on_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = os.environ | {
+            "OMIUM_HOME": str(tmp_path),
+            "OMIUM_HTTP_PORT": str(taken.getsockname()[1]),
+            "OMIUM_GRPC_PORT": str(free_port()),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "omium.cli.main", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert "cannot start the server" in result.stderr

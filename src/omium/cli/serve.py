@@ -29,4 +29,13 @@ def serve(
         f"OTLP/gRPC on {settings.grpc_port}, warehouse "
         f"{'embedded at ' + str(settings.warehouse_path) if settings.embedded else settings.clickhouse_url}"
     )
-    start(settings, in_thread=False)
+    try:
+        start(settings, in_thread=False)
+    except OSError as exc:
+        typer.secho(
+            f"error: cannot start the server: {exc} (is another server running? "
+            "set OMIUM_HTTP_PORT / OMIUM_GRPC_PORT)",
+            err=True,
+            fg="red",
+        )
+        raise typer.Exit(2) from None

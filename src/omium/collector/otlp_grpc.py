@@ -77,7 +77,10 @@ def start_grpc_server(writer: SpanWriter, host: str, port: int, workers: int = 8
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(writer), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # newer grpcio raises instead of returning 0
+        bound = 0
     if bound == 0:
         raise OSError(f"cannot bind OTLP/gRPC to {address}")
     server.start()

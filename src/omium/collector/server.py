@@ -88,13 +88,23 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
     A port of 0 picks a free one; the bound ports are on the returned :class:`RunningServer`.
     """
     settings.check_bind()
-    state = build_state(settings, warehouse)
+    # Bind first: a taken port fails before anything was opened or started.
+    sock = _bind(settings.host, settings.http_port)
+    http_port = sock.getsockname()[1]
+    try:
+        state = build_state(settings, warehouse)
+    except BaseException:
+        sock.close()
+        raise
     grpc_server = None
     grpc_port = 0
     if settings.grpc_port >= 0:
-        grpc_server, grpc_port = start_grpc_server(state.writer, settings.host, settings.grpc_port)
-    sock = _bind(settings.host, settings.http_port)
-    http_port = sock.getsockname()[1]
+        try:
+            grpc_server, grpc_port = start_grpc_server(state.writer, settings.host, settings.grpc_port)
+        except (OSError, RuntimeError) as exc:
+            sock.close()
+            state.writer.stop()
+            raise OSError(f"cannot serve OTLP/gRPC on port {settings.grpc_port}: {exc}") from exc
     config = uvicorn.Config(
         create_app(state),
         log_level="warning",
