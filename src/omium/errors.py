@@ -13,7 +13,9 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     │   └── ServerUnavailable    nothing answered at the server URL
     ├── DecodeError              an OTLP payload could not be decoded
     ├── OverloadedError          the collector is at capacity; retry after ``retry_after`` seconds
-    └── NotFoundError            an unknown run, checkpoint or other id
+    ├── NotFoundError            an unknown run, checkpoint or other id
+    ├── ConflictError            a compare-and-set lost: someone else wrote first
+    └── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
 """
 
 from __future__ import annotations
@@ -71,15 +73,25 @@ class NotFoundError(OmiumError):
     """An id (run, checkpoint, command, ...) that does not exist."""
 
 
+class ConflictError(OmiumError):
+    """A compare-and-set write found another version than the one it expected."""
+
+
+class SerializationError(OmiumError):
+    """A value cannot be encoded (or decoded) by the JSON-compatible serializer."""
+
+
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConflictError",
     "DecodeError",
     "MigrationError",
     "NotFoundError",
     "OmiumError",
     "OverloadedError",
     "ReadOnlyError",
+    "SerializationError",
     "ServerError",
     "ServerUnavailable",
     "WarehouseError",

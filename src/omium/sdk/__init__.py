@@ -1,0 +1,1 @@
+"""The SDK that runs inside users' agent processes (durable runs, checkpoints, hand-offs)."""

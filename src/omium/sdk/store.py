@@ -1,0 +1,211 @@
+"""The checkpoint-store interface every backend implements, and the in-memory reference backend.
+
+A store keeps what a durable run needs to survive a crash and be replayed: the run's status
+(versioned, compare-and-set), each recorded call by its position in the run, named checkpoints,
+and values by content address (a value that did not change is stored once). Backends: this
+module's :class:`MemoryStore`, the warehouse (:mod:`omium.warehouse.store`), and the server's
+control API. One conformance suite (``tests/sdk/store_conformance.py``) runs against all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+
+from omium.errors import ConflictError, NotFoundError
+from omium.sdk.serde import digest
+
+RUN_STATUSES = ("running", "paused", "failed", "completed", "rolled_back", "cancelled")
+
+
+def now_us() -> int:
+    """Microseconds since the epoch (the resolution stores keep)."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One execution of a workflow. ``version`` grows by one at each status change."""
+
+    run_id: str
+    workflow: str
+    status: str = "running"
+    version: int = 1
+    parent_run_id: str = ""
+    forked_from: str = ""
+    error: str = ""
+    started_at: int = field(default_factory=now_us)
+    updated_at: int = field(default_factory=now_us)
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A recorded call (step, tool, LLM call, hand-off receive) at ``position`` in a run."""
+
+    run_id: str
+    position: int
+    kind: str
+    name: str
+    status: str  # "completed" | "failed"
+    agent: str = ""
+    attempt: int = 1
+    input_hash: str = ""
+    output_hash: str = ""
+    error: str = ""
+    idempotency_key: str = ""
+    started_at: int = field(default_factory=now_us)
+    ended_at: int = field(default_factory=now_us)
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A consistent point of a run that a rollback can return to."""
+
+    run_id: str
+    seq: int
+    name: str
+    step_index: int
+    state_hash: str
+    agent: str = ""
+    checkpoint_id: str = ""
+    parent_checkpoint_id: str = ""
+    metadata: str = "{}"
+    created_at: int = field(default_factory=now_us)
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint_id:
+            object.__setattr__(self, "checkpoint_id", f"{self.run_id}:{self.seq}")
+
+
+class CheckpointStore(ABC):
+    """What durable runs are stored in. Methods are safe to call from several threads."""
+
+    # --- content-addressed values
+    @abstractmethod
+    def put_blob(self, data: bytes) -> str:
+        """Store ``data`` once under its SHA-256; returns the digest. Idempotent."""
+
+    @abstractmethod
+    def get_blob(self, digest: str) -> bytes:
+        """The bytes stored under ``digest``; :class:`NotFoundError` if none."""
+
+    # --- runs
+    @abstractmethod
+    def create_run(self, run: RunRecord) -> RunRecord:
+        """Create a run; :class:`ConflictError` if the id exists."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run's latest version; :class:`NotFoundError` if unknown."""
+
+    @abstractmethod
+    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
+        """Compare-and-set the run's status; :class:`ConflictError` if its version moved on."""
+
+    @abstractmethod
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Runs, newest first, optionally with one status."""
+
+    # --- recorded calls
+    @abstractmethod
+    def record_step(self, step: StepRecord) -> None:
+        """Record a call; recording the same (run, position, attempt) again is harmless."""
+
+    @abstractmethod
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's calls by position, the latest attempt of each."""
+
+    # --- checkpoints
+    @abstractmethod
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        """Record a checkpoint (idempotent on its sequence number)."""
+
+    @abstractmethod
+    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        """The run's checkpoints in sequence order."""
+
+    def checkpoint(self, run_id: str, name: str) -> CheckpointRecord:
+        """The latest checkpoint of ``run_id`` called ``name``; :class:`NotFoundError` if none."""
+        found = [c for c in self.checkpoints(run_id) if c.name == name]
+        if not found:
+            self.get_run(run_id)  # an unknown run says so first
+            raise NotFoundError(f"run {run_id!r} has no checkpoint {name!r}")
+        return found[-1]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class MemoryStore(CheckpointStore):
+    """The reference backend: everything in dicts, guarded by one lock. For tests and examples."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blobs: dict[str, bytes] = {}
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[tuple[str, int], StepRecord] = {}
+        self._checkpoints: dict[tuple[str, int], CheckpointRecord] = {}
+
+    def put_blob(self, data: bytes) -> str:
+        key = digest(data)
+        with self._lock:
+            self._blobs.setdefault(key, bytes(data))
+        return key
+
+    def get_blob(self, digest: str) -> bytes:
+        try:
+            return self._blobs[digest]
+        except KeyError:
+            raise NotFoundError(f"no stored value {digest!r}") from None
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        with self._lock:
+            if run.run_id in self._runs:
+                raise ConflictError(f"run {run.run_id!r} exists")
+            self._runs[run.run_id] = run
+        return run
+
+    def get_run(self, run_id: str) -> RunRecord:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise NotFoundError(f"no run {run_id!r}") from None
+
+    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
+        with self._lock:
+            current = self.get_run(run_id)
+            if current.version != expected_version:
+                raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
+            updated = replace(
+                current, status=status, error=error, version=current.version + 1, updated_at=now_us()
+            )
+            self._runs[run_id] = updated
+        return updated
+
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        runs = [r for r in self._runs.values() if status is None or r.status == status]
+        runs.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
+        return runs[:limit]
+
+    def record_step(self, step: StepRecord) -> None:
+        with self._lock:
+            key = (step.run_id, step.position)
+            existing = self._steps.get(key)
+            if existing is None or step.attempt >= existing.attempt:
+                self._steps[key] = step
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        return sorted((s for (r, _), s in self._steps.items() if r == run_id), key=lambda s: s.position)
+
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        with self._lock:
+            self._checkpoints[(checkpoint.run_id, checkpoint.seq)] = checkpoint
+
+    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        return sorted((c for (r, _), c in self._checkpoints.items() if r == run_id), key=lambda c: c.seq)
+
+
+__all__ = ["RUN_STATUSES", "CheckpointRecord", "CheckpointStore", "MemoryStore", "RunRecord", "StepRecord"]

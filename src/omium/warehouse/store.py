@@ -1,0 +1,171 @@
+"""The checkpoint store on the warehouse (in-process chdb or a ClickHouse server).
+
+ClickHouse is not transactional, so a state change is a new row with a higher version, read back
+with FINAL; compare-and-set on a run's status is serialised by a lock in this process, which is
+the one process that writes this warehouse (in embedded mode chdb allows no other). Other
+processes go through the Omium server, which serialises the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import Any
+
+from omium.errors import ConflictError, NotFoundError
+from omium.sdk.serde import digest
+from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord, now_us
+from omium.warehouse.connection import Warehouse
+
+INSERT_RUN = """
+INSERT INTO omium_runs (run_id, workflow, status, version, parent_run_id, forked_from, started_at,
+                        updated_at, error, attributes)
+VALUES ({run_id:String}, {workflow:String}, {status:String}, {version:UInt64}, {parent_run_id:String},
+        {forked_from:String}, fromUnixTimestamp64Micro({started_at:Int64}, 'UTC'),
+        fromUnixTimestamp64Micro({updated_at:Int64}, 'UTC'), {error:String},
+        mapFromArrays({attr_keys:Array(String)}, {attr_values:Array(String)}))
+"""
+
+RUN_COLUMNS = """
+run_id, workflow, status, version, parent_run_id, forked_from, error, attributes,
+toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(updated_at) AS updated_at
+"""
+SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM omium_runs FINAL WHERE run_id = {{run_id:String}}"  # noqa: S608
+LIST_RUNS = f"""
+SELECT {RUN_COLUMNS} FROM omium_runs FINAL
+WHERE {{status:String}} = '' OR status = {{status:String}}
+ORDER BY started_at DESC, run_id DESC
+LIMIT {{limit:UInt32}}
+"""  # noqa: S608
+
+BLOB_EXISTS = "SELECT count() FROM omium_state_blobs WHERE hash = {hash:String}"
+SELECT_BLOB = "SELECT base64Encode(data) AS data FROM omium_state_blobs WHERE hash = {hash:String} LIMIT 1"
+
+INSERT_STEP = """
+INSERT INTO omium_steps (run_id, position, attempt, kind, name, agent, status, input_hash, output_hash,
+                         error, idempotency_key, started_at, ended_at)
+VALUES ({run_id:String}, {position:UInt32}, {attempt:UInt16}, {kind:String}, {name:String}, {agent:String},
+        {status:String}, {input_hash:String}, {output_hash:String}, {error:String}, {idempotency_key:String},
+        fromUnixTimestamp64Micro({started_at:Int64}, 'UTC'), fromUnixTimestamp64Micro({ended_at:Int64}, 'UTC'))
+"""
+SELECT_STEPS = """
+SELECT run_id, position, attempt, kind, name, agent, status, input_hash, output_hash, error, idempotency_key,
+       toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(ended_at) AS ended_at
+FROM omium_steps FINAL
+WHERE run_id = {run_id:String}
+ORDER BY position, attempt DESC
+LIMIT 1 BY position
+"""
+
+INSERT_CHECKPOINT = """
+INSERT INTO omium_checkpoints (run_id, seq, checkpoint_id, name, agent, step_index, state_hash,
+                               parent_checkpoint_id, metadata, created_at)
+VALUES ({run_id:String}, {seq:UInt32}, {checkpoint_id:String}, {name:String}, {agent:String},
+        {step_index:UInt32}, {state_hash:String}, {parent_checkpoint_id:String}, {metadata:String},
+        fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'))
+"""
+SELECT_CHECKPOINTS = """
+SELECT run_id, seq, checkpoint_id, name, agent, step_index, state_hash, parent_checkpoint_id, metadata,
+       toUnixTimestamp64Micro(created_at) AS created_at
+FROM omium_checkpoints FINAL
+WHERE run_id = {run_id:String}
+ORDER BY seq
+"""
+
+
+def _run(row: dict[str, Any]) -> RunRecord:
+    row["attributes"] = dict(row["attributes"])
+    return RunRecord(**row)
+
+
+class WarehouseStore(CheckpointStore):
+    """A :class:`CheckpointStore` on Omium's warehouse tables."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._warehouse = warehouse
+        self._lock = threading.Lock()
+
+    def put_blob(self, data: bytes) -> str:
+        key = digest(data)
+        with self._lock:
+            if not self._warehouse.scalar(BLOB_EXISTS, {"hash": key}):
+                self._warehouse.insert(
+                    "omium_state_blobs", [[key], [bytes(data)], [len(data)]], ["hash", "data", "size"]
+                )
+        return key
+
+    def get_blob(self, digest: str) -> bytes:
+        rows = self._warehouse.query_rows(SELECT_BLOB, {"hash": digest})
+        if not rows:
+            raise NotFoundError(f"no stored value {digest!r}")
+        return base64.b64decode(rows[0]["data"])
+
+    def _insert_run(self, run: RunRecord) -> None:
+        params: dict[str, Any] = {
+            k: getattr(run, k)
+            for k in (
+                "run_id",
+                "workflow",
+                "status",
+                "version",
+                "parent_run_id",
+                "forked_from",
+                "started_at",
+                "updated_at",
+                "error",
+            )
+        }
+        # Maps do not bind as parameters on every transport; two arrays do.
+        params["attr_keys"] = list(run.attributes)
+        params["attr_values"] = list(run.attributes.values())
+        self._warehouse.command(INSERT_RUN, params)
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        with self._lock:
+            if self._warehouse.query_rows(SELECT_RUN, {"run_id": run.run_id}):
+                raise ConflictError(f"run {run.run_id!r} exists")
+            self._insert_run(run)
+        return run
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._warehouse.query_rows(SELECT_RUN, {"run_id": run_id})
+        if not rows:
+            raise NotFoundError(f"no run {run_id!r}")
+        return _run(rows[0])
+
+    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
+        with self._lock:
+            current = self.get_run(run_id)
+            if current.version != expected_version:
+                raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
+            updated = RunRecord(
+                **{
+                    **current.__dict__,
+                    "status": status,
+                    "error": error,
+                    "version": current.version + 1,
+                    "updated_at": now_us(),
+                }
+            )
+            self._insert_run(updated)
+        return updated
+
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        rows = self._warehouse.query_rows(LIST_RUNS, {"status": status or "", "limit": limit})
+        return [_run(row) for row in rows]
+
+    def record_step(self, step: StepRecord) -> None:
+        self._warehouse.command(INSERT_STEP, dict(step.__dict__))
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        return [StepRecord(**row) for row in self._warehouse.query_rows(SELECT_STEPS, {"run_id": run_id})]
+
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        self._warehouse.command(INSERT_CHECKPOINT, dict(checkpoint.__dict__))
+
+    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
+        rows = self._warehouse.query_rows(SELECT_CHECKPOINTS, {"run_id": run_id})
+        return [CheckpointRecord(**row) for row in rows]
+
+
+__all__ = ["WarehouseStore"]

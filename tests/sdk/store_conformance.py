@@ -1,0 +1,107 @@
+"""The conformance suite every checkpoint-store backend runs (subclass and provide ``store``)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from omium.errors import ConflictError, NotFoundError
+from omium.sdk.serde import digest, dumps
+from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
+
+
+class StoreConformance:
+    """Behaviour a :class:`CheckpointStore` must have, whatever keeps its data."""
+
+    def test_blobs_are_content_addressed(self, store: CheckpointStore) -> None:
+        value = dumps({"history": ["hello"] * 10})
+        key = store.put_blob(value)
+        assert key == digest(value)
+        assert store.put_blob(value) == key
+        assert store.get_blob(key) == value
+        raw = bytes(range(256))
+        assert store.get_blob(store.put_blob(raw)) == raw
+
+    def test_unknown_blob(self, store: CheckpointStore) -> None:
+        with pytest.raises(NotFoundError):
+            store.get_blob("0" * 64)
+
+    def test_runs_are_created_once(self, store: CheckpointStore) -> None:
+        run = store.create_run(RunRecord("r1", "onboarding", attributes={"customer": "jane"}))
+        loaded = store.get_run("r1")
+        assert (loaded.workflow, loaded.status, loaded.version) == ("onboarding", "running", 1)
+        assert loaded.attributes == {"customer": "jane"}
+        assert loaded.started_at == run.started_at
+        with pytest.raises(ConflictError):
+            store.create_run(RunRecord("r1", "other"))
+        with pytest.raises(NotFoundError):
+            store.get_run("nope")
+
+    def test_status_is_compare_and_set(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("r2", "wf"))
+        paused = store.update_run("r2", 1, status="paused", error="APR 0.0% outside 2.5%-8.5%")
+        assert (paused.status, paused.version) == ("paused", 2)
+        with pytest.raises(ConflictError):
+            store.update_run("r2", 1, status="completed")
+        assert store.get_run("r2").status == "paused"
+        assert store.get_run("r2").error.startswith("APR")
+        with pytest.raises(NotFoundError):
+            store.update_run("nope", 1, status="paused")
+
+    def test_concurrent_writers_never_lose_an_update(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("race", "wf"))
+        wins: list[int] = []
+        lock = threading.Lock()
+
+        def writer(n: int) -> None:
+            for _ in range(5):
+                while True:
+                    current = store.get_run("race")
+                    try:
+                        store.update_run("race", current.version, status="running", error=f"w{n}")
+                    except ConflictError:
+                        continue
+                    with lock:
+                        wins.append(n)
+                    break
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(wins) == 20
+        assert store.get_run("race").version == 21
+
+    def test_list_runs(self, store: CheckpointStore) -> None:
+        for i in range(3):
+            store.create_run(RunRecord(f"l{i}", "wf", started_at=1_000 + i))
+        store.update_run("l1", 1, status="failed")
+        assert [r.run_id for r in store.list_runs()] == ["l2", "l1", "l0"]
+        assert [r.run_id for r in store.list_runs(status="failed")] == ["l1"]
+        assert len(store.list_runs(limit=2)) == 2
+
+    def test_steps_keep_the_latest_attempt(self, store: CheckpointStore) -> None:
+        store.record_step(StepRecord("s", 0, "tool", "lookup", "completed", output_hash="a"))
+        store.record_step(StepRecord("s", 1, "llm", "chat", "failed", error="timeout", attempt=1))
+        store.record_step(StepRecord("s", 1, "llm", "chat", "completed", output_hash="b", attempt=2))
+        store.record_step(StepRecord("s", 0, "tool", "lookup", "completed", output_hash="a"))  # again
+        steps = store.steps("s")
+        assert [(s.position, s.status, s.attempt, s.output_hash) for s in steps] == [
+            (0, "completed", 1, "a"),
+            (1, "completed", 2, "b"),
+        ]
+        assert store.steps("other") == []
+
+    def test_checkpoints(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("c", "wf"))
+        for seq, name in enumerate(["kyc_done", "score_done", "kyc_done"]):
+            store.add_checkpoint(CheckpointRecord("c", seq, name, step_index=seq * 2, state_hash=f"h{seq}"))
+        assert [c.name for c in store.checkpoints("c")] == ["kyc_done", "score_done", "kyc_done"]
+        assert store.checkpoint("c", "kyc_done").seq == 2
+        assert store.checkpoint("c", "score_done").checkpoint_id == "c:1"
+        with pytest.raises(NotFoundError, match="no checkpoint"):
+            store.checkpoint("c", "terms_done")
+        with pytest.raises(NotFoundError, match="no run"):
+            store.checkpoint("ghost", "kyc_done")
