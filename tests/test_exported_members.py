@@ -9,7 +9,24 @@ import omium.warehouse
 
 
 def test_top_level_names() -> None:
-    assert sorted(omium.__all__) == ["OmiumError", "Settings", "__version__"]
+    assert sorted(omium.__all__) == sorted(
+        [
+            "Checkpoint",
+            "OmiumError",
+            "RetryPolicy",
+            "Settings",
+            "Transaction",
+            "__version__",
+            "agent",
+            "arun",
+            "idempotency_key",
+            "init",
+            "run",
+            "step",
+            "tool",
+            "workflow",
+        ]
+    )
     for name in omium.__all__:
         assert hasattr(omium, name)
 

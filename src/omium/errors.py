@@ -15,7 +15,9 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     ├── OverloadedError          the collector is at capacity; retry after ``retry_after`` seconds
     ├── NotFoundError            an unknown run, checkpoint or other id
     ├── ConflictError            a compare-and-set lost: someone else wrote first
-    └── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
+    ├── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
+    ├── OutsideRunError          a run-only API was called outside a run
+    └── NonDeterminismError      a resumed run called something other than what was recorded
 """
 
 from __future__ import annotations
@@ -81,14 +83,24 @@ class SerializationError(OmiumError):
     """A value cannot be encoded (or decoded) by the JSON-compatible serializer."""
 
 
+class OutsideRunError(OmiumError):
+    """A step, checkpoint or transaction was used outside a workflow/agent run."""
+
+
+class NonDeterminismError(OmiumError):
+    """A resumed or replayed run made a different call than the recording at the same position."""
+
+
 __all__ = [
     "AuthError",
     "ConfigError",
     "ConflictError",
     "DecodeError",
     "MigrationError",
+    "NonDeterminismError",
     "NotFoundError",
     "OmiumError",
+    "OutsideRunError",
     "OverloadedError",
     "ReadOnlyError",
     "SerializationError",

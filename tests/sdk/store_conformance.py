@@ -105,3 +105,8 @@ class StoreConformance:
             store.checkpoint("c", "terms_done")
         with pytest.raises(NotFoundError, match="no run"):
             store.checkpoint("ghost", "kyc_done")
+
+    def test_update_merges_attributes(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("a", "wf", attributes={"k": "1"}))
+        store.update_run("a", 1, status="completed", attributes={"result_hash": "x"})
+        assert store.get_run("a").attributes == {"k": "1", "result_hash": "x"}

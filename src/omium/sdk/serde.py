@@ -117,7 +117,7 @@ def _decode(data: Any) -> Any:
     tag = data.get(TAG)
     if tag is None:
         return {k: _decode(v) for k, v in data.items()}
-    raw = data.get("v")
+    raw: Any = data.get("v")
     if tag == "tuple":
         return tuple(_decode(v) for v in raw)
     if tag == "set":

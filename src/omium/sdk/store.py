@@ -102,8 +102,17 @@ class CheckpointStore(ABC):
         """The run's latest version; :class:`NotFoundError` if unknown."""
 
     @abstractmethod
-    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
-        """Compare-and-set the run's status; :class:`ConflictError` if its version moved on."""
+    def update_run(
+        self,
+        run_id: str,
+        expected_version: int,
+        *,
+        status: str,
+        error: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> RunRecord:
+        """Compare-and-set the run's status (merging ``attributes``); :class:`ConflictError` if its
+        version moved on."""
 
     @abstractmethod
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
@@ -174,13 +183,26 @@ class MemoryStore(CheckpointStore):
         except KeyError:
             raise NotFoundError(f"no run {run_id!r}") from None
 
-    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
+    def update_run(
+        self,
+        run_id: str,
+        expected_version: int,
+        *,
+        status: str,
+        error: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> RunRecord:
         with self._lock:
             current = self.get_run(run_id)
             if current.version != expected_version:
                 raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
             updated = replace(
-                current, status=status, error=error, version=current.version + 1, updated_at=now_us()
+                current,
+                status=status,
+                error=error,
+                version=current.version + 1,
+                updated_at=now_us(),
+                attributes=current.attributes | (attributes or {}),
             )
             self._runs[run_id] = updated
         return updated

@@ -46,7 +46,8 @@ INSERT INTO omium_steps (run_id, position, attempt, kind, name, agent, status, i
                          error, idempotency_key, started_at, ended_at)
 VALUES ({run_id:String}, {position:UInt32}, {attempt:UInt16}, {kind:String}, {name:String}, {agent:String},
         {status:String}, {input_hash:String}, {output_hash:String}, {error:String}, {idempotency_key:String},
-        fromUnixTimestamp64Micro({started_at:Int64}, 'UTC'), fromUnixTimestamp64Micro({ended_at:Int64}, 'UTC'))
+        fromUnixTimestamp64Micro({started_at:Int64}, 'UTC'),
+        fromUnixTimestamp64Micro({ended_at:Int64}, 'UTC'))
 """
 SELECT_STEPS = """
 SELECT run_id, position, attempt, kind, name, agent, status, input_hash, output_hash, error, idempotency_key,
@@ -133,7 +134,15 @@ class WarehouseStore(CheckpointStore):
             raise NotFoundError(f"no run {run_id!r}")
         return _run(rows[0])
 
-    def update_run(self, run_id: str, expected_version: int, *, status: str, error: str = "") -> RunRecord:
+    def update_run(
+        self,
+        run_id: str,
+        expected_version: int,
+        *,
+        status: str,
+        error: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> RunRecord:
         with self._lock:
             current = self.get_run(run_id)
             if current.version != expected_version:
@@ -141,6 +150,7 @@ class WarehouseStore(CheckpointStore):
             updated = RunRecord(
                 **{
                     **current.__dict__,
+                    "attributes": current.attributes | (attributes or {}),
                     "status": status,
                     "error": error,
                     "version": current.version + 1,

@@ -1,0 +1,255 @@
+"""Recorded calls: ``@step`` and ``@tool``, memoised by their position in the run.
+
+The decorators only attach a frozen :class:`CallDefinition`; :func:`invoke` and :func:`ainvoke`
+execute. A call whose position was recorded as completed returns the recorded result without
+running (so a resumed run repeats no finished work); a call that differs from the recording
+raises :class:`NonDeterminismError`. A step called inside another step runs as part of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from omium.errors import NonDeterminismError, SerializationError
+from omium.sdk import serde
+from omium.sdk.context import RunContext, current
+from omium.sdk.retry import NO_RETRY, RetryPolicy
+from omium.sdk.store import StepRecord, now_us
+
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class CallDefinition:
+    """What a decorator attached: the call's name and kind, its retry policy and compensation."""
+
+    name: str
+    kind: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy = NO_RETRY
+    compensation: Callable[..., Any] | None = None
+    is_async: bool = False
+
+
+class _Recording:
+    """A call about to run: its position, key and whether a recording answers it."""
+
+    def __init__(self, context: RunContext, definition: CallDefinition) -> None:
+        self.context = context
+        self.definition = definition
+        self.position = context.take_position()
+        self.key = f"{context.run_id}:{self.position}"
+        self.started = now_us()
+        recorded = context.recorded.get(self.position)
+        if recorded is not None and (recorded.name, recorded.kind) != (definition.name, definition.kind):
+            raise NonDeterminismError(
+                f"run {context.run_id!r} position {self.position}: the recording has {recorded.kind} "
+                f"{recorded.name!r} but this execution called {definition.kind} {definition.name!r}; "
+                "workflow code must make the same calls in the same order when resumed"
+            )
+        self.recorded = recorded if recorded is not None and recorded.status == "completed" else None
+
+    def replay(self) -> Any:
+        assert self.recorded is not None
+        self.context.replayed += 1
+        return serde.loads(self.context.store.get_blob(self.recorded.output_hash))
+
+    def _input_hash(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        try:
+            return serde.digest(serde.dumps([list(args), kwargs]))
+        except SerializationError:
+            return ""  # inputs such as clients or handles are not part of the recording
+
+    def complete(self, result: Any, attempt: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        output_hash = self.context.store.put_blob(serde.dumps(result))
+        self._record("completed", attempt, args, kwargs, output_hash=output_hash)
+        self.context.executed += 1
+
+    def fail(self, error: BaseException, attempt: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._record("failed", attempt, args, kwargs, error=f"{type(error).__name__}: {error}")
+
+    def _record(
+        self,
+        status: str,
+        attempt: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        output_hash: str = "",
+        error: str = "",
+    ) -> None:
+        record = StepRecord(
+            run_id=self.context.run_id,
+            position=self.position,
+            kind=self.definition.kind,
+            name=self.definition.name,
+            status=status,
+            agent=self.context.agent,
+            attempt=attempt,
+            input_hash=self._input_hash(args, kwargs),
+            output_hash=output_hash,
+            error=error,
+            idempotency_key=self.key,
+            started_at=self.started,
+            ended_at=now_us(),
+        )
+        if self.context.pending and status == "completed":
+            self.context.pending[-1].append(record)  # committed with the transaction, or never
+            return
+        self.context.store.record_step(record)
+        if status == "completed":
+            self.context.recorded[self.position] = record
+
+    def compensation_registered(self, result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        from omium.sdk.checkpoint import register_compensation
+
+        if self.definition.compensation is not None:
+            register_compensation(self.definition.compensation, result, *args, **kwargs)
+
+
+def invoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a recorded call synchronously (or return its recorded result)."""
+    context = current()
+    if context.call_key:  # inside another step: part of it
+        return definition.fn(*args, **kwargs)
+    call = _Recording(context, definition)
+    if call.recorded is not None:
+        return call.replay()
+    attempt = 1
+    while True:
+        context.call_key = call.key
+        try:
+            result = definition.fn(*args, **kwargs)
+        except Exception as error:
+            call.fail(error, attempt, args, kwargs)
+            if not definition.retry.retries(error, attempt):
+                raise
+            time.sleep(definition.retry.delay(attempt))
+            attempt += 1
+            continue
+        finally:
+            context.call_key = ""
+        call.complete(result, attempt, args, kwargs)
+        call.compensation_registered(result, args, kwargs)
+        return result
+
+
+async def ainvoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a recorded async call (or return its recorded result)."""
+    context = current()
+    if context.call_key:
+        return await definition.fn(*args, **kwargs)
+    call = _Recording(context, definition)
+    if call.recorded is not None:
+        return call.replay()
+    attempt = 1
+    while True:
+        context.call_key = call.key
+        try:
+            result = await definition.fn(*args, **kwargs)
+        except Exception as error:
+            call.fail(error, attempt, args, kwargs)
+            if not definition.retry.retries(error, attempt):
+                raise
+            await asyncio.sleep(definition.retry.delay(attempt))
+            attempt += 1
+            continue
+        finally:
+            context.call_key = ""
+        call.complete(result, attempt, args, kwargs)
+        call.compensation_registered(result, args, kwargs)
+        return result
+
+
+def _decorate(
+    kind: str,
+    fn: F | None,
+    name: str | None,
+    retry: RetryPolicy | None,
+    compensation: Callable[..., Any] | None,
+) -> Any:
+    def wrap(target: F) -> F:
+        definition = CallDefinition(
+            name=name or target.__qualname__,
+            kind=kind,
+            fn=target,
+            retry=retry or NO_RETRY,
+            compensation=compensation,
+            is_async=inspect.iscoroutinefunction(target),
+        )
+        if definition.is_async:
+
+            @functools.wraps(target)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await ainvoke(definition, args, kwargs)
+
+            wrapper: Any = async_wrapper
+        else:
+
+            @functools.wraps(target)
+            def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return invoke(definition, args, kwargs)
+
+            wrapper = sync_wrapper
+        wrapper.__omium__ = definition
+        return wrapper
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def step(fn: F) -> F: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    compensation: Callable[..., Any] | None = None,
+) -> Callable[[F], F]: ...
+def step(
+    fn: F | None = None,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    compensation: Callable[..., Any] | None = None,
+) -> Any:
+    """Make ``fn`` a recorded, memoised step of the run that calls it.
+
+    Example:
+        >>> @step(retry=RetryPolicy(max_attempts=3))   # doctest: +SKIP
+        ... def score(kyc: dict) -> int: ...
+    """
+    return _decorate("step", fn, name, retry, compensation)
+
+
+@overload
+def tool(fn: F) -> F: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    compensation: Callable[..., Any] | None = None,
+) -> Callable[[F], F]: ...
+def tool(
+    fn: F | None = None,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    compensation: Callable[..., Any] | None = None,
+) -> Any:
+    """Make ``fn`` a recorded tool call; side effects should use :func:`omium.sdk.context.idempotency_key`.
+
+    ``compensation(result, *args, **kwargs)`` undoes the call if an enclosing Transaction fails.
+    """
+    return _decorate("tool", fn, name, retry, compensation)
+
+
+__all__ = ["CallDefinition", "ainvoke", "invoke", "step", "tool"]

@@ -1,0 +1,87 @@
+"""The run context: one ContextVar holding the run in progress.
+
+Everything a recorded call needs — the run id, the store, the next position, what was recorded
+before a crash — lives in one :class:`RunContext`. Context managers set it and clean up only what
+they set; outside a run, :func:`current` raises a clear error.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+
+from omium.errors import OutsideRunError
+from omium.sdk.store import CheckpointStore, StepRecord
+
+
+@dataclass
+class RunContext:
+    """State of the run executing in this context."""
+
+    run_id: str
+    workflow: str
+    store: CheckpointStore
+    recorded: dict[int, StepRecord] = field(default_factory=dict)
+    next_position: int = 0
+    next_checkpoint_seq: int = 0
+    agents: list[str] = field(default_factory=list)
+    # Steps recorded inside open transactions wait here until the outermost one commits.
+    pending: list[list[StepRecord]] = field(default_factory=list)
+    call_key: str = ""
+    executed: int = 0  # calls that really ran (not served from the recording)
+    replayed: int = 0  # calls served from the recording
+
+    @property
+    def agent(self) -> str:
+        """The innermost agent running, or ''."""
+        return self.agents[-1] if self.agents else ""
+
+    def take_position(self) -> int:
+        """The position of the next recorded call."""
+        position = self.next_position
+        self.next_position += 1
+        return position
+
+
+_current: ContextVar[RunContext | None] = ContextVar("omium_run", default=None)
+
+
+def current() -> RunContext:
+    """The run in progress; :class:`OutsideRunError` outside one."""
+    context = _current.get()
+    if context is None:
+        raise OutsideRunError(
+            "no Omium run in progress: call this inside a @workflow or @agent function "
+            "(or start one with omium.run(fn, ...))"
+        )
+    return context
+
+
+def maybe_current() -> RunContext | None:
+    """The run in progress, or None."""
+    return _current.get()
+
+
+def enter(context: RunContext) -> Token[RunContext | None]:
+    """Make ``context`` current; pass the token to :func:`leave`."""
+    return _current.set(context)
+
+
+def leave(token: Token[RunContext | None]) -> None:
+    """Restore what was current before :func:`enter`."""
+    _current.reset(token)
+
+
+def idempotency_key() -> str:
+    """The idempotency key of the call executing now: stable across retries and resumes.
+
+    Side-effecting tools pass it to the systems they call (payment APIs, email senders) so that a
+    call repeated after a crash is recognised there and applied once.
+    """
+    context = current()
+    if not context.call_key:
+        raise OutsideRunError("idempotency_key() is available inside a @step or @tool call")
+    return context.call_key
+
+
+__all__ = ["RunContext", "current", "enter", "idempotency_key", "leave", "maybe_current"]

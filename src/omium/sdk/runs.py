@@ -1,0 +1,214 @@
+"""Runs: ``@workflow`` and ``@agent``, ``run()`` / ``arun()`` (start, or resume by run id).
+
+Calling a ``@workflow`` or ``@agent`` function outside a run starts one; inside a run an
+``@agent`` is a scope whose calls are attributed to it. Resuming a run (same run id) re-invokes
+the function: calls recorded as completed return their recorded results without executing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from omium.errors import NotFoundError
+from omium.sdk import serde
+from omium.sdk.context import RunContext, enter, leave, maybe_current
+from omium.sdk.store import CheckpointStore, RunRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+RESULT_ATTRIBUTE = "result_hash"
+
+_default_store: CheckpointStore | None = None
+
+
+def init(*, store: CheckpointStore | None = None) -> CheckpointStore:
+    """Choose where runs are stored (default: the embedded warehouse under ``$OMIUM_HOME``)."""
+    global _default_store
+    _default_store = store if store is not None else _embedded_store()
+    return _default_store
+
+
+def _embedded_store() -> CheckpointStore:
+    from omium.config import Settings
+    from omium.warehouse import connect
+    from omium.warehouse.store import WarehouseStore
+
+    return WarehouseStore(connect(Settings.from_env(), mode="embedded"))
+
+
+def default_store() -> CheckpointStore:
+    """The store ``init()`` chose, opening the default one on first use."""
+    return _default_store if _default_store is not None else init()
+
+
+@dataclass(frozen=True)
+class RunDefinition:
+    """What ``@workflow`` / ``@agent`` attached."""
+
+    name: str
+    kind: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+def _begin(
+    fn: Callable[..., Any], name: str, run_id: str | None, store: CheckpointStore | None
+) -> tuple[RunContext, RunRecord, Any]:
+    """Create the run or load it for resuming; the third item is a finished run's result."""
+    store = store or default_store()
+    run_id = run_id or uuid.uuid4().hex
+    try:
+        record = store.get_run(run_id)
+    except NotFoundError:
+        record = store.create_run(RunRecord(run_id, name))
+    else:
+        if record.status == "completed":
+            done = serde.loads(store.get_blob(record.attributes[RESULT_ATTRIBUTE]))
+            return RunContext(run_id, record.workflow, store), record, done
+        record = store.update_run(run_id, record.version, status="running")
+    context = RunContext(run_id, record.workflow, store)
+    context.recorded = {step.position: step for step in store.steps(run_id)}
+    context.next_checkpoint_seq = len(store.checkpoints(run_id))
+    return context, record, _NOT_DONE
+
+
+_NOT_DONE = object()
+
+
+def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
+    result_hash = context.store.put_blob(serde.dumps(result))
+    context.store.update_run(
+        context.run_id, record.version, status="completed", attributes={RESULT_ATTRIBUTE: result_hash}
+    )
+
+
+def _fail(context: RunContext, record: RunRecord, error: BaseException) -> None:
+    context.store.update_run(
+        context.run_id, record.version, status="failed", error=f"{type(error).__name__}: {error}"
+    )
+
+
+def run(
+    fn: Callable[..., Any],
+    *args: Any,
+    run_id: str | None = None,
+    store: CheckpointStore | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run ``fn`` durably, or resume the run ``run_id`` if it exists; returns its result.
+
+    Async functions are run to completion on a new event loop (use :func:`arun` inside one).
+    """
+    target = getattr(fn, "__omium_run__", None)
+    body = target.fn if target else fn
+    name = target.name if target else getattr(fn, "__qualname__", "workflow")
+    if inspect.iscoroutinefunction(body):
+        return asyncio.run(arun(fn, *args, run_id=run_id, store=store, **kwargs))
+    context, record, done = _begin(body, name, run_id, store)
+    if done is not _NOT_DONE:
+        return done
+    token = enter(context)
+    context.agents.append(name)
+    try:
+        result = body(*args, **kwargs)
+    except BaseException as error:
+        _fail(context, record, error)
+        raise
+    finally:
+        leave(token)
+    _finish(context, record, result)
+    return result
+
+
+async def arun(
+    fn: Callable[..., Any],
+    *args: Any,
+    run_id: str | None = None,
+    store: CheckpointStore | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The async form of :func:`run`."""
+    target = getattr(fn, "__omium_run__", None)
+    body = target.fn if target else fn
+    name = target.name if target else getattr(fn, "__qualname__", "workflow")
+    context, record, done = _begin(body, name, run_id, store)
+    if done is not _NOT_DONE:
+        return done
+    token = enter(context)
+    context.agents.append(name)
+    try:
+        result = body(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+    except BaseException as error:
+        _fail(context, record, error)
+        raise
+    finally:
+        leave(token)
+    _finish(context, record, result)
+    return result
+
+
+def _scoped(definition: RunDefinition) -> Callable[..., Any]:
+    """The wrapper: start a run outside one; inside one, an agent scope."""
+    fn = definition.fn
+    if definition.is_async:
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            context = maybe_current()
+            if context is None:
+                return await arun(async_wrapper, *args, **kwargs)
+            context.agents.append(definition.name)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                context.agents.pop()
+
+        wrapper: Any = async_wrapper
+    else:
+
+        @functools.wraps(fn)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            context = maybe_current()
+            if context is None:
+                return run(sync_wrapper, *args, **kwargs)
+            context.agents.append(definition.name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                context.agents.pop()
+
+        wrapper = sync_wrapper
+    wrapper.__omium_run__ = definition
+    return wrapper
+
+
+def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
+    """A workflow: calling it starts (or, via :func:`run` with a run id, resumes) a durable run."""
+
+    def wrap(target: F) -> F:
+        return _scoped(
+            RunDefinition(name or target.__name__, "workflow", target, inspect.iscoroutinefunction(target))
+        )  # type: ignore[return-value]
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def agent(fn: F | None = None, *, name: str | None = None) -> Any:
+    """An agent: a scope inside a run (its calls are attributed to it), or a run of its own."""
+
+    def wrap(target: F) -> F:
+        return _scoped(
+            RunDefinition(name or target.__name__, "agent", target, inspect.iscoroutinefunction(target))
+        )  # type: ignore[return-value]
+
+    return wrap(fn) if fn is not None else wrap
+
+
+__all__ = ["RunDefinition", "agent", "arun", "default_store", "init", "run", "workflow"]

@@ -1,0 +1,80 @@
+"""kill -9 at random points of real workflow processes: after resume, every side effect happened
+exactly once and the results equal a crash-free run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+WORKER = Path(__file__).with_name("crash_worker.py")
+TRIALS = int(os.environ.get("OMIUM_CRASH_TRIALS", "100"))
+RUNS = 150
+TOOLS = 5
+
+
+def _start(home: Path, ledger: Path, results: Path, runs: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(home), str(ledger), str(runs), str(results)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def _expected(runs: int) -> dict[str, dict[str, object]]:
+    out = {}
+    for index in range(runs):
+        customer = f"customer-{index}"
+        score = 600 + sum(map(ord, customer)) % 250
+        offer = f"offer:{customer}:{score}"
+        out[customer] = {
+            "kyc": f"kyc:{customer}",
+            "score": score,
+            "offer": offer,
+            "fee": f"fee:{customer}",
+            "sent": f"email:{customer}:{offer}",
+        }
+    return out
+
+
+def test_kill_9_at_random_points_applies_every_effect_once(tmp_path: Path) -> None:
+    rng = random.Random(2026)
+    ledger, results = tmp_path / "ledger.jsonl", tmp_path / "results.json"
+    kills = 0
+    while kills < TRIALS:
+        proc = _start(tmp_path, ledger, results, RUNS)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+        time.sleep(rng.uniform(0.0, 0.25))
+        if proc.poll() is not None:
+            break  # finished before the kill: every run is done
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+        kills += 1
+    # A last, undisturbed process finishes what is left (and answers completed runs from the record).
+    proc = _start(tmp_path, ledger, results, RUNS)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert kills >= min(TRIALS, 10)
+    assert json.loads(results.read_text()) == _expected(RUNS)
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    keys = [entry["key"] for entry in entries]
+    assert len(keys) == len(set(keys)), "a side effect was applied twice"
+    assert sorted(keys) == sorted(f"run-{i}:{p}" for i in range(RUNS) for p in range(TOOLS))
+    calls = (tmp_path / "ledger.calls").read_text().split()
+    # Crashes between an effect and its record made some calls run again; the keys kept them single.
+    assert len(calls) >= len(keys)
+    if kills >= 50:
+        assert len(calls) > len(keys), "no kill landed between an effect and its record"
