@@ -17,7 +17,10 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     ├── ConflictError            a compare-and-set lost: someone else wrote first
     ├── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
     ├── OutsideRunError          a run-only API was called outside a run
-    └── NonDeterminismError      a resumed run called something other than what was recorded
+    ├── NonDeterminismError      a resumed run called something other than what was recorded
+    └── HandoffError             a hand-off between agents failed
+        ├── HandoffRejected      it broke its schema or constraints (``reason`` says how)
+        └── HandoffTimeout       the message did not arrive in time
 """
 
 from __future__ import annotations
@@ -91,11 +94,30 @@ class NonDeterminismError(OmiumError):
     """A resumed or replayed run made a different call than the recording at the same position."""
 
 
+class HandoffError(OmiumError):
+    """A hand-off between agents failed."""
+
+
+class HandoffRejected(HandoffError):
+    """A hand-off broke its schema or constraints; ``reason`` says how."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class HandoffTimeout(HandoffError):
+    """An expected hand-off did not arrive in time."""
+
+
 __all__ = [
     "AuthError",
     "ConfigError",
     "ConflictError",
     "DecodeError",
+    "HandoffError",
+    "HandoffRejected",
+    "HandoffTimeout",
     "MigrationError",
     "NonDeterminismError",
     "NotFoundError",

@@ -110,3 +110,20 @@ class StoreConformance:
         store.create_run(RunRecord("a", "wf", attributes={"k": "1"}))
         store.update_run("a", 1, status="completed", attributes={"result_hash": "x"})
         assert store.get_run("a").attributes == {"k": "1", "result_hash": "x"}
+
+    def test_handoffs_are_appended_once_and_versioned(self, store: CheckpointStore) -> None:
+        from omium.sdk.store import HandoffRecord
+
+        message = HandoffRecord(
+            "h", "kyc->score", 0, "kyc", "score", payload_hash="p0", schema_name="KYCData"
+        )
+        assert store.append_handoff(message)
+        assert not store.append_handoff(message)  # a duplicate delivery changes nothing
+        store.append_handoff(HandoffRecord("h", "kyc->score", 1, "kyc", "score", payload_hash="p1"))
+        store.set_handoff_status("h", "kyc->score", 0, "rejected", reason="customer_name missing")
+        messages = store.handoffs("h", "kyc->score")
+        assert [(m.seq, m.status, m.version) for m in messages] == [(0, "rejected", 2), (1, "sent", 1)]
+        assert messages[0].reason == "customer_name missing"
+        assert store.handoffs("h", "other") == []
+        with pytest.raises(NotFoundError):
+            store.set_handoff_status("h", "kyc->score", 9, "acked")

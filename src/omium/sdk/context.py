@@ -28,6 +28,9 @@ class RunContext:
     # Steps recorded inside open transactions wait here until the outermost one commits.
     pending: list[list[StepRecord]] = field(default_factory=list)
     call_key: str = ""
+    # Next hand-off sequence number per channel this run sends on (kept in step with replays).
+    channel_seq: dict[str, int] = field(default_factory=dict)
+    seq_by_key: dict[str, int] = field(default_factory=dict)  # a retried send keeps its number
     executed: int = 0  # calls that really ran (not served from the recording)
     replayed: int = 0  # calls served from the recording
 

@@ -80,6 +80,29 @@ class CheckpointRecord:
             object.__setattr__(self, "checkpoint_id", f"{self.run_id}:{self.seq}")
 
 
+@dataclass(frozen=True)
+class HandoffRecord:
+    """A message from one agent to another on ``channel`` (``sender->receiver``), by sequence.
+
+    ``status`` goes ``sent`` -> ``acked`` or ``rejected`` (with ``reason``); each change is a new
+    ``version`` of the same (run, channel, seq).
+    """
+
+    run_id: str
+    channel: str
+    seq: int
+    sender: str
+    receiver: str
+    payload_hash: str
+    schema_name: str = ""
+    status: str = "sent"
+    reason: str = ""
+    version: int = 1
+    send_key: str = ""
+    receive_key: str = ""
+    created_at: int = field(default_factory=now_us)
+
+
 class CheckpointStore(ABC):
     """What durable runs are stored in. Methods are safe to call from several threads."""
 
@@ -136,6 +159,21 @@ class CheckpointStore(ABC):
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         """The run's checkpoints in sequence order."""
 
+    # --- hand-offs
+    @abstractmethod
+    def append_handoff(self, message: HandoffRecord) -> bool:
+        """Persist a sent message; False (and no change) if (run, channel, seq) exists already."""
+
+    @abstractmethod
+    def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
+        """The channel's messages in sequence order, latest version of each."""
+
+    @abstractmethod
+    def set_handoff_status(
+        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+    ) -> HandoffRecord:
+        """Acknowledge or reject a message (a new version); :class:`NotFoundError` if unknown."""
+
     def checkpoint(self, run_id: str, name: str) -> CheckpointRecord:
         """The latest checkpoint of ``run_id`` called ``name``; :class:`NotFoundError` if none."""
         found = [c for c in self.checkpoints(run_id) if c.name == name]
@@ -157,6 +195,7 @@ class MemoryStore(CheckpointStore):
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[tuple[str, int], StepRecord] = {}
         self._checkpoints: dict[tuple[str, int], CheckpointRecord] = {}
+        self._handoffs: dict[tuple[str, str, int], HandoffRecord] = {}
 
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
@@ -229,5 +268,39 @@ class MemoryStore(CheckpointStore):
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         return sorted((c for (r, _), c in self._checkpoints.items() if r == run_id), key=lambda c: c.seq)
 
+    def append_handoff(self, message: HandoffRecord) -> bool:
+        key = (message.run_id, message.channel, message.seq)
+        with self._lock:
+            if key in self._handoffs:
+                return False
+            self._handoffs[key] = message
+            return True
 
-__all__ = ["RUN_STATUSES", "CheckpointRecord", "CheckpointStore", "MemoryStore", "RunRecord", "StepRecord"]
+    def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
+        found = [m for (r, c, _), m in self._handoffs.items() if r == run_id and c == channel]
+        return sorted(found, key=lambda m: m.seq)
+
+    def set_handoff_status(
+        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+    ) -> HandoffRecord:
+        key = (run_id, channel, seq)
+        with self._lock:
+            current = self._handoffs.get(key)
+            if current is None:
+                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
+            updated = replace(
+                current, status=status, reason=reason, version=current.version + 1, receive_key=receive_key
+            )
+            self._handoffs[key] = updated
+            return updated
+
+
+__all__ = [
+    "RUN_STATUSES",
+    "CheckpointRecord",
+    "CheckpointStore",
+    "HandoffRecord",
+    "MemoryStore",
+    "RunRecord",
+    "StepRecord",
+]

@@ -230,6 +230,13 @@ CREATE TABLE IF NOT EXISTS omium_migrations (
 ORDER BY version
 """
 
+# Hand-offs remember the idempotency keys of the call that sent and the call that received them,
+# so a send or receive re-executed after a crash finds its own message instead of making another.
+HANDOFF_KEYS = (
+    "ALTER TABLE omium_handoffs ADD COLUMN IF NOT EXISTS send_key String DEFAULT ''",
+    "ALTER TABLE omium_handoffs ADD COLUMN IF NOT EXISTS receive_key String DEFAULT ''",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -244,6 +251,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         OMIUM_COMMANDS,
         OMIUM_REVIEWS,
     ),
+    HANDOFF_KEYS,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]

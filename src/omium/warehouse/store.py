@@ -14,7 +14,7 @@ from typing import Any
 
 from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
-from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord, now_us
+from omium.sdk.store import CheckpointRecord, CheckpointStore, HandoffRecord, RunRecord, StepRecord, now_us
 from omium.warehouse.connection import Warehouse
 
 INSERT_RUN = """
@@ -70,6 +70,22 @@ SELECT run_id, seq, checkpoint_id, name, agent, step_index, state_hash, parent_c
        toUnixTimestamp64Micro(created_at) AS created_at
 FROM omium_checkpoints FINAL
 WHERE run_id = {run_id:String}
+ORDER BY seq
+"""
+
+
+INSERT_HANDOFF = """
+INSERT INTO omium_handoffs (run_id, channel, seq, version, sender, receiver, schema_name, payload_hash,
+                            status, reason, send_key, receive_key, created_at)
+VALUES ({run_id:String}, {channel:String}, {seq:UInt64}, {version:UInt64}, {sender:String}, {receiver:String},
+        {schema_name:String}, {payload_hash:String}, {status:String}, {reason:String}, {send_key:String},
+        {receive_key:String}, fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'))
+"""
+SELECT_HANDOFFS = """
+SELECT run_id, channel, seq, version, sender, receiver, schema_name, payload_hash, status, reason, send_key,
+       receive_key, toUnixTimestamp64Micro(created_at) AS created_at
+FROM omium_handoffs FINAL
+WHERE run_id = {run_id:String} AND channel = {channel:String}
 ORDER BY seq
 """
 
@@ -176,6 +192,36 @@ class WarehouseStore(CheckpointStore):
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         rows = self._warehouse.query_rows(SELECT_CHECKPOINTS, {"run_id": run_id})
         return [CheckpointRecord(**row) for row in rows]
+
+    def append_handoff(self, message: HandoffRecord) -> bool:
+        with self._lock:
+            if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
+                return False
+            self._warehouse.command(INSERT_HANDOFF, dict(message.__dict__))
+            return True
+
+    def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
+        rows = self._warehouse.query_rows(SELECT_HANDOFFS, {"run_id": run_id, "channel": channel})
+        return [HandoffRecord(**row) for row in rows]
+
+    def set_handoff_status(
+        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+    ) -> HandoffRecord:
+        with self._lock:
+            current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
+            if current is None:
+                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
+            updated = HandoffRecord(
+                **{
+                    **current.__dict__,
+                    "status": status,
+                    "reason": reason,
+                    "version": current.version + 1,
+                    "receive_key": receive_key,
+                }
+            )
+            self._warehouse.command(INSERT_HANDOFF, dict(updated.__dict__))
+            return updated
 
 
 __all__ = ["WarehouseStore"]
