@@ -1,4 +1,4 @@
-"""Decoding OTLP trace payloads into column-oriented rows for ``otel_traces``.
+"""Decoding and checking OTLP trace payloads (rows for ``otel_traces``: :mod:`omium.warehouse.otlp_rows`).
 
 The hot path of ingest: one pass over the protobuf message, appending to one list per column,
 with values stringified exactly as the OpenTelemetry Collector contrib ClickHouse exporter does
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -17,97 +17,8 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from omium.errors import DecodeError
-from omium.semconv import OTEL_TRACES_COLUMNS, SPAN_KIND_NAMES, STATUS_CODE_NAMES
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
-
-
-@dataclass
-class SpanColumns:
-    """Spans of one or more requests as one list per ``otel_traces`` column."""
-
-    columns: list[list[Any]] = field(default_factory=lambda: [[] for _ in OTEL_TRACES_COLUMNS])
-    rejected: int = 0
-    reject_reasons: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.columns[0])
-
-    def extend(self, other: SpanColumns) -> None:
-        """Append ``other``'s rows (used to group several requests into one insert)."""
-        for mine, theirs in zip(self.columns, other.columns, strict=True):
-            mine.extend(theirs)
-
-    def keys(self) -> list[tuple[str, str]]:
-        """(TraceId, SpanId) of each row."""
-        return list(zip(self.columns[1], self.columns[2], strict=True))
-
-    def select(self, keep: list[int]) -> SpanColumns:
-        """A copy holding only the rows at positions ``keep``."""
-        out = SpanColumns()
-        out.columns = [[col[i] for i in keep] for col in self.columns]
-        return out
-
-
-def _any_value_str(value: Any) -> str:
-    """Stringify an OTLP AnyValue as the contrib exporter's ``Value.AsString()`` does."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return str(value.string_value)
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "double_value":
-        return _float_str(value.double_value)
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind in ("array_value", "kvlist_value"):
-        return json.dumps(_any_value_py(value), separators=(",", ":"), ensure_ascii=False)
-    return ""
-
-
-def _float_str(number: float) -> str:
-    # pcommon formats doubles with strconv.FormatFloat(v, 'f', -1, 64): no exponent, shortest.
-    if number != number or number in (float("inf"), float("-inf")):
-        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[str(number)]
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = format(number, "f").rstrip("0").rstrip(".") if number != int(number) else str(int(number))
-    elif text.endswith(".0"):
-        text = text[:-2]
-    return text
-
-
-def _any_value_py(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_any_value_py(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _any_value_py(kv.value) for kv in value.kvlist_value.values}
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    return None
-
-
-def _attributes(kvs: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for kv in kvs:
-        value = kv.value
-        # Most attributes are strings: test that first, without WhichOneof's dispatch.
-        if value.HasField("string_value"):
-            out[kv.key] = value.string_value
-        else:
-            out[kv.key] = _any_value_str(value)
-    return out
 
 
 def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
@@ -155,101 +66,7 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
     return request
 
 
-def to_columns(request: ExportTraceServiceRequest) -> SpanColumns:
-    """Flatten a request into ``otel_traces`` columns; invalid spans are counted as rejected."""
-    out = SpanColumns()
-    (
-        c_ts,
-        c_trace,
-        c_span,
-        c_parent,
-        c_state,
-        c_name,
-        c_kind,
-        c_service,
-        c_res,
-        c_scope,
-        c_scope_v,
-        c_attrs,
-        c_dur,
-        c_status,
-        c_status_msg,
-        c_ev_ts,
-        c_ev_name,
-        c_ev_attrs,
-        c_ln_trace,
-        c_ln_span,
-        c_ln_state,
-        c_ln_attrs,
-    ) = out.columns
-    kinds = SPAN_KIND_NAMES
-    statuses = STATUS_CODE_NAMES
-    for resource_spans in request.resource_spans:
-        resource_attrs = _attributes(resource_spans.resource.attributes)
-        service = resource_attrs.get("service.name", "")
-        for scope_spans in resource_spans.scope_spans:
-            scope_name = scope_spans.scope.name
-            scope_version = scope_spans.scope.version
-            for span in scope_spans.spans:
-                trace_id = span.trace_id
-                span_id = span.span_id
-                parent = span.parent_span_id
-                if (
-                    len(trace_id) != 16
-                    or len(span_id) != 8
-                    or len(parent) not in (0, 8)
-                    or trace_id == bytes(16)
-                ):
-                    out.rejected += 1
-                    if len(out.reject_reasons) < 5:
-                        out.reject_reasons.append(
-                            f"span {span.name!r}: trace_id must be 16 non-zero bytes, span_id 8 bytes, "
-                            f"parent_span_id 0 or 8 (got {len(trace_id)}, {len(span_id)}, {len(parent)})"
-                        )
-                    continue
-                start = span.start_time_unix_nano
-                end = span.end_time_unix_nano
-                c_ts.append(start)
-                c_trace.append(trace_id.hex())
-                c_span.append(span_id.hex())
-                c_parent.append(parent.hex() if parent else "")
-                c_state.append(span.trace_state)
-                c_name.append(span.name)
-                kind = span.kind
-                c_kind.append(kinds[kind] if 0 <= kind < 6 else "Unspecified")
-                c_service.append(service)
-                c_res.append(resource_attrs)
-                c_scope.append(scope_name)
-                c_scope_v.append(scope_version)
-                c_attrs.append(_attributes(span.attributes))
-                c_dur.append(end - start if end > start else 0)
-                code = span.status.code
-                c_status.append(statuses[code] if 0 <= code < 3 else "Unset")
-                c_status_msg.append(span.status.message)
-                events = span.events
-                if events:
-                    c_ev_ts.append([e.time_unix_nano for e in events])
-                    c_ev_name.append([e.name for e in events])
-                    c_ev_attrs.append([_attributes(e.attributes) for e in events])
-                else:
-                    c_ev_ts.append([])
-                    c_ev_name.append([])
-                    c_ev_attrs.append([])
-                links = span.links
-                if links:
-                    c_ln_trace.append([link.trace_id.hex() for link in links])
-                    c_ln_span.append([link.span_id.hex() for link in links])
-                    c_ln_state.append([link.trace_state for link in links])
-                    c_ln_attrs.append([_attributes(link.attributes) for link in links])
-                else:
-                    c_ln_trace.append([])
-                    c_ln_span.append([])
-                    c_ln_state.append([])
-                    c_ln_attrs.append([])
-    return out
-
-
-__all__ = ["SpanColumns", "decode_json", "decode_protobuf", "to_columns"]
+__all__ = ["decode_json", "decode_protobuf"]
 
 
 @dataclass(frozen=True)

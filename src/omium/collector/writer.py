@@ -23,10 +23,11 @@ from pathlib import Path
 from google.protobuf.internal.encoder import _VarintBytes
 
 from omium.collector import native
-from omium.collector.otlp import SpanColumns, decode_protobuf, to_columns
+from omium.collector.otlp import decode_protobuf
 from omium.errors import OverloadedError, WarehouseError
 from omium.semconv import OTEL_TRACES_COLUMNS
 from omium.warehouse.connection import Warehouse
+from omium.warehouse.otlp_rows import SpanColumns, to_columns
 
 logger = logging.getLogger(__name__)
 

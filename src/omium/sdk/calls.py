@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from omium import semconv
 from omium.errors import NonDeterminismError, SerializationError
-from omium.sdk import serde
+from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, current
 from omium.sdk.retry import NO_RETRY, RetryPolicy
 from omium.sdk.store import StepRecord, now_us
@@ -114,13 +115,38 @@ class _Recording:
             register_compensation(self.definition.compensation, result, *args, **kwargs)
 
 
+def _span(call: _Recording) -> Any:
+    definition, context = call.definition, call.context
+    attributes: dict[str, Any] = {
+        semconv.OMIUM_RUN_ID: context.run_id,
+        semconv.OMIUM_STEP_INDEX: call.position,
+        semconv.OMIUM_STEP_KIND: definition.kind,
+        semconv.GEN_AI_AGENT_NAME: context.agent,
+        "omium.idempotency_key": call.key,
+    }
+    if definition.kind == "tool":
+        attributes[semconv.GEN_AI_OPERATION_NAME] = "execute_tool"
+        attributes[semconv.GEN_AI_TOOL_NAME] = definition.name
+        attributes[semconv.GEN_AI_TOOL_CALL_ID] = call.key
+    return tracing.span(
+        f"{tracing.SPAN_NAMES.get(definition.kind, definition.kind)} {definition.name}", attributes
+    )
+
+
 def invoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run a recorded call synchronously (or return its recorded result)."""
     context = current()
     if context.call_key:  # inside another step: part of it
         return definition.fn(*args, **kwargs)
     call = _Recording(context, definition)
+    with _span(call) as span:
+        return _run_sync(call, span, args, kwargs)
+
+
+def _run_sync(call: _Recording, span: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    context, definition = call.context, call.definition
     if call.recorded is not None:
+        span.set_attribute("omium.replayed", True)
         return call.replay()
     attempt = 1
     while True:
@@ -138,6 +164,7 @@ def invoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dict[str, 
             context.call_key = ""
         call.complete(result, attempt, args, kwargs)
         call.compensation_registered(result, args, kwargs)
+        span.set_attribute("omium.attempts", attempt)
         return result
 
 
@@ -147,7 +174,14 @@ async def ainvoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dic
     if context.call_key:
         return await definition.fn(*args, **kwargs)
     call = _Recording(context, definition)
+    with _span(call) as span:
+        return await _run_async(call, span, args, kwargs)
+
+
+async def _run_async(call: _Recording, span: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    context, definition = call.context, call.definition
     if call.recorded is not None:
+        span.set_attribute("omium.replayed", True)
         return call.replay()
     attempt = 1
     while True:
@@ -165,6 +199,7 @@ async def ainvoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dic
             context.call_key = ""
         call.complete(result, attempt, args, kwargs)
         call.compensation_registered(result, args, kwargs)
+        span.set_attribute("omium.attempts", attempt)
         return result
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from omium.sdk import serde
+from omium import semconv
+from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, current
 from omium.sdk.store import CheckpointRecord, StepRecord
 
@@ -61,6 +62,7 @@ class Checkpoint:
         self.values: dict[str, Any] = {}
         self.record: CheckpointRecord | None = None
         self._start = 0
+        self._span: Any = None
 
     def save(self, key: str, value: Any) -> None:
         """Keep ``value`` in this checkpoint's state (readable later, e.g. after a rollback)."""
@@ -68,7 +70,18 @@ class Checkpoint:
         self.values[key] = value
 
     def __enter__(self) -> Checkpoint:
-        self._start = current().next_position
+        context = current()
+        self._start = context.next_position
+        self._span = tracing.span(
+            f"checkpoint {self.name}",
+            {
+                semconv.OMIUM_RUN_ID: context.run_id,
+                semconv.OMIUM_CHECKPOINT: self.name,
+                semconv.OMIUM_STEP_KIND: "checkpoint",
+                semconv.GEN_AI_AGENT_NAME: context.agent,
+            },
+        )
+        self._span.__enter__()
         return self
 
     def __exit__(
@@ -76,6 +89,10 @@ class Checkpoint:
     ) -> None:
         if kind is None:
             self.record = _record_checkpoint(current(), self.name, self._start, self.values)
+            tracing.annotate(
+                {"omium.checkpoint.seq": self.record.seq, semconv.OMIUM_STEP_INDEX: self.record.step_index}
+            )
+        self._span.__exit__(kind, error, tb)
 
     async def __aenter__(self) -> Checkpoint:
         return self.__enter__()
@@ -117,6 +134,7 @@ class Transaction:
         self.name = name
         self.outcome = "open"
         self._frame = _Frame(name)
+        self._span: Any = None
         self._awaiting: list[Any] = []
         self._token: Any = None
         self._start = 0
@@ -130,6 +148,16 @@ class Transaction:
         self._start = context.next_position
         context.pending.append([])
         self._token = _transactions.set((*_transactions.get(), self._frame))
+        self._span = tracing.span(
+            f"transaction {self.name}",
+            {
+                semconv.OMIUM_RUN_ID: context.run_id,
+                semconv.OMIUM_STEP_KIND: "transaction",
+                "omium.transaction.name": self.name,
+                semconv.GEN_AI_AGENT_NAME: context.agent,
+            },
+        )
+        self._span.__enter__()
         return self
 
     def __exit__(
@@ -148,6 +176,8 @@ class Transaction:
                 context.recorded[record.position] = record
             _record_checkpoint(context, self.name, self._start, {})
             self.outcome = "committed"
+            tracing.annotate({semconv.OMIUM_TRANSACTION_OUTCOME: self.outcome})
+            self._span.__exit__(None, None, None)
             return
         self.outcome = "rolled_back"
         for fn, args, kwargs in reversed(self._frame.compensations):
@@ -157,6 +187,13 @@ class Transaction:
                     self._awaiting.append(outcome)
             except Exception:  # one failed undo must not stop the others
                 logger.exception("compensation %r of transaction %r failed", fn, self.name)
+        tracing.annotate(
+            {
+                semconv.OMIUM_TRANSACTION_OUTCOME: self.outcome,
+                "omium.transaction.compensations": len(self._frame.compensations),
+            }
+        )
+        self._span.__exit__(kind, error, tb)
 
     async def __aenter__(self) -> Transaction:
         return self.__enter__()

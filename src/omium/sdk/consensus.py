@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from omium import semconv
 from omium.errors import HandoffRejected, HandoffTimeout, OmiumError
-from omium.sdk import serde
+from omium.sdk import serde, tracing
 from omium.sdk.calls import CallDefinition, ainvoke, invoke
 from omium.sdk.context import current
 from omium.sdk.retry import RetryPolicy
@@ -146,6 +147,14 @@ class Consensus:
             reason="; ".join(violations),
         )
         context.store.append_handoff(message)
+        tracing.annotate(
+            {
+                semconv.OMIUM_HANDOFF_VERDICT: message.status,
+                "omium.handoff.channel": channel,
+                "omium.handoff.seq": seq,
+                "omium.handoff.schema": message.schema_name,
+            }
+        )
         if violations:
             raise HandoffRejected(f"hand-off {channel} #{seq} rejected: {message.reason}", message.reason)
         return seq
@@ -223,11 +232,19 @@ class Consensus:
             context.store.set_handoff_status(
                 context.run_id, message.channel, message.seq, "rejected", reason, receive_key=context.call_key
             )
+            tracing.annotate({semconv.OMIUM_HANDOFF_VERDICT: "rejected", "omium.handoff.reason": reason})
             raise HandoffRejected(
                 f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}", reason
             )
         context.store.set_handoff_status(
             context.run_id, message.channel, message.seq, "acked", receive_key=context.call_key
+        )
+        tracing.annotate(
+            {
+                semconv.OMIUM_HANDOFF_VERDICT: "acked",
+                "omium.handoff.channel": message.channel,
+                "omium.handoff.seq": message.seq,
+            }
         )
         return value
 

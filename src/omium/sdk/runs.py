@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from omium import semconv
 from omium.errors import NotFoundError
-from omium.sdk import serde
+from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, enter, leave, maybe_current
 from omium.sdk.store import CheckpointStore, RunRecord
 
@@ -26,11 +27,37 @@ RESULT_ATTRIBUTE = "result_hash"
 _default_store: CheckpointStore | None = None
 
 
-def init(*, store: CheckpointStore | None = None) -> CheckpointStore:
-    """Choose where runs are stored (default: the embedded warehouse under ``$OMIUM_HOME``)."""
+def init(*, store: CheckpointStore | None = None, tracer_provider: Any = None) -> CheckpointStore:
+    """Choose where runs are stored and where their spans go.
+
+    Args:
+        store: the checkpoint store (default: the embedded warehouse under ``$OMIUM_HOME``).
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for Omium's spans. Default: spans of
+            runs stored in the embedded warehouse are written there too; otherwise the
+            application's global provider is used.
+    """
     global _default_store
     _default_store = store if store is not None else _embedded_store()
+    if tracer_provider is None:
+        tracer_provider = _warehouse_tracer_provider(_default_store)
+    tracing.configure(tracer_provider)
     return _default_store
+
+
+def _warehouse_tracer_provider(store: CheckpointStore) -> Any:
+    from omium.warehouse.store import WarehouseStore
+
+    if not isinstance(store, WarehouseStore):
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from omium.warehouse.span_exporter import WarehouseSpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "omium-runs"}))
+    provider.add_span_processor(BatchSpanProcessor(WarehouseSpanExporter(store.warehouse)))
+    return provider
 
 
 def _embedded_store() -> CheckpointStore:
@@ -80,6 +107,30 @@ def _begin(
 _NOT_DONE = object()
 
 
+def _run_span(context: RunContext, record: RunRecord) -> Any:
+    return tracing.span(
+        f"invoke_workflow {context.workflow}",
+        {
+            semconv.GEN_AI_OPERATION_NAME: "invoke_workflow",
+            semconv.GEN_AI_WORKFLOW_NAME: context.workflow,
+            semconv.OMIUM_RUN_ID: context.run_id,
+            "omium.run.resumed": record.version > 1,
+        },
+    )
+
+
+def _agent_span(context: RunContext, name: str) -> Any:
+    return tracing.span(
+        f"invoke_agent {name}",
+        {
+            semconv.GEN_AI_OPERATION_NAME: "invoke_agent",
+            semconv.GEN_AI_AGENT_NAME: name,
+            semconv.GEN_AI_WORKFLOW_NAME: context.workflow,
+            semconv.OMIUM_RUN_ID: context.run_id,
+        },
+    )
+
+
 def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
     result_hash = context.store.put_blob(serde.dumps(result))
     context.store.update_run(
@@ -115,7 +166,8 @@ def run(
     token = enter(context)
     context.agents.append(name)
     try:
-        result = body(*args, **kwargs)
+        with _run_span(context, record):
+            result = body(*args, **kwargs)
     except BaseException as error:
         _fail(context, record, error)
         raise
@@ -142,9 +194,10 @@ async def arun(
     token = enter(context)
     context.agents.append(name)
     try:
-        result = body(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
+        with _run_span(context, record):
+            result = body(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
     except BaseException as error:
         _fail(context, record, error)
         raise
@@ -166,7 +219,8 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
                 return await arun(async_wrapper, *args, **kwargs)
             context.agents.append(definition.name)
             try:
-                return await fn(*args, **kwargs)
+                with _agent_span(context, definition.name):
+                    return await fn(*args, **kwargs)
             finally:
                 context.agents.pop()
 
@@ -180,7 +234,8 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
                 return run(sync_wrapper, *args, **kwargs)
             context.agents.append(definition.name)
             try:
-                return fn(*args, **kwargs)
+                with _agent_span(context, definition.name):
+                    return fn(*args, **kwargs)
             finally:
                 context.agents.pop()
 

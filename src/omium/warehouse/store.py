@@ -102,6 +102,11 @@ class WarehouseStore(CheckpointStore):
         self._warehouse = warehouse
         self._lock = threading.Lock()
 
+    @property
+    def warehouse(self) -> Warehouse:
+        """The warehouse this store writes to."""
+        return self._warehouse
+
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
         with self._lock:

@@ -1,0 +1,69 @@
+"""OpenTelemetry spans for runs, agents, recorded calls, checkpoints, transactions and hand-offs.
+
+Names and attributes follow the GenAI semantic conventions (``invoke_workflow {name}``,
+``invoke_agent {name}``, ``execute_tool {name}``) with Omium's facts under ``omium.*``. Where spans
+go is decided by :func:`configure` (``omium.init`` calls it): a given provider, else the embedded
+warehouse when runs are stored there, else the application's global provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+
+from omium._version import __version__
+
+_provider: trace.TracerProvider | None = None
+_tracer: Tracer | None = None
+
+
+def configure(provider: trace.TracerProvider | None) -> None:
+    """Send Omium's spans to ``provider`` (None: the global provider)."""
+    global _provider, _tracer
+    _provider = provider
+    _tracer = None
+
+
+def tracer() -> Tracer:
+    """Omium's tracer."""
+    global _tracer
+    if _tracer is None:
+        provider = _provider or trace.get_tracer_provider()
+        _tracer = provider.get_tracer("omium", __version__)
+    return _tracer
+
+
+@contextmanager
+def span(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
+    """A current span; an exception escaping it marks it as an error (``error.type`` set)."""
+    clean = {k: v for k, v in attributes.items() if v is not None and v != ""}
+    with tracer().start_as_current_span(
+        name, attributes=clean, record_exception=True, set_status_on_exception=True
+    ) as current:
+        try:
+            yield current
+        except BaseException as error:
+            current.set_attribute("error.type", type(error).__qualname__)
+            raise
+
+
+def annotate(attributes: dict[str, Any]) -> None:
+    """Set attributes on the current span."""
+    current = trace.get_current_span()
+    for key, value in attributes.items():
+        current.set_attribute(key, value)
+
+
+SPAN_NAMES = {
+    "tool": "execute_tool",
+    "step": "step",
+    "llm": "chat",
+    "handoff_send": "handoff_send",
+    "handoff_receive": "handoff_receive",
+}
+
+__all__ = ["SPAN_NAMES", "annotate", "configure", "span", "tracer"]
