@@ -127,3 +127,37 @@ class StoreConformance:
         assert store.handoffs("h", "other") == []
         with pytest.raises(NotFoundError):
             store.set_handoff_status("h", "kyc->score", 9, "acked")
+
+    def test_shared_state_is_compare_and_set(self, store: CheckpointStore) -> None:
+        assert store.read_state("orders", "o-17") is None
+        first = store.write_state("orders", "o-17", 0, "h1", writer="kyc", run_id="r")
+        assert (first.version, first.value_hash) == (1, "h1")
+        with pytest.raises(ConflictError, match="version 1, not 0"):
+            store.write_state("orders", "o-17", 0, "h-late")
+        store.write_state("orders", "o-17", 1, "h2", writer="terms")
+        latest = store.read_state("orders", "o-17")
+        assert latest is not None and (latest.version, latest.value_hash, latest.writer) == (2, "h2", "terms")
+
+    def test_concurrent_state_writers_never_lose_an_update(self, store: CheckpointStore) -> None:
+        written: list[str] = []
+        lock = threading.Lock()
+
+        def writer(n: int) -> None:
+            for i in range(5):
+                while True:
+                    current = store.read_state("counters", "c")
+                    try:
+                        store.write_state("counters", "c", current.version if current else 0, f"{n}-{i}")
+                    except ConflictError:
+                        continue
+                    with lock:
+                        written.append(f"{n}-{i}")
+                    break
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        latest = store.read_state("counters", "c")
+        assert latest is not None and latest.version == 20 == len(written)

@@ -118,8 +118,12 @@ def test_embedded_runs_write_their_spans_to_otel_traces(warehouse: ClickHouseWar
         tracing.configure(None)
     rows = warehouse.query_rows(
         "SELECT SpanName, SpanAttributes['gen_ai.agent.name'] AS agent FROM otel_traces FINAL "
-        "WHERE RunId = {r:String} ORDER BY Timestamp", {"r": "in-warehouse"})
+        "WHERE RunId = {r:String} ORDER BY Timestamp",
+        {"r": "in-warehouse"},
+    )
     names = [r["SpanName"] for r in rows]
     assert names[0] == "invoke_workflow onboarding"
-    assert {"invoke_agent kyc", "execute_tool lookup", "transaction delivery", "execute_tool send"} <= set(names)
+    assert {"invoke_agent kyc", "execute_tool lookup", "transaction delivery", "execute_tool send"} <= set(
+        names
+    )
     assert len({r["SpanName"] for r in rows}) == len(names)  # each once

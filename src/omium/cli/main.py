@@ -39,13 +39,14 @@ def _root(
 
 
 def _register() -> None:
-    from omium.cli import demo, serve, sql, status, up
+    from omium.cli import demo, runs, serve, sql, status, up
 
     app.command("serve")(serve.serve)
     app.command("up")(up.up)
     app.command("status")(status.status)
     app.command("sql")(sql.sql)
     app.command("demo")(demo.demo)
+    app.add_typer(runs.app, name="runs")
 
 
 _register()

@@ -31,6 +31,7 @@ class RunContext:
     # Next hand-off sequence number per channel this run sends on (kept in step with replays).
     channel_seq: dict[str, int] = field(default_factory=dict)
     seq_by_key: dict[str, int] = field(default_factory=dict)  # a retried send keeps its number
+    state_reads: dict[str, int] = field(default_factory=dict)  # "namespace/key" -> version last seen
     executed: int = 0  # calls that really ran (not served from the recording)
     replayed: int = 0  # calls served from the recording
 

@@ -103,6 +103,19 @@ class HandoffRecord:
     created_at: int = field(default_factory=now_us)
 
 
+@dataclass(frozen=True)
+class StateVersion:
+    """One version of a shared-state key: ``version`` counts writes from 1."""
+
+    namespace: str
+    key: str
+    version: int
+    value_hash: str
+    writer: str = ""
+    run_id: str = ""
+    written_at: int = field(default_factory=now_us)
+
+
 class CheckpointStore(ABC):
     """What durable runs are stored in. Methods are safe to call from several threads."""
 
@@ -174,6 +187,25 @@ class CheckpointStore(ABC):
     ) -> HandoffRecord:
         """Acknowledge or reject a message (a new version); :class:`NotFoundError` if unknown."""
 
+    # --- shared state
+    @abstractmethod
+    def read_state(self, namespace: str, key: str) -> StateVersion | None:
+        """The latest version of a shared-state key, or None if never written."""
+
+    @abstractmethod
+    def write_state(
+        self,
+        namespace: str,
+        key: str,
+        expected_version: int,
+        value_hash: str,
+        *,
+        writer: str = "",
+        run_id: str = "",
+    ) -> StateVersion:
+        """Write version ``expected_version + 1`` if the key is at ``expected_version`` (0: absent);
+        :class:`ConflictError` otherwise, so concurrent writers never lose an update silently."""
+
     def checkpoint(self, run_id: str, name: str) -> CheckpointRecord:
         """The latest checkpoint of ``run_id`` called ``name``; :class:`NotFoundError` if none."""
         found = [c for c in self.checkpoints(run_id) if c.name == name]
@@ -196,6 +228,7 @@ class MemoryStore(CheckpointStore):
         self._steps: dict[tuple[str, int], StepRecord] = {}
         self._checkpoints: dict[tuple[str, int], CheckpointRecord] = {}
         self._handoffs: dict[tuple[str, str, int], HandoffRecord] = {}
+        self._state: dict[tuple[str, str], StateVersion] = {}
 
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
@@ -294,6 +327,28 @@ class MemoryStore(CheckpointStore):
             self._handoffs[key] = updated
             return updated
 
+    def read_state(self, namespace: str, key: str) -> StateVersion | None:
+        return self._state.get((namespace, key))
+
+    def write_state(
+        self,
+        namespace: str,
+        key: str,
+        expected_version: int,
+        value_hash: str,
+        *,
+        writer: str = "",
+        run_id: str = "",
+    ) -> StateVersion:
+        with self._lock:
+            current = self._state.get((namespace, key))
+            version = current.version if current else 0
+            if version != expected_version:
+                raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
+            written = StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+            self._state[(namespace, key)] = written
+            return written
+
 
 __all__ = [
     "RUN_STATUSES",
@@ -302,5 +357,6 @@ __all__ = [
     "HandoffRecord",
     "MemoryStore",
     "RunRecord",
+    "StateVersion",
     "StepRecord",
 ]

@@ -14,7 +14,15 @@ from typing import Any
 
 from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
-from omium.sdk.store import CheckpointRecord, CheckpointStore, HandoffRecord, RunRecord, StepRecord, now_us
+from omium.sdk.store import (
+    CheckpointRecord,
+    CheckpointStore,
+    HandoffRecord,
+    RunRecord,
+    StateVersion,
+    StepRecord,
+    now_us,
+)
 from omium.warehouse.connection import Warehouse
 
 INSERT_RUN = """
@@ -90,6 +98,20 @@ ORDER BY seq
 """
 
 
+SELECT_STATE = """
+SELECT namespace, key, version, value_hash, writer, run_id, toUnixTimestamp64Micro(written_at) AS written_at
+FROM omium_shared_state
+WHERE namespace = {namespace:String} AND key = {key:String}
+ORDER BY version DESC
+LIMIT 1
+"""
+INSERT_STATE = """
+INSERT INTO omium_shared_state (namespace, key, version, value_hash, writer, run_id, written_at)
+VALUES ({namespace:String}, {key:String}, {version:UInt64}, {value_hash:String}, {writer:String},
+        {run_id:String}, fromUnixTimestamp64Micro({written_at:Int64}, 'UTC'))
+"""
+
+
 def _run(row: dict[str, Any]) -> RunRecord:
     row["attributes"] = dict(row["attributes"])
     return RunRecord(**row)
@@ -98,9 +120,15 @@ def _run(row: dict[str, Any]) -> RunRecord:
 class WarehouseStore(CheckpointStore):
     """A :class:`CheckpointStore` on Omium's warehouse tables."""
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, *, owns: bool = False) -> None:
         self._warehouse = warehouse
+        self._owns = owns
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the warehouse connection if this store opened it (``owns=True``)."""
+        if self._owns:
+            self._warehouse.close()
 
     @property
     def warehouse(self) -> Warehouse:
@@ -227,6 +255,30 @@ class WarehouseStore(CheckpointStore):
             )
             self._warehouse.command(INSERT_HANDOFF, dict(updated.__dict__))
             return updated
+
+    def read_state(self, namespace: str, key: str) -> StateVersion | None:
+        rows = self._warehouse.query_rows(SELECT_STATE, {"namespace": namespace, "key": key})
+        return StateVersion(**rows[0]) if rows else None
+
+    def write_state(
+        self,
+        namespace: str,
+        key: str,
+        expected_version: int,
+        value_hash: str,
+        *,
+        writer: str = "",
+        run_id: str = "",
+    ) -> StateVersion:
+        # Serialised here: this process is the warehouse's only writer (see the module docstring).
+        with self._lock:
+            current = self.read_state(namespace, key)
+            version = current.version if current else 0
+            if version != expected_version:
+                raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
+            written = StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+            self._warehouse.command(INSERT_STATE, dict(written.__dict__))
+            return written
 
 
 __all__ = ["WarehouseStore"]

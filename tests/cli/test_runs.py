@@ -1,0 +1,82 @@
+"""``omium runs`` against runs recorded in a real warehouse, reached through the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import omium
+from omium import Checkpoint, tool, workflow
+from omium.cli.main import app
+from omium.collector.server import RunningServer
+from omium.sdk import tracing
+from omium.warehouse import ClickHouseWarehouse
+from omium.warehouse.store import WarehouseStore
+
+runner = CliRunner()
+
+
+@tool
+def verify(customer: str) -> str:
+    return f"ok {customer}"
+
+
+@tool
+def explode() -> None:
+    raise RuntimeError("APR 0.0% outside 2.5%-8.5%")
+
+
+@workflow
+def onboarding(customer: str, fail: bool) -> str:
+    with Checkpoint("kyc_done"):
+        result = verify(customer)
+    if fail:
+        explode()
+    return result
+
+
+@pytest.fixture
+def recorded(server: RunningServer, warehouse: ClickHouseWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    omium.init(store=WarehouseStore(warehouse), tracer_provider=None)
+    tracing.configure(None)
+    omium.run(onboarding, "jane", False, run_id="good-run")
+    with pytest.raises(RuntimeError):
+        omium.run(onboarding, "ann", True, run_id="bad-run")
+    monkeypatch.setenv("OMIUM_SERVER_URL", server.url)
+    monkeypatch.setenv("OMIUM_DATABASE", warehouse.database)
+
+
+def test_runs_list(recorded: None) -> None:
+    result = runner.invoke(app, ["runs", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    runs = {r["run_id"]: r["status"] for r in json.loads(result.stdout)}
+    assert runs == {"good-run": "completed", "bad-run": "failed"}
+    result = runner.invoke(app, ["runs", "list", "--status", "failed", "--json"])
+    assert [r["run_id"] for r in json.loads(result.stdout)] == ["bad-run"]
+    result = runner.invoke(app, ["runs", "list", "--status", "weird"])
+    assert result.exit_code == 2
+
+
+def test_runs_show(recorded: None) -> None:
+    result = runner.invoke(app, ["runs", "show", "bad-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "failed" in result.output and "APR 0.0%" in result.output
+    assert "verify" in result.output and "explode" in result.output and "kyc_done" in result.output
+
+
+def test_unknown_run_exits_2(recorded: None, server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+    env = os.environ | {"OMIUM_SERVER_URL": server.url, "OMIUM_DATABASE": warehouse.database}
+    result = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "runs", "show", "no-such-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no run 'no-such-run'" in result.stderr
