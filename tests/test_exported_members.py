@@ -49,3 +49,9 @@ def test_importing_omium_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_testing_names() -> None:
+    import omium.testing
+
+    assert sorted(omium.testing.__all__) == ["FakeLLM", "Runtime", "runtime"]
