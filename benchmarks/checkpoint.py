@@ -1,0 +1,216 @@
+"""Checkpoint benchmark: durable per-step overhead, bytes stored and resume after a crash.
+
+One command, all systems in one run on this machine (peers install into .bench/ once):
+
+    python benchmarks/checkpoint.py            # 100-step overhead, 500-turn bytes, crash at 90
+    python benchmarks/checkpoint.py --quick
+
+The workflow's state is an accumulating message history: each step adds a 1 KB message.
+* Omium: a @workflow of @step calls on the in-process warehouse store (embedded chdb); each step
+  returns its new message, the history is the sum of recorded results (stored once each).
+* LangGraph + langgraph-checkpoint-sqlite: a one-node graph looping N times over a
+  ``messages`` list channel, SqliteSaver, ``durability="sync"``.
+* DBOS on SQLite: a workflow of N ``@DBOS.step`` calls, each returning its new message.
+Per-step overhead = (durable run - the same loop without durability) / steps; median of the
+repeats. Bytes stored = on-disk size after the 500-turn run (chdb parts / SQLite file).
+Resume: the run raises at step 90, is resumed, and we count steps below 90 that ran again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import BENCH_DIR, peer_python  # noqa: E402
+
+COMMON = '''
+import json, os, statistics, sys, time
+N, TURNS, REPEATS, CRASH_AT, WORK = (int(x) for x in sys.argv[1:6])
+MESSAGE = "m" * 1024
+def bare(n):
+    history = []
+    for i in range(n):
+        history.append(MESSAGE + str(i))
+    return len(history)
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+def overhead(durable):
+    rows = []
+    for r in range(REPEATS):
+        t = time.perf_counter(); bare(N); b = time.perf_counter() - t
+        t = time.perf_counter(); durable(r); d = time.perf_counter() - t
+        rows.append((d - b) / N)
+    return statistics.median(rows)
+'''
+
+OMIUM = COMMON + '''
+import omium
+from omium import step, workflow
+from omium.config import Settings
+from omium.sdk import tracing
+from omium.warehouse import connect
+from omium.warehouse.store import WarehouseStore
+home = sys.argv[6]
+wh = connect(Settings(home=__import__("pathlib").Path(home)), mode="embedded", database="bench")
+omium.init(store=WarehouseStore(wh), tracer_provider=None); tracing.configure(None)
+executed = []
+crash = {"at": -1}
+@step
+def turn(i):
+    executed.append(i)
+    if i == crash["at"]:
+        crash["at"] = -1
+        raise RuntimeError("crash")
+    return MESSAGE + str(i)
+@workflow
+def conversation(n):
+    history = []
+    for i in range(n):
+        history.append(turn(i))
+    return len(history)
+per_step = overhead(lambda r: omium.run(conversation, N, run_id=f"o{r}"))
+wh.command("TRUNCATE TABLE omium_steps"); wh.command("TRUNCATE TABLE omium_state_blobs"); wh.command("TRUNCATE TABLE omium_runs")
+omium.run(conversation, TURNS, run_id="bytes")
+wh.command("OPTIMIZE TABLE omium_state_blobs FINAL"); wh.command("OPTIMIZE TABLE omium_steps FINAL")
+stored = wh.scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench' AND active AND table LIKE 'omium_%'")
+crash["at"] = CRASH_AT
+try:
+    omium.run(conversation, N, run_id="crash")
+except RuntimeError:
+    pass
+executed.clear()
+t = time.perf_counter(); omium.run(conversation, N, run_id="crash"); resume = time.perf_counter() - t
+print(json.dumps({"system": "Omium (in-process warehouse)", "per_step_ms": per_step * 1e3, "bytes": stored,
+                  "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+'''
+
+LANGGRAPH = COMMON + '''
+import operator, sqlite3
+from typing import Annotated, TypedDict
+from langgraph.graph import StateGraph, START, END
+from langgraph.checkpoint.sqlite import SqliteSaver
+home = sys.argv[6]
+executed = []
+crash = {"at": -1}
+class State(TypedDict):
+    messages: Annotated[list, operator.add]
+    n: int
+def turn(state):
+    i = len(state["messages"])
+    executed.append(i)
+    if i == crash["at"]:
+        crash["at"] = -1
+        raise RuntimeError("crash")
+    return {"messages": [MESSAGE + str(i)]}
+def more(state):
+    return "turn" if len(state["messages"]) < state["n"] else END
+builder = StateGraph(State)
+builder.add_node("turn", turn)
+builder.add_edge(START, "turn")
+builder.add_conditional_edges("turn", more)
+def saver(name):
+    return SqliteSaver(sqlite3.connect(os.path.join(home, name), check_same_thread=False))
+def run(graph, n, thread, inputs=True):
+    config = {"configurable": {"thread_id": thread}, "recursion_limit": n + 10}
+    return graph.invoke({"messages": [], "n": n} if inputs else None, config, durability="sync")
+overhead_graph = builder.compile(checkpointer=saver("overhead.db"))
+per_step = overhead(lambda r: run(overhead_graph, N, f"o{r}"))
+bytes_graph = builder.compile(checkpointer=saver("bytes.db"))
+run(bytes_graph, TURNS, "bytes")
+stored = os.path.getsize(os.path.join(home, "bytes.db")) + sum(os.path.getsize(os.path.join(home, f)) for f in os.listdir(home) if f.startswith("bytes.db-"))
+crash_graph = builder.compile(checkpointer=saver("crash.db"))
+crash["at"] = CRASH_AT
+try:
+    run(crash_graph, N, "crash")
+except RuntimeError:
+    pass
+executed.clear()
+t = time.perf_counter(); run(crash_graph, N, "crash", inputs=False); resume = time.perf_counter() - t
+print(json.dumps({"system": "LangGraph SqliteSaver (sync)", "per_step_ms": per_step * 1e3, "bytes": stored,
+                  "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+'''
+
+DBOS = COMMON + '''
+from dbos import DBOS, DBOSConfig
+home = sys.argv[6]
+db = os.path.join(home, "dbos.sqlite")
+DBOS(config={"name": "bench", "system_database_url": f"sqlite:///{db}"})
+@DBOS.step()
+def turn(i):
+    return MESSAGE + str(i)
+@DBOS.workflow()
+def conversation(n):
+    history = []
+    for i in range(n):
+        history.append(turn(i))
+    return len(history)
+DBOS.launch()
+def run(n, wid):
+    from dbos import SetWorkflowID
+    with SetWorkflowID(wid):
+        return conversation(n)
+per_step = overhead(lambda r: run(N, f"o{r}"))
+size_before = du(home)
+run(TURNS, "bytes")
+stored = du(home) - size_before
+print(json.dumps({"system": "DBOS (SQLite)", "per_step_ms": per_step * 1e3, "bytes": stored,
+                  "resume_s": None, "reexecuted": None}))
+DBOS.destroy()
+'''
+
+
+def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
+    script = work / "peer.py"
+    script.write_text(textwrap.dedent(code))
+    result = subprocess.run(
+        [str(python), str(script), str(args.steps), str(args.turns), str(args.repeats), str(args.crash_at), "0",
+         str(work)], capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{python} failed:\\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--turns", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--crash-at", type=int, default=90)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.turns, args.repeats, args.crash_at = 30, 60, 2, 20
+    BENCH_DIR.mkdir(exist_ok=True)
+    peers = [
+        ("omium", Path(sys.executable), OMIUM),
+        ("langgraph", peer_python("langgraph", "langgraph langgraph-checkpoint-sqlite"), LANGGRAPH),
+        ("dbos", peer_python("dbos", "dbos"), DBOS),
+    ]
+    results = []
+    for name, python, code in peers:
+        with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+            print(f"running {name}...", flush=True)
+            results.append(run_peer(python, code, args, Path(tmp)))
+    print()
+    print(f"{args.steps}-step workflow, 1 KB per step; bytes after {args.turns} turns; crash at {args.crash_at}")
+    print("system | per-step overhead ms (median) | bytes stored | resume s | completed steps re-executed")
+    for row in results:
+        resume = "n/a" if row["resume_s"] is None else f"{row['resume_s']:.3f}"
+        print(f"{row['system']} | {row['per_step_ms']:.2f} | {row['bytes']:,} | {resume} | {row['reexecuted']}")
+    omium, langgraph = results[0], results[1]
+    print(f"\nOmium / SqliteSaver per-step overhead: {omium['per_step_ms'] / langgraph['per_step_ms']:.2f}x;"  # type: ignore[operator]
+          f" bytes: {omium['bytes'] / langgraph['bytes']:.3f}x")  # type: ignore[operator]
+    (BENCH_DIR / "checkpoint.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
