@@ -27,7 +27,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import BENCH_DIR, peer_python  # noqa: E402
+from _harness import BENCH_DIR, peer_python
 
 COMMON = '''
 import json, os, statistics, sys, time
