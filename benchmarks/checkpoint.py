@@ -6,8 +6,9 @@ One command, all systems in one run on this machine (peers install into .bench/ 
     python benchmarks/checkpoint.py --quick
 
 The workflow's state is an accumulating message history: each step adds a 1 KB message.
-* Omium: a @workflow of @step calls on the in-process warehouse store (embedded chdb); each step
-  returns its new message, the history is the sum of recorded results (stored once each).
+* Omium: a @workflow of @step calls on the default embedded store (chdb warehouse behind a local
+  write-ahead journal); each step returns its new message, the history is the sum of recorded
+  results (stored once each). A step is durable when its journal line is written.
 * LangGraph + langgraph-checkpoint-sqlite: a one-node graph looping N times over a
   ``messages`` list channel, SqliteSaver, ``durability="sync"``.
 * DBOS on SQLite: a workflow of N ``@DBOS.step`` calls, each returning its new message.
@@ -57,11 +58,12 @@ import omium
 from omium import step, workflow
 from omium.config import Settings
 from omium.sdk import tracing
-from omium.warehouse import connect
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.store import embedded_store
 home = sys.argv[6]
-wh = connect(Settings(home=__import__("pathlib").Path(home)), mode="embedded", database="bench")
-omium.init(store=WarehouseStore(wh), tracer_provider=None); tracing.configure(None)
+# The default store of a script with no server: embedded warehouse behind the local journal.
+store = embedded_store(Settings.from_env().with_(home=__import__("pathlib").Path(home), database="bench"))
+omium.init(store=store, tracer_provider=None); tracing.configure(None)
+wh = store.backing.warehouse
 executed = []
 crash = {"at": -1}
 @step
@@ -78,8 +80,10 @@ def conversation(n):
         history.append(turn(i))
     return len(history)
 per_step = overhead(lambda r: omium.run(conversation, N, run_id=f"o{r}"))
+store.flush()
 wh.command("TRUNCATE TABLE omium_steps"); wh.command("TRUNCATE TABLE omium_state_blobs"); wh.command("TRUNCATE TABLE omium_runs")
 omium.run(conversation, TURNS, run_id="bytes")
+store.flush()
 wh.command("OPTIMIZE TABLE omium_state_blobs FINAL"); wh.command("OPTIMIZE TABLE omium_steps FINAL")
 stored = wh.scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench' AND active AND table LIKE 'omium_%'")
 crash["at"] = CRASH_AT
@@ -89,8 +93,9 @@ except RuntimeError:
     pass
 executed.clear()
 t = time.perf_counter(); omium.run(conversation, N, run_id="crash"); resume = time.perf_counter() - t
-print(json.dumps({"system": "Omium (in-process warehouse)", "per_step_ms": per_step * 1e3, "bytes": stored,
+print(json.dumps({"system": "Omium (embedded warehouse + journal)", "per_step_ms": per_step * 1e3, "bytes": stored,
                   "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+store.close()
 '''
 
 LANGGRAPH = COMMON + '''

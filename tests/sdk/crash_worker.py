@@ -18,8 +18,7 @@ from pathlib import Path
 import omium
 from omium import Checkpoint, Transaction, tool, workflow
 from omium.config import Settings
-from omium.warehouse import connect
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.store import embedded_store
 
 LEDGER = Path(sys.argv[2])
 
@@ -83,13 +82,15 @@ def onboarding(customer: str) -> dict[str, object]:
 
 def main() -> None:
     home, runs, results_path = Path(sys.argv[1]), int(sys.argv[3]), Path(sys.argv[4])
-    omium.init(store=WarehouseStore(connect(Settings(home=home), mode="embedded")))
+    # The default embedded store: the warehouse behind the local journal.
+    store = omium.init(store=embedded_store(Settings(home=home)))
     print("ready", flush=True)
     results = {}
     for index in range(runs):
         customer = f"customer-{index}"
         results[customer] = omium.run(onboarding, customer, run_id=f"run-{index}")
     results_path.write_text(json.dumps(results, sort_keys=True))
+    store.close()
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ def init(*, store: CheckpointStore | None = None, tracer_provider: Any = None) -
 
 
 def _warehouse_tracer_provider(store: CheckpointStore) -> Any:
+    from omium.sdk.journal import JournaledStore
     from omium.warehouse.store import WarehouseStore
 
+    if isinstance(store, JournaledStore):
+        store = store.backing
     if not isinstance(store, WarehouseStore):
         return None
     from opentelemetry.sdk.resources import Resource
@@ -61,11 +64,9 @@ def _warehouse_tracer_provider(store: CheckpointStore) -> Any:
 
 
 def _embedded_store() -> CheckpointStore:
-    from omium.config import Settings
-    from omium.warehouse import connect
-    from omium.warehouse.store import WarehouseStore
+    from omium.warehouse.store import embedded_store
 
-    return WarehouseStore(connect(Settings.from_env(), mode="embedded"))
+    return embedded_store()
 
 
 def default_store() -> CheckpointStore:

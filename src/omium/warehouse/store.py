@@ -256,6 +256,29 @@ class WarehouseStore(CheckpointStore):
             self._warehouse.command(INSERT_HANDOFF, dict(updated.__dict__))
             return updated
 
+    def apply_batch(self, records: list[tuple[str, Any]]) -> None:
+        """Write journal records (idempotent: replaying a batch changes nothing)."""
+        blobs = [r for kind, r in records if kind == "blob"]
+        if blobs:
+            self._warehouse.insert(
+                "omium_state_blobs",
+                [[h for h, _ in blobs], [d for _, d in blobs], [len(d) for _, d in blobs]],
+                ["hash", "data", "size"],
+            )
+        steps = [r for kind, r in records if kind == "step"]
+        if steps:
+            names = list(StepRecord.__dataclass_fields__)
+            self._warehouse.insert("omium_steps", [[getattr(s, n) for s in steps] for n in names], names)
+        for kind, record in records:
+            if kind == "run":
+                self._insert_run(record)
+            elif kind == "checkpoint":
+                self._warehouse.command(INSERT_CHECKPOINT, dict(record.__dict__))
+            elif kind == "handoff":
+                self._warehouse.command(INSERT_HANDOFF, dict(record.__dict__))
+            elif kind == "state":
+                self._warehouse.command(INSERT_STATE, dict(record.__dict__))
+
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         rows = self._warehouse.query_rows(SELECT_STATE, {"namespace": namespace, "key": key})
         return StateVersion(**rows[0]) if rows else None
@@ -281,4 +304,15 @@ class WarehouseStore(CheckpointStore):
             return written
 
 
-__all__ = ["WarehouseStore"]
+def embedded_store(settings: Any = None) -> CheckpointStore:
+    """The default store of a process with no server: the embedded warehouse behind a journal."""
+    from omium.config import Settings
+    from omium.sdk.journal import JournaledStore
+    from omium.warehouse.connection import connect
+
+    settings = settings or Settings.from_env()
+    backing = WarehouseStore(connect(settings, mode="embedded"), owns=True)
+    return JournaledStore(backing, settings.home / "journal", fsync=settings.fsync)
+
+
+__all__ = ["WarehouseStore", "embedded_store"]
