@@ -19,8 +19,13 @@ def test_module_examples_run() -> None:
 
 @workflow
 def terms(model: FakeLLM) -> str:
-    answer = llm_call(model, [{"role": "system", "content": "APR MUST be 2.5%-8.5%"},
-                              {"role": "user", "content": "Offer terms for Jane"}])
+    answer = llm_call(
+        model,
+        [
+            {"role": "system", "content": "APR MUST be 2.5%-8.5%"},
+            {"role": "user", "content": "Offer terms for Jane"},
+        ],
+    )
     return answer.text
 
 

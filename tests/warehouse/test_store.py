@@ -56,9 +56,12 @@ def test_a_crashed_processs_journal_is_replayed(warehouse: ClickHouseWarehouse, 
     directory = tmp_path / "j"
     directory.mkdir()
     left = directory / "journal-999-dead.jsonl"
-    left.write_text(_encode("run", RunRecord("lost", "wf")) + _encode("blob", ("ab" * 32, b"x"))
-                    + _encode("step", StepRecord("lost", 0, "step", "s", "completed", output_hash="ab" * 32))
-                    + '["step", {"run_id": "torn')  # the write the crash interrupted
+    left.write_text(
+        _encode("run", RunRecord("lost", "wf"))
+        + _encode("blob", ("ab" * 32, b"x"))
+        + _encode("step", StepRecord("lost", 0, "step", "s", "completed", output_hash="ab" * 32))
+        + '["step", {"run_id": "torn'
+    )  # the write the crash interrupted
     journaled = JournaledStore(WarehouseStore(warehouse), directory)
     try:
         assert not left.exists()

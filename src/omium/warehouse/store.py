@@ -8,6 +8,7 @@ processes go through the Omium server, which serialises the same way.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import threading
 from typing import Any
@@ -312,7 +313,10 @@ def embedded_store(settings: Any = None) -> CheckpointStore:
 
     settings = settings or Settings.from_env()
     backing = WarehouseStore(connect(settings, mode="embedded"), owns=True)
-    return JournaledStore(backing, settings.home / "journal", fsync=settings.fsync)
+    store = JournaledStore(backing, settings.home / "journal", fsync=settings.fsync)
+    # Move what is journaled into the warehouse at a normal exit (a crash leaves it for replay).
+    atexit.register(store.flush)
+    return store
 
 
 __all__ = ["WarehouseStore", "embedded_store"]
