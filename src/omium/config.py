@@ -52,6 +52,14 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: set[st
     return raw.rstrip("/")
 
 
+def _token_file(home: Path) -> str | None:
+    """The token a local server left for local clients (see ``omium.collector.server``)."""
+    try:
+        return (home / "api-token").read_text().strip() or None
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Omium's settings.
@@ -100,7 +108,7 @@ class Settings:
             home=Path(env.get("OMIUM_HOME") or ".omium"),
             server_url=_url(env, "OMIUM_SERVER_URL", DEFAULT_SERVER_URL, {"http", "https"}) or "",
             clickhouse_url=_url(env, "OMIUM_CLICKHOUSE_URL", None, {"http", "https", "clickhouse", "chdb"}),
-            api_token=env.get("OMIUM_API_TOKEN") or None,
+            api_token=env.get("OMIUM_API_TOKEN") or _token_file(Path(env.get("OMIUM_HOME") or ".omium")),
             database=database,
             host=env.get("OMIUM_HOST") or "127.0.0.1",
             http_port=_int(env, "OMIUM_HTTP_PORT", 4318),
@@ -121,6 +129,11 @@ class Settings:
     def warehouse_path(self) -> Path:
         """Directory of the embedded chdb warehouse."""
         return self.home / "warehouse"
+
+    @property
+    def token_path(self) -> Path:
+        """Where a local server leaves the API token it generated."""
+        return self.home / "api-token"
 
     @property
     def embedded(self) -> bool:

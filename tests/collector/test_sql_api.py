@@ -69,13 +69,16 @@ def test_writes_need_the_token(server: RunningServer, warehouse: ClickHouseWareh
     assert warehouse.scalar("SELECT count() FROM omium_runs WHERE run_id = 'w'") == 1
 
 
-def test_writes_are_refused_when_the_server_has_no_token(
+def test_a_server_without_a_configured_token_makes_one(
     settings: Settings, warehouse: ClickHouseWarehouse
 ) -> None:
-    with serving(settings.with_(api_token=None), warehouse) as running:
-        response = _sql(running, {"query": "INSERT INTO omium_runs (run_id) VALUES ('x')", "readonly": False})
-        assert response.status_code == 403
-        assert "OMIUM_API_TOKEN" in response.json()["error"]
+    local = settings.with_(api_token=None)
+    with serving(local, warehouse) as running:
+        write = {"query": "INSERT INTO omium_runs (run_id) VALUES ('x')", "readonly": False}
+        assert _sql(running, write).status_code == 401
+        token = local.token_path.read_text()
+        assert _sql(running, write, authorization=f"Bearer {token}").status_code == 200
+    local.token_path.unlink()
 
 
 def test_injection_through_parameters_is_inert(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from omium._version import __version__
-from omium.collector import otlp_http, sql_api
+from omium.collector import control_api, otlp_http, sql_api
 from omium.collector.state import ServerState
 
 SERVER_HEADER = "x-omium-server"
@@ -50,6 +50,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/stats", stats, methods=["GET"]),
             Route("/v1/sql", sql_api.sql, methods=["POST"]),
             Route("/v1/insert", sql_api.insert, methods=["POST"]),
+            Route("/v1/store/{method}", control_api.store_method, methods=["POST"]),
         ]
     )
     app.state.omium = state

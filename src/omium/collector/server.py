@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,10 @@ from omium.collector.otlp_grpc import start_grpc_server
 from omium.collector.state import ServerState
 from omium.collector.writer import SpanWriter
 from omium.config import Settings
+from omium.sdk.journal import JournaledStore
+from omium.sdk.store import CheckpointStore
 from omium.warehouse.connection import Warehouse, connect
+from omium.warehouse.store import WarehouseStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,26 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
         native_ingest=warehouse.mode == "embedded",
     )
     writer.start()
-    return ServerState(settings=settings, warehouse=warehouse, writer=writer)
+    store: CheckpointStore = WarehouseStore(warehouse)
+    if warehouse.mode == "embedded":
+        store = JournaledStore(store, settings.home / "journal", fsync=settings.fsync)
+    return ServerState(settings=settings, warehouse=warehouse, writer=writer, store=store)
+
+
+def ensure_token(settings: Settings) -> Settings:
+    """A server with no configured token makes one and leaves it in ``$OMIUM_HOME/api-token``
+    (mode 0600), where local clients (`omium`, the SDK) pick it up: writes always need a token."""
+    if settings.api_token:
+        return settings
+    import secrets
+
+    path = settings.token_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return settings.with_(api_token=token)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -80,6 +103,7 @@ class RunningServer:
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()  # type: ignore[attr-defined]
         self.state.writer.stop()
+        self.state.store.close()
 
 
 def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: bool = True) -> RunningServer:
@@ -87,6 +111,7 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
 
     A port of 0 picks a free one; the bound ports are on the returned :class:`RunningServer`.
     """
+    settings = ensure_token(settings)
     settings.check_bind()
     # Bind first: a taken port fails before anything was opened or started.
     sock = _bind(settings.host, settings.http_port)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from omium.collector.writer import SpanWriter
 from omium.config import Settings
+from omium.sdk.store import CheckpointStore
 from omium.warehouse.connection import Warehouse
 
 
@@ -16,3 +17,4 @@ class ServerState:
     settings: Settings
     warehouse: Warehouse
     writer: SpanWriter
+    store: CheckpointStore

@@ -45,28 +45,46 @@ def init(*, store: CheckpointStore | None = None, tracer_provider: Any = None) -
 
 
 def _warehouse_tracer_provider(store: CheckpointStore) -> Any:
-    from omium.sdk.journal import JournaledStore
-    from omium.warehouse.store import WarehouseStore
-
-    if isinstance(store, JournaledStore):
-        store = store.backing
-    if not isinstance(store, WarehouseStore):
-        return None
+    """Spans follow the runs: to the server's OTLP endpoint, or into the embedded warehouse."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-    from omium.warehouse.span_exporter import WarehouseSpanExporter
+    from omium.sdk.journal import JournaledStore
+    from omium.sdk.remote_store import RemoteStore
+    from omium.warehouse.store import WarehouseStore
 
+    exporter: SpanExporter
+    if isinstance(store, RemoteStore):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=f"{store.url}/v1/traces")
+    else:
+        if isinstance(store, JournaledStore):
+            store = store.backing
+        if not isinstance(store, WarehouseStore):
+            return None
+        from omium.warehouse.span_exporter import WarehouseSpanExporter
+
+        exporter = WarehouseSpanExporter(store.warehouse)
     provider = TracerProvider(resource=Resource.create({"service.name": "omium-runs"}))
-    provider.add_span_processor(BatchSpanProcessor(WarehouseSpanExporter(store.warehouse)))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
 def _embedded_store() -> CheckpointStore:
+    """The server's store when one answers (so runs show in its console), else the embedded one."""
+    from omium.config import Settings
+    from omium.warehouse.remote import server_answers
+
+    settings = Settings.from_env()
+    if server_answers(settings.server_url):
+        from omium.sdk.remote_store import RemoteStore
+
+        return RemoteStore(settings.server_url, token=settings.api_token)
     from omium.warehouse.store import embedded_store
 
-    return embedded_store()
+    return embedded_store(settings)
 
 
 def default_store() -> CheckpointStore:
