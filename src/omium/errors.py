@@ -18,6 +18,7 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     ├── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
     ├── OutsideRunError          a run-only API was called outside a run
     ├── NonDeterminismError      a resumed run called something other than what was recorded
+    │   └── ReplayDivergence     a verification replay needed a call the recording does not have
     └── HandoffError             a hand-off between agents failed
         ├── HandoffRejected      it broke its schema or constraints (``reason`` says how)
         └── HandoffTimeout       the message did not arrive in time
@@ -94,6 +95,10 @@ class NonDeterminismError(OmiumError):
     """A resumed or replayed run made a different call than the recording at the same position."""
 
 
+class ReplayDivergence(NonDeterminismError):
+    """A verification replay reached a call the recording cannot answer."""
+
+
 class HandoffError(OmiumError):
     """A hand-off between agents failed."""
 
@@ -125,6 +130,7 @@ __all__ = [
     "OutsideRunError",
     "OverloadedError",
     "ReadOnlyError",
+    "ReplayDivergence",
     "SerializationError",
     "ServerError",
     "ServerUnavailable",

@@ -80,3 +80,50 @@ def test_unknown_run_exits_2(recorded: None, server: RunningServer, warehouse: C
     )
     assert result.returncode == 2
     assert "no run 'no-such-run'" in result.stderr
+
+
+def test_replay_verify_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "flows.py").write_text(
+        "import omium\n"
+        "from omium import tool, workflow\n"
+        "@tool\n"
+        "def greet(name):\n    return 'hi ' + name\n"
+        "@tool\n"
+        "def shout(name):\n    return name.upper()\n"
+        "@workflow\n"
+        "def hello(name):\n    return greet(name)\n"
+        "@workflow\n"
+        "def changed(name):\n    return shout(name)\n"
+        "if __name__ == '__main__':\n    omium.run(hello, 'jane', run_id='cli-replay')\n"
+    )
+    env = os.environ | {"OMIUM_HOME": str(tmp_path / "home"), "OMIUM_SERVER_URL": "http://127.0.0.1:9"}
+    subprocess.run([sys.executable, "flows.py"], cwd=tmp_path, env=env, check=True, timeout=120)
+    same = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "replay", "cli-replay", "--app", "flows:hello"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert same.returncode == 0, same.stderr
+    assert "identical (1 recorded calls replayed)" in same.stdout
+    diverged = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "replay", "cli-replay", "--app", "flows:changed"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert diverged.returncode == 1
+    assert "diverged" in diverged.stdout and "shout" in diverged.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", "replay", "nope", "--app", "flows:hello"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr

@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from omium.cli import demo, runs, serve, sql, status, up
+    from omium.cli import demo, replay, runs, serve, sql, status, up
 
     app.command("serve")(serve.serve)
     app.command("up")(up.up)
@@ -47,6 +47,7 @@ def _register() -> None:
     app.command("sql")(sql.sql)
     app.command("demo")(demo.demo)
     app.add_typer(runs.app, name="runs")
+    app.command("replay")(replay.replay)
 
 
 _register()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from omium import semconv
-from omium.errors import NonDeterminismError, SerializationError
+from omium.errors import NonDeterminismError, ReplayDivergence, SerializationError
 from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, current
 from omium.sdk.retry import NO_RETRY, RetryPolicy
@@ -57,6 +57,12 @@ class _Recording:
                 "workflow code must make the same calls in the same order when resumed"
             )
         self.recorded = recorded if recorded is not None and recorded.status == "completed" else None
+        if self.recorded is None and context.verify_only:
+            state = "no recorded call" if recorded is None else f"a {recorded.status} recorded call"
+            raise ReplayDivergence(
+                f"run {context.run_id!r} position {self.position}: replay called {definition.kind} "
+                f"{definition.name!r} but the recording has {state} there"
+            )
 
     def replay(self) -> Any:
         assert self.recorded is not None

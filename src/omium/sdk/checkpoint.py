@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def _record_checkpoint(
     context: RunContext, name: str, start: int, values: dict[str, Any]
-) -> CheckpointRecord:
+) -> CheckpointRecord | None:
     outputs = {
         str(position): record.output_hash
         for position, record in sorted(context.recorded.items())
@@ -35,6 +35,9 @@ def _record_checkpoint(
     }
     for batch in context.pending:
         outputs.update({str(r.position): r.output_hash for r in batch if r.position >= start})
+    if context.verify_only:
+        context.next_checkpoint_seq += 1
+        return None  # a verification replay writes nothing
     state = {"name": name, "position": context.next_position, "outputs": outputs, "values": values}
     record = CheckpointRecord(
         run_id=context.run_id,
@@ -89,9 +92,13 @@ class Checkpoint:
     ) -> None:
         if kind is None:
             self.record = _record_checkpoint(current(), self.name, self._start, self.values)
-            tracing.annotate(
-                {"omium.checkpoint.seq": self.record.seq, semconv.OMIUM_STEP_INDEX: self.record.step_index}
-            )
+            if self.record is not None:
+                tracing.annotate(
+                    {
+                        "omium.checkpoint.seq": self.record.seq,
+                        semconv.OMIUM_STEP_INDEX: self.record.step_index,
+                    }
+                )
         self._span.__exit__(kind, error, tb)
 
     async def __aenter__(self) -> Checkpoint:

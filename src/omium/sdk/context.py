@@ -34,6 +34,7 @@ class RunContext:
     state_reads: dict[str, int] = field(default_factory=dict)  # "namespace/key" -> version last seen
     executed: int = 0  # calls that really ran (not served from the recording)
     replayed: int = 0  # calls served from the recording
+    verify_only: bool = False  # a verification replay: execute nothing, write nothing
 
     @property
     def agent(self) -> str:

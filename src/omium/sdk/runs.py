@@ -23,6 +23,26 @@ from omium.sdk.store import CheckpointStore, RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 RESULT_ATTRIBUTE = "result_hash"
+INPUT_ATTRIBUTE = "input_hash"
+
+
+def _inputs(store: CheckpointStore, inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> dict[str, str]:
+    """Record the run's arguments (when serializable) so replays and the console can use them."""
+    try:
+        data = serde.dumps([list(inputs[0]), inputs[1]])
+    except serde.SerializationError:
+        return {}
+    return {INPUT_ATTRIBUTE: store.put_blob(data)}
+
+
+def recorded_inputs(store: CheckpointStore, run: RunRecord) -> tuple[list[Any], dict[str, Any]] | None:
+    """The arguments a run was started with, if they were recorded."""
+    digest = run.attributes.get(INPUT_ATTRIBUTE)
+    if not digest:
+        return None
+    args, kwargs = serde.loads(store.get_blob(digest))
+    return list(args), dict(kwargs)
+
 
 _default_store: CheckpointStore | None = None
 
@@ -103,7 +123,11 @@ class RunDefinition:
 
 
 def _begin(
-    fn: Callable[..., Any], name: str, run_id: str | None, store: CheckpointStore | None
+    fn: Callable[..., Any],
+    name: str,
+    run_id: str | None,
+    store: CheckpointStore | None,
+    inputs: tuple[tuple[Any, ...], dict[str, Any]] = ((), {}),
 ) -> tuple[RunContext, RunRecord, Any]:
     """Create the run or load it for resuming; the third item is a finished run's result."""
     store = store or default_store()
@@ -111,7 +135,7 @@ def _begin(
     try:
         record = store.get_run(run_id)
     except NotFoundError:
-        record = store.create_run(RunRecord(run_id, name))
+        record = store.create_run(RunRecord(run_id, name, attributes=_inputs(store, inputs)))
     else:
         if record.status == "completed":
             done = serde.loads(store.get_blob(record.attributes[RESULT_ATTRIBUTE]))
@@ -179,7 +203,7 @@ def run(
     name = target.name if target else getattr(fn, "__qualname__", "workflow")
     if inspect.iscoroutinefunction(body):
         return asyncio.run(arun(fn, *args, run_id=run_id, store=store, **kwargs))
-    context, record, done = _begin(body, name, run_id, store)
+    context, record, done = _begin(body, name, run_id, store, (args, kwargs))
     if done is not _NOT_DONE:
         return done
     token = enter(context)
@@ -207,7 +231,7 @@ async def arun(
     target = getattr(fn, "__omium_run__", None)
     body = target.fn if target else fn
     name = target.name if target else getattr(fn, "__qualname__", "workflow")
-    context, record, done = _begin(body, name, run_id, store)
+    context, record, done = _begin(body, name, run_id, store, (args, kwargs))
     if done is not _NOT_DONE:
         return done
     token = enter(context)
