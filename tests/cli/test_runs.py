@@ -127,3 +127,61 @@ def test_replay_verify_from_the_command_line(tmp_path) -> None:  # type: ignore[
         timeout=120,
     )
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
+
+
+def test_rollback_and_resume_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "flaky.py").write_text(
+        "import os, omium\n"
+        "from omium import Checkpoint, tool, workflow\n"
+        "@tool\n"
+        "def step_one(x):\n    print('ran step_one', flush=True)\n    return x + 1\n"
+        "@tool\n"
+        "def step_two(x):\n"
+        "    if os.environ.get('BROKEN'):\n        raise RuntimeError('broken')\n"
+        "    return x * 10\n"
+        "@workflow\n"
+        "def flow(x):\n"
+        "    with Checkpoint('one'):\n        y = step_one(x)\n"
+        "    return step_two(y)\n"
+        "if __name__ == '__main__':\n    omium.run(flow, 1, run_id='cli-rb')\n"
+    )
+    env = os.environ | {"OMIUM_HOME": str(tmp_path / "home"), "OMIUM_SERVER_URL": "http://127.0.0.1:9"}
+    first = subprocess.run(
+        [sys.executable, "flaky.py"],
+        cwd=tmp_path,
+        env=env | {"BROKEN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode != 0 and "ran step_one" in first.stdout
+    cli = [sys.executable, "-m", "omium.cli.main"]
+    rolled = subprocess.run(
+        [*cli, "rollback", "cli-rb", "--to", "one"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rolled.returncode == 0, rolled.stderr
+    resumed = subprocess.run(
+        [*cli, "resume", "cli-rb", "--app", "flaky:flow"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed: 20" in resumed.stdout
+    assert "ran step_one" not in resumed.stdout  # before the checkpoint nothing ran again
+    missing = subprocess.run(
+        [*cli, "rollback", "cli-rb", "--to", "nope"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no checkpoint 'nope'" in missing.stderr

@@ -268,3 +268,20 @@ def test_async_transaction_awaits_compensations_in_reverse(store: MemoryStore) -
     with pytest.raises(RuntimeError, match="declined"):
         asyncio.run(async_checkout())
     assert async_undo == ["refund 20", "refund 10"]
+
+
+@workflow
+def two_checkpoints(fail: bool) -> str:
+    with Checkpoint("a"):
+        charge("x")
+    with Checkpoint("b"):
+        if fail:
+            raise Boom("crash in b")
+    return "done"
+
+
+def test_resume_does_not_duplicate_checkpoints(store: MemoryStore) -> None:
+    with pytest.raises(Boom):
+        omium.run(two_checkpoints, True, run_id="cp")
+    omium.run(two_checkpoints, False, run_id="cp")
+    assert [(c.seq, c.name) for c in store.checkpoints("cp")] == [(0, "a"), (1, "b")]

@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from omium.cli import demo, replay, runs, serve, sql, status, up
+    from omium.cli import demo, recovery, replay, runs, serve, sql, status, up
 
     app.command("serve")(serve.serve)
     app.command("up")(up.up)
@@ -48,6 +48,8 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.add_typer(runs.app, name="runs")
     app.command("replay")(replay.replay)
+    app.command("rollback")(recovery.rollback)
+    app.command("resume")(recovery.resume)
 
 
 _register()

@@ -47,7 +47,7 @@ class _Recording:
         self.context = context
         self.definition = definition
         self.position = context.take_position()
-        self.key = f"{context.run_id}:{self.position}"
+        self.key = context.call_key_for(self.position)
         self.started = now_us()
         recorded = context.recorded.get(self.position)
         if recorded is not None and (recorded.name, recorded.kind) != (definition.name, definition.kind):

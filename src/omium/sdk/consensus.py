@@ -131,7 +131,11 @@ class Consensus:
         # The sender numbers its own messages: what the store holds may lag (delayed deliveries).
         seq = context.seq_by_key.get(key)
         if seq is None:
-            seq = context.seq_by_key[key] = context.channel_seq.get(channel, 0)
+            seq = context.channel_seq.get(channel, 0)
+            if context.generation:
+                # After a rollback the log already holds the rolled-back attempt's messages.
+                seq = max([seq] + [m.seq + 1 for m in context.store.handoffs(context.run_id, channel)])
+            context.seq_by_key[key] = seq
             context.channel_seq[channel] = seq + 1
         value, violations = _validate(output, schema, constraints)
         message = HandoffRecord(

@@ -35,6 +35,16 @@ class RunContext:
     executed: int = 0  # calls that really ran (not served from the recording)
     replayed: int = 0  # calls served from the recording
     verify_only: bool = False  # a verification replay: execute nothing, write nothing
+    # After a rollback, calls from ``rollback_position`` on belong to a new generation: their
+    # idempotency keys differ from the rolled-back attempt's, so they really run again.
+    generation: int = 0
+    rollback_position: int = 0
+
+    def call_key_for(self, position: int) -> str:
+        """The idempotency key of the call at ``position``."""
+        if self.generation and position >= self.rollback_position:
+            return f"{self.run_id}:{position}:g{self.generation}"
+        return f"{self.run_id}:{position}"
 
     @property
     def agent(self) -> str:

@@ -19,7 +19,7 @@ from omium import semconv
 from omium.errors import NotFoundError
 from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, enter, leave, maybe_current
-from omium.sdk.store import CheckpointStore, RunRecord
+from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord, now_us
 
 F = TypeVar("F", bound=Callable[..., Any])
 RESULT_ATTRIBUTE = "result_hash"
@@ -142,8 +142,11 @@ def _begin(
             return RunContext(run_id, record.workflow, store), record, done
         record = store.update_run(run_id, record.version, status="running")
     context = RunContext(run_id, record.workflow, store)
-    context.recorded = {step.position: step for step in store.steps(run_id)}
-    context.next_checkpoint_seq = len(store.checkpoints(run_id))
+    view = RollbackView.of(record)
+    context.generation, context.rollback_position = view.generation, view.position
+    context.recorded = {step.position: step for step in store.steps(run_id) if view.live_step(step)}
+    # Checkpoints are numbered by their order in the execution, so a resumed run re-records the
+    # ones it passes again under the same numbers instead of adding copies.
     return context, record, _NOT_DONE
 
 
@@ -170,6 +173,70 @@ def _agent_span(context: RunContext, name: str) -> Any:
             semconv.GEN_AI_AGENT_NAME: name,
             semconv.GEN_AI_WORKFLOW_NAME: context.workflow,
             semconv.OMIUM_RUN_ID: context.run_id,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RollbackView:
+    """What a run's latest rollback left live: records from before the checkpoint, and those
+    written after the rollback."""
+
+    generation: int = 0
+    position: int = 0
+    seq: int = -1
+    at: int = 0
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RollbackView:
+        a = run.attributes
+        if "generation" not in a:
+            return cls()
+        return cls(
+            int(a["generation"]), int(a["rollback_position"]), int(a["rollback_seq"]), int(a["rollback_at"])
+        )
+
+    def live_step(self, step: StepRecord) -> bool:
+        return not self.generation or step.position < self.position or step.ended_at > self.at
+
+    def live_checkpoint(self, checkpoint: CheckpointRecord) -> bool:
+        return not self.generation or checkpoint.seq <= self.seq or checkpoint.created_at > self.at
+
+
+def live_checkpoints(store: CheckpointStore, run: RunRecord) -> list[CheckpointRecord]:
+    """The run's checkpoints that its rollbacks left in place."""
+    view = RollbackView.of(run)
+    return [c for c in store.checkpoints(run.run_id) if view.live_checkpoint(c)]
+
+
+def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = None) -> RunRecord:
+    """Roll run ``run_id`` back to its checkpoint ``checkpoint``.
+
+    Calls recorded after the checkpoint are set aside: resuming the run (``omium.run`` with the
+    same id) runs them again, under new idempotency keys, from the checkpoint's state. Calls
+    before it are still answered from the recording. The run's status becomes ``rolled_back``.
+
+    Raises:
+        NotFoundError: unknown run, or no such checkpoint.
+    """
+    store = store or default_store()
+    run = store.get_run(run_id)
+    live = [c for c in live_checkpoints(store, run) if c.name == checkpoint]
+    if not live:
+        raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint!r}")
+    target = live[-1]
+    generation = int(run.attributes.get("generation", "0")) + 1
+    return store.update_run(
+        run_id,
+        run.version,
+        status="rolled_back",
+        error=run.error,
+        attributes={
+            "generation": str(generation),
+            "rollback_position": str(target.step_index),
+            "rollback_seq": str(target.seq),
+            "rollback_at": str(now_us()),
+            "rolled_back_to": checkpoint,
         },
     )
 
@@ -309,4 +376,15 @@ def agent(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-__all__ = ["RunDefinition", "agent", "arun", "default_store", "init", "run", "workflow"]
+__all__ = [
+    "RollbackView",
+    "RunDefinition",
+    "agent",
+    "arun",
+    "default_store",
+    "init",
+    "live_checkpoints",
+    "rollback",
+    "run",
+    "workflow",
+]

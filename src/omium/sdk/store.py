@@ -161,7 +161,7 @@ class CheckpointStore(ABC):
 
     @abstractmethod
     def steps(self, run_id: str) -> list[StepRecord]:
-        """The run's calls by position, the latest attempt of each."""
+        """The run's calls by position, the latest record of each (by time, then attempt)."""
 
     # --- checkpoints
     @abstractmethod
@@ -288,7 +288,8 @@ class MemoryStore(CheckpointStore):
         with self._lock:
             key = (step.run_id, step.position)
             existing = self._steps.get(key)
-            if existing is None or step.attempt >= existing.attempt:
+            # The latest record wins (a rolled-back run re-records positions from attempt 1).
+            if existing is None or (step.ended_at, step.attempt) >= (existing.ended_at, existing.attempt):
                 self._steps[key] = step
 
     def steps(self, run_id: str) -> list[StepRecord]:

@@ -63,7 +63,7 @@ SELECT run_id, position, attempt, kind, name, agent, status, input_hash, output_
        toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(ended_at) AS ended_at
 FROM omium_steps FINAL
 WHERE run_id = {run_id:String}
-ORDER BY position, attempt DESC
+ORDER BY position, ended_at DESC, attempt DESC
 LIMIT 1 BY position
 """
 

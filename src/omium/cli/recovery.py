@@ -1,0 +1,46 @@
+"""``omium rollback RUN --to CHECKPOINT`` and ``omium resume RUN --app MODULE:WORKFLOW``."""
+
+from __future__ import annotations
+
+import typer
+
+from omium.errors import ConfigError
+
+
+def rollback(
+    run_id: str = typer.Argument(..., help="The run."),
+    to: str = typer.Option(..., "--to", help="The checkpoint to return to."),
+) -> None:
+    """Roll a run back to a checkpoint; `omium resume` then runs what came after it again."""
+    from omium.sdk.runs import init
+    from omium.sdk.runs import rollback as do_rollback
+
+    store = init()
+    try:
+        run = do_rollback(run_id, to, store=store)
+    finally:
+        store.close()
+    typer.echo(
+        f"run {run_id} rolled back to {to!r} (generation {run.attributes['generation']}); "
+        f"resume it with: omium resume {run_id} --app MODULE:WORKFLOW"
+    )
+
+
+def resume(
+    run_id: str = typer.Argument(..., help="The run."),
+    app: str = typer.Option(..., "--app", help="The workflow function, MODULE:ATTR."),
+) -> None:
+    """Resume a run with its recorded arguments: completed calls are answered from the record."""
+    from omium.cli.replay import _load
+    from omium.sdk.runs import init, recorded_inputs, run
+
+    workflow = _load(app)
+    store = init()
+    try:
+        inputs = recorded_inputs(store, store.get_run(run_id))
+        if inputs is None:
+            raise ConfigError(f"run {run_id!r} has no recorded arguments; resume it from code with omium.run")
+        result = run(workflow, *inputs[0], run_id=run_id, **inputs[1])
+    finally:
+        store.close()
+    typer.echo(f"run {run_id} completed: {result!r}")
