@@ -30,7 +30,8 @@ from omium.sdk.store import (
     RunRecord,
     StateVersion,
     StepRecord,
-    now_us,
+    next_run_version,
+    next_state_version,
 )
 
 logger = logging.getLogger(__name__)
@@ -225,16 +226,8 @@ class JournaledStore(CheckpointStore):
         attributes: dict[str, str] | None = None,
     ) -> RunRecord:
         with self._lock:
-            current = self.get_run(run_id)
-            if current.version != expected_version:
-                raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
-            updated = replace(
-                current,
-                status=status,
-                error=error,
-                version=current.version + 1,
-                updated_at=now_us(),
-                attributes=current.attributes | (attributes or {}),
+            updated = next_run_version(
+                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
             )
             self._log("run", updated)
             self._overlay._runs[run_id] = updated
@@ -312,11 +305,9 @@ class JournaledStore(CheckpointStore):
         run_id: str = "",
     ) -> StateVersion:
         with self._lock:
-            current = self.read_state(namespace, key)
-            version = current.version if current else 0
-            if version != expected_version:
-                raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
-            written = StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+            written = next_state_version(
+                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
+            )
             self._log("state", written)
             self._overlay._state[(namespace, key)] = written
             return written

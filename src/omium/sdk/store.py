@@ -116,6 +116,43 @@ class StateVersion:
     written_at: int = field(default_factory=now_us)
 
 
+def next_run_version(
+    current: RunRecord,
+    expected_version: int,
+    *,
+    status: str,
+    error: str = "",
+    attributes: dict[str, str] | None = None,
+) -> RunRecord:
+    """The compare-and-set every backend applies to a run: the next version, or ConflictError."""
+    if current.version != expected_version:
+        raise ConflictError(f"run {current.run_id!r} is at version {current.version}, not {expected_version}")
+    return replace(
+        current,
+        status=status,
+        error=error,
+        version=current.version + 1,
+        updated_at=now_us(),
+        attributes=current.attributes | (attributes or {}),
+    )
+
+
+def next_state_version(
+    current: StateVersion | None,
+    namespace: str,
+    key: str,
+    expected_version: int,
+    value_hash: str,
+    writer: str = "",
+    run_id: str = "",
+) -> StateVersion:
+    """The compare-and-set every backend applies to a shared-state key."""
+    version = current.version if current else 0
+    if version != expected_version:
+        raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
+    return StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+
+
 class CheckpointStore(ABC):
     """What durable runs are stored in. Methods are safe to call from several threads."""
 
@@ -265,16 +302,8 @@ class MemoryStore(CheckpointStore):
         attributes: dict[str, str] | None = None,
     ) -> RunRecord:
         with self._lock:
-            current = self.get_run(run_id)
-            if current.version != expected_version:
-                raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
-            updated = replace(
-                current,
-                status=status,
-                error=error,
-                version=current.version + 1,
-                updated_at=now_us(),
-                attributes=current.attributes | (attributes or {}),
+            updated = next_run_version(
+                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
             )
             self._runs[run_id] = updated
         return updated
@@ -342,11 +371,15 @@ class MemoryStore(CheckpointStore):
         run_id: str = "",
     ) -> StateVersion:
         with self._lock:
-            current = self._state.get((namespace, key))
-            version = current.version if current else 0
-            if version != expected_version:
-                raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
-            written = StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+            written = next_state_version(
+                self._state.get((namespace, key)),
+                namespace,
+                key,
+                expected_version,
+                value_hash,
+                writer,
+                run_id,
+            )
             self._state[(namespace, key)] = written
             return written
 

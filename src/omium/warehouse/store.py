@@ -22,7 +22,8 @@ from omium.sdk.store import (
     RunRecord,
     StateVersion,
     StepRecord,
-    now_us,
+    next_run_version,
+    next_state_version,
 )
 from omium.warehouse.connection import Warehouse
 
@@ -194,18 +195,8 @@ class WarehouseStore(CheckpointStore):
         attributes: dict[str, str] | None = None,
     ) -> RunRecord:
         with self._lock:
-            current = self.get_run(run_id)
-            if current.version != expected_version:
-                raise ConflictError(f"run {run_id!r} is at version {current.version}, not {expected_version}")
-            updated = RunRecord(
-                **{
-                    **current.__dict__,
-                    "attributes": current.attributes | (attributes or {}),
-                    "status": status,
-                    "error": error,
-                    "version": current.version + 1,
-                    "updated_at": now_us(),
-                }
+            updated = next_run_version(
+                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
             )
             self._insert_run(updated)
         return updated
@@ -296,11 +287,9 @@ class WarehouseStore(CheckpointStore):
     ) -> StateVersion:
         # Serialised here: this process is the warehouse's only writer (see the module docstring).
         with self._lock:
-            current = self.read_state(namespace, key)
-            version = current.version if current else 0
-            if version != expected_version:
-                raise ConflictError(f"{namespace}/{key} is at version {version}, not {expected_version}")
-            written = StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
+            written = next_state_version(
+                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
+            )
             self._warehouse.command(INSERT_STATE, dict(written.__dict__))
             return written
 
