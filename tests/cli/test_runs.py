@@ -185,3 +185,64 @@ def test_rollback_and_resume_from_the_command_line(tmp_path) -> None:  # type: i
         timeout=120,
     )
     assert missing.returncode == 2 and "no checkpoint 'nope'" in missing.stderr
+
+
+def test_fork_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "branchy.py").write_text(
+        "import omium\n"
+        "from omium import Checkpoint, agent, tool, workflow\n"
+        "from omium.sdk.branching import agent_config\n"
+        "@tool\n"
+        "def base(x):\n    print('ran base', flush=True)\n    return x\n"
+        "@agent(config={'prompt': 'plain'})\n"
+        "def writer(x):\n    return agent_config()['prompt'] + ':' + str(x)\n"
+        "@workflow\n"
+        "def flow(x):\n"
+        "    with Checkpoint('based'):\n        y = base(x)\n"
+        "    return writer(y)\n"
+        "if __name__ == '__main__':\n    print(omium.run(flow, 7, run_id='cli-parent'))\n"
+    )
+    env = os.environ | {"OMIUM_HOME": str(tmp_path / "home"), "OMIUM_SERVER_URL": "http://127.0.0.1:9"}
+    first = subprocess.run(
+        [sys.executable, "branchy.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0 and "plain:7" in first.stdout, first.stderr
+    cli = [sys.executable, "-m", "omium.cli.main"]
+    forked = subprocess.run(
+        [
+            *cli,
+            "fork",
+            "cli-parent",
+            "--from",
+            "based",
+            "--set",
+            "writer.prompt=fixed",
+            "--run-id",
+            "cli-branch",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert forked.returncode == 0, forked.stderr
+    resumed = subprocess.run(
+        [*cli, "resume", "cli-branch", "--app", "branchy:flow"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed: 'fixed:7'" in resumed.stdout and "ran base" not in resumed.stdout
+    refused = subprocess.run(
+        [*cli, "fork", "cli-parent", "--from", "based", "--set", "writer.core_logic=x"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "may be edited" in refused.stderr

@@ -50,6 +50,7 @@ def _register() -> None:
     app.command("replay")(replay.replay)
     app.command("rollback")(recovery.rollback)
     app.command("resume")(recovery.resume)
+    app.command("fork")(recovery.fork)
 
 
 _register()
@@ -61,8 +62,10 @@ def main() -> None:
         app()
     except OmiumError as exc:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        # soft_wrap: an error line stays one line (scripts grep it); escape: ids may hold brackets.
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

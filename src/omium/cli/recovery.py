@@ -44,3 +44,26 @@ def resume(
     finally:
         store.close()
     typer.echo(f"run {run_id} completed: {result!r}")
+
+
+def fork(
+    run_id: str = typer.Argument(..., help="The run to branch."),
+    from_checkpoint: str = typer.Option(..., "--from", help="The checkpoint to branch at."),
+    overrides: list[str] = typer.Option([], "--set", help="AGENT.FIELD=VALUE (prompt, constraints, tools)."),
+    new_run_id: str = typer.Option(None, "--run-id", help="Id of the new run (default: generated)."),
+) -> None:
+    """Branch a run at a checkpoint with edited agent configuration; resume the branch to run it."""
+    from omium.sdk.branching import fork as do_fork
+    from omium.sdk.branching import parse_overrides
+    from omium.sdk.runs import init
+
+    changes = parse_overrides(overrides)
+    store = init()
+    try:
+        branch = do_fork(run_id, from_checkpoint, overrides=changes, new_run_id=new_run_id, store=store)
+    finally:
+        store.close()
+    typer.echo(
+        f"forked {run_id} at {from_checkpoint!r} into {branch.run_id}; "
+        f"run it with: omium resume {branch.run_id} --app MODULE:WORKFLOW"
+    )

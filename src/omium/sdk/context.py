@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from typing import Any
 
 from omium.errors import OutsideRunError
 from omium.sdk.store import CheckpointStore, StepRecord
@@ -39,6 +40,9 @@ class RunContext:
     # idempotency keys differ from the rolled-back attempt's, so they really run again.
     generation: int = 0
     rollback_position: int = 0
+    # Agents' editable configuration: defaults by agent, and "agent.field" overrides of this run.
+    agent_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def call_key_for(self, position: int) -> str:
         """The idempotency key of the call at ``position``."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from omium import semconv
@@ -120,6 +121,7 @@ class RunDefinition:
     kind: str
     fn: Callable[..., Any]
     is_async: bool
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 def _begin(
@@ -142,6 +144,7 @@ def _begin(
             return RunContext(run_id, record.workflow, store), record, done
         record = store.update_run(run_id, record.version, status="running")
     context = RunContext(run_id, record.workflow, store)
+    context.overrides = json.loads(record.attributes.get("overrides", "{}"))
     view = RollbackView.of(record)
     context.generation, context.rollback_position = view.generation, view.position
     context.recorded = {step.position: step for step in store.steps(run_id) if view.live_step(step)}
@@ -328,6 +331,7 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             if context is None:
                 return await arun(async_wrapper, *args, **kwargs)
             context.agents.append(definition.name)
+            context.agent_configs.setdefault(definition.name, definition.config)
             try:
                 with _agent_span(context, definition.name):
                     return await fn(*args, **kwargs)
@@ -343,6 +347,7 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             if context is None:
                 return run(sync_wrapper, *args, **kwargs)
             context.agents.append(definition.name)
+            context.agent_configs.setdefault(definition.name, definition.config)
             try:
                 with _agent_span(context, definition.name):
                     return fn(*args, **kwargs)
@@ -365,12 +370,22 @@ def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-def agent(fn: F | None = None, *, name: str | None = None) -> Any:
-    """An agent: a scope inside a run (its calls are attributed to it), or a run of its own."""
+def agent(fn: F | None = None, *, name: str | None = None, config: dict[str, Any] | None = None) -> Any:
+    """An agent: a scope inside a run (its calls are attributed to it), or a run of its own.
+
+    ``config`` holds the agent's editable configuration (``prompt``, ``constraints``, ``tools``):
+    read it with :func:`omium.sdk.branching.agent_config`; a fork or a review may override it.
+    """
 
     def wrap(target: F) -> F:
         return _scoped(
-            RunDefinition(name or target.__name__, "agent", target, inspect.iscoroutinefunction(target))
+            RunDefinition(
+                name or target.__name__,
+                "agent",
+                target,
+                inspect.iscoroutinefunction(target),
+                dict(config or {}),
+            )
         )  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap

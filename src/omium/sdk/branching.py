@@ -1,0 +1,107 @@
+"""Editable agent configuration and forks: branch a run from a checkpoint with changes.
+
+An agent's editable fields (``prompt``, ``constraints``, ``tools``) are declared with
+``@agent(config=...)`` and read with :func:`agent_config`. :func:`fork` starts a new run that
+shares the parent's recorded calls up to a checkpoint (by reference: values are content
+addressed, nothing is copied) and overrides some of those fields; resuming the fork runs the
+rest with the changes, so the branches can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from omium.errors import ConfigError, NotFoundError
+from omium.sdk.context import current
+from omium.sdk.runs import INPUT_ATTRIBUTE, default_store, live_checkpoints
+from omium.sdk.store import CheckpointStore, RunRecord
+
+EDITABLE_FIELDS = ("prompt", "constraints", "tools")
+
+
+def agent_config(agent: str | None = None) -> dict[str, Any]:
+    """The editable configuration of ``agent`` (default: the running one), with the run's overrides."""
+    context = current()
+    name = agent or context.agent
+    merged = dict(context.agent_configs.get(name, {}))
+    for key, value in context.overrides.items():
+        owner, _, field_name = key.partition(".")
+        if owner == name:
+            merged[field_name] = value
+    return merged
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """``["terms_agent.prompt=APR MUST be 2.5%-8.5%"]`` -> ``{"terms_agent.prompt": "..."}``.
+
+    Values that parse as JSON (lists, objects, numbers) are taken as JSON.
+    """
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        agent, dot, field_name = key.partition(".")
+        if not sep or not dot or not agent:
+            raise ConfigError(f"an override is AGENT.FIELD=VALUE, got {assignment!r}")
+        if field_name not in EDITABLE_FIELDS:
+            raise ConfigError(f"{key!r}: only {', '.join(EDITABLE_FIELDS)} of an agent may be edited")
+        try:
+            value: Any = json.loads(raw) if raw[:1] in "[{" or raw.replace(".", "", 1).isdigit() else raw
+        except ValueError:
+            value = raw
+        overrides[key] = value
+    return overrides
+
+
+def fork(
+    run_id: str,
+    checkpoint: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    new_run_id: str | None = None,
+    store: CheckpointStore | None = None,
+) -> RunRecord:
+    """Branch run ``run_id`` at ``checkpoint`` into a new run with ``overrides``; resume it to run.
+
+    Raises:
+        NotFoundError: unknown run or checkpoint.
+        ConfigError: an override names a field that is not editable.
+    """
+    store = store or default_store()
+    parent = store.get_run(run_id)
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key.partition(".")[2] not in EDITABLE_FIELDS:
+            raise ConfigError(f"{key!r}: only {', '.join(EDITABLE_FIELDS)} of an agent may be edited")
+    marks = [c for c in live_checkpoints(store, parent) if c.name == checkpoint]
+    if not marks:
+        raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint!r}")
+    mark = marks[-1]
+    inherited = json.loads(parent.attributes.get("overrides", "{}"))
+    attributes = {"overrides": json.dumps(inherited | overrides), "forked_at": str(mark.step_index)}
+    if INPUT_ATTRIBUTE in parent.attributes:
+        attributes[INPUT_ATTRIBUTE] = parent.attributes[INPUT_ATTRIBUTE]
+    branch = store.create_run(
+        RunRecord(
+            run_id=new_run_id or f"{run_id}-fork-{uuid.uuid4().hex[:8]}",
+            workflow=parent.workflow,
+            status="paused",
+            parent_run_id=run_id,
+            forked_from=checkpoint,
+            attributes=attributes,
+        )
+    )
+    for step in store.steps(run_id):
+        if step.position < mark.step_index and step.status == "completed":
+            store.record_step(replace(step, run_id=branch.run_id))
+    for kept in live_checkpoints(store, parent):
+        if kept.seq <= mark.seq:
+            store.add_checkpoint(
+                replace(kept, run_id=branch.run_id, checkpoint_id=f"{branch.run_id}:{kept.seq}")
+            )
+    return branch
+
+
+__all__ = ["EDITABLE_FIELDS", "agent_config", "fork", "parse_overrides"]
