@@ -1,8 +1,7 @@
-"""Decoding and checking OTLP trace payloads (rows for ``otel_traces``: :mod:`omium.warehouse.otlp_rows`).
+"""Decoding and checking OTLP trace payloads: protobuf or OTLP/JSON in, a checked request out.
 
-The hot path of ingest: one pass over the protobuf message, appending to one list per column,
-with values stringified exactly as the OpenTelemetry Collector contrib ClickHouse exporter does
-(so rows are identical whichever of the two wrote them).
+:func:`prepare` counts a request's spans and drops the ones that cannot be stored (reported as a
+partial success). Turning spans into ``otel_traces`` rows is :mod:`omium.warehouse.otlp_rows`.
 """
 
 from __future__ import annotations
