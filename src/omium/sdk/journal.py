@@ -16,22 +16,19 @@ import logging
 import os
 import threading
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
     HandoffRecord,
+    LocalStore,
     MemoryStore,
     RunRecord,
     StateVersion,
     StepRecord,
-    next_run_version,
-    next_state_version,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,7 +65,7 @@ def _decode(line: str) -> Record:
     return kind, RECORD_TYPES[kind](**payload)
 
 
-class JournaledStore(CheckpointStore):
+class JournaledStore(LocalStore):
     """A :class:`CheckpointStore` that journals locally and writes ``backing`` in the background."""
 
     def __init__(
@@ -188,6 +185,18 @@ class JournaledStore(CheckpointStore):
         self._path.unlink(missing_ok=True)
         self._backing.close()
 
+    def _put_run(self, run: RunRecord) -> None:
+        self._log("run", run)
+        self._overlay._runs[run.run_id] = run
+
+    def _put_handoff(self, message: HandoffRecord) -> None:
+        self._log("handoff", message)
+        self._overlay._handoffs[(message.run_id, message.channel, message.seq)] = message
+
+    def _put_state(self, written: StateVersion) -> None:
+        self._log("state", written)
+        self._overlay._state[(written.namespace, written.key)] = written
+
     # --- blobs
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
@@ -202,36 +211,9 @@ class JournaledStore(CheckpointStore):
         return found if found is not None else self._backing.get_blob(digest)
 
     # --- runs
-    def create_run(self, run: RunRecord) -> RunRecord:
-        with self._lock:
-            try:
-                self.get_run(run.run_id)
-            except NotFoundError:
-                self._log("run", run)
-                self._overlay._runs[run.run_id] = run
-                return run
-            raise ConflictError(f"run {run.run_id!r} exists")
-
     def get_run(self, run_id: str) -> RunRecord:
         found = self._overlay._runs.get(run_id)
         return found if found is not None else self._backing.get_run(run_id)
-
-    def update_run(
-        self,
-        run_id: str,
-        expected_version: int,
-        *,
-        status: str,
-        error: str = "",
-        attributes: dict[str, str] | None = None,
-    ) -> RunRecord:
-        with self._lock:
-            updated = next_run_version(
-                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
-            )
-            self._log("run", updated)
-            self._overlay._runs[run_id] = updated
-            return updated
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         mine = dict(self._overlay._runs)
@@ -262,55 +244,14 @@ class JournaledStore(CheckpointStore):
         return [merged[s] for s in sorted(merged)]
 
     # --- hand-offs
-    def append_handoff(self, message: HandoffRecord) -> bool:
-        with self._lock:
-            if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
-                return False
-            self._log("handoff", message)
-            self._overlay._handoffs[(message.run_id, message.channel, message.seq)] = message
-            return True
-
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
         mine = self._overlay.handoffs(run_id, channel)
         merged = {m.seq: m for m in self._backing.handoffs(run_id, channel)} | {m.seq: m for m in mine}
         return [merged[s] for s in sorted(merged)]
 
-    def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
-    ) -> HandoffRecord:
-        with self._lock:
-            current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
-            if current is None:
-                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
-            updated = replace(
-                current, status=status, reason=reason, version=current.version + 1, receive_key=receive_key
-            )
-            self._log("handoff", updated)
-            self._overlay._handoffs[(run_id, channel, seq)] = updated
-            return updated
-
-    # --- shared state
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         found = self._overlay._state.get((namespace, key))
         return found if found is not None else self._backing.read_state(namespace, key)
-
-    def write_state(
-        self,
-        namespace: str,
-        key: str,
-        expected_version: int,
-        value_hash: str,
-        *,
-        writer: str = "",
-        run_id: str = "",
-    ) -> StateVersion:
-        with self._lock:
-            written = next_state_version(
-                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
-            )
-            self._log("state", written)
-            self._overlay._state[(namespace, key)] = written
-            return written
 
 
 __all__ = ["BatchStore", "JournaledStore"]

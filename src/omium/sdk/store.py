@@ -13,6 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
@@ -255,7 +256,91 @@ class CheckpointStore(ABC):
         """Release resources."""
 
 
-class MemoryStore(CheckpointStore):
+class LocalStore(CheckpointStore):
+    """A store whose compare-and-set writes this process serialises under ``self._lock``.
+
+    Subclasses keep records (``_put_run``, ``_put_handoff``, ``_put_state``); the decisions —
+    exists or not, which version comes next — are made once, here.
+    """
+
+    _lock: Any
+
+    @abstractmethod
+    def _put_run(self, run: RunRecord) -> None:
+        """Keep a new version of a run."""
+
+    @abstractmethod
+    def _put_handoff(self, message: HandoffRecord) -> None:
+        """Keep a new version of a hand-off message."""
+
+    @abstractmethod
+    def _put_state(self, written: StateVersion) -> None:
+        """Keep a new version of a shared-state key."""
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        with self._lock:
+            try:
+                self.get_run(run.run_id)
+            except NotFoundError:
+                self._put_run(run)
+                return run
+            raise ConflictError(f"run {run.run_id!r} exists")
+
+    def update_run(
+        self,
+        run_id: str,
+        expected_version: int,
+        *,
+        status: str,
+        error: str = "",
+        attributes: dict[str, str] | None = None,
+    ) -> RunRecord:
+        with self._lock:
+            updated = next_run_version(
+                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
+            )
+            self._put_run(updated)
+            return updated
+
+    def append_handoff(self, message: HandoffRecord) -> bool:
+        with self._lock:
+            if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
+                return False
+            self._put_handoff(message)
+            return True
+
+    def set_handoff_status(
+        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+    ) -> HandoffRecord:
+        with self._lock:
+            current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
+            if current is None:
+                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
+            updated = replace(
+                current, status=status, reason=reason, version=current.version + 1, receive_key=receive_key
+            )
+            self._put_handoff(updated)
+            return updated
+
+    def write_state(
+        self,
+        namespace: str,
+        key: str,
+        expected_version: int,
+        value_hash: str,
+        *,
+        writer: str = "",
+        run_id: str = "",
+    ) -> StateVersion:
+        with self._lock:
+            written = next_state_version(
+                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
+            )
+            self._put_state(written)
+            return written
+
+
+class MemoryStore(LocalStore):
     """The reference backend: everything in dicts, guarded by one lock. For tests and examples."""
 
     def __init__(self) -> None:
@@ -279,34 +364,11 @@ class MemoryStore(CheckpointStore):
         except KeyError:
             raise NotFoundError(f"no stored value {digest!r}") from None
 
-    def create_run(self, run: RunRecord) -> RunRecord:
-        with self._lock:
-            if run.run_id in self._runs:
-                raise ConflictError(f"run {run.run_id!r} exists")
-            self._runs[run.run_id] = run
-        return run
-
     def get_run(self, run_id: str) -> RunRecord:
         try:
             return self._runs[run_id]
         except KeyError:
             raise NotFoundError(f"no run {run_id!r}") from None
-
-    def update_run(
-        self,
-        run_id: str,
-        expected_version: int,
-        *,
-        status: str,
-        error: str = "",
-        attributes: dict[str, str] | None = None,
-    ) -> RunRecord:
-        with self._lock:
-            updated = next_run_version(
-                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
-            )
-            self._runs[run_id] = updated
-        return updated
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         runs = [r for r in self._runs.values() if status is None or r.status == status]
@@ -331,57 +393,21 @@ class MemoryStore(CheckpointStore):
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         return sorted((c for (r, _), c in self._checkpoints.items() if r == run_id), key=lambda c: c.seq)
 
-    def append_handoff(self, message: HandoffRecord) -> bool:
-        key = (message.run_id, message.channel, message.seq)
-        with self._lock:
-            if key in self._handoffs:
-                return False
-            self._handoffs[key] = message
-            return True
-
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
         found = [m for (r, c, _), m in self._handoffs.items() if r == run_id and c == channel]
         return sorted(found, key=lambda m: m.seq)
 
-    def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
-    ) -> HandoffRecord:
-        key = (run_id, channel, seq)
-        with self._lock:
-            current = self._handoffs.get(key)
-            if current is None:
-                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
-            updated = replace(
-                current, status=status, reason=reason, version=current.version + 1, receive_key=receive_key
-            )
-            self._handoffs[key] = updated
-            return updated
-
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         return self._state.get((namespace, key))
 
-    def write_state(
-        self,
-        namespace: str,
-        key: str,
-        expected_version: int,
-        value_hash: str,
-        *,
-        writer: str = "",
-        run_id: str = "",
-    ) -> StateVersion:
-        with self._lock:
-            written = next_state_version(
-                self._state.get((namespace, key)),
-                namespace,
-                key,
-                expected_version,
-                value_hash,
-                writer,
-                run_id,
-            )
-            self._state[(namespace, key)] = written
-            return written
+    def _put_run(self, run: RunRecord) -> None:
+        self._runs[run.run_id] = run
+
+    def _put_handoff(self, message: HandoffRecord) -> None:
+        self._handoffs[(message.run_id, message.channel, message.seq)] = message
+
+    def _put_state(self, written: StateVersion) -> None:
+        self._state[(written.namespace, written.key)] = written
 
 
 __all__ = [
@@ -389,6 +415,7 @@ __all__ = [
     "CheckpointRecord",
     "CheckpointStore",
     "HandoffRecord",
+    "LocalStore",
     "MemoryStore",
     "RunRecord",
     "StateVersion",

@@ -13,17 +13,16 @@ import base64
 import threading
 from typing import Any
 
-from omium.errors import ConflictError, NotFoundError
+from omium.errors import NotFoundError
 from omium.sdk.serde import digest
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
     HandoffRecord,
+    LocalStore,
     RunRecord,
     StateVersion,
     StepRecord,
-    next_run_version,
-    next_state_version,
 )
 from omium.warehouse.connection import Warehouse
 
@@ -119,7 +118,7 @@ def _run(row: dict[str, Any]) -> RunRecord:
     return RunRecord(**row)
 
 
-class WarehouseStore(CheckpointStore):
+class WarehouseStore(LocalStore):
     """A :class:`CheckpointStore` on Omium's warehouse tables."""
 
     def __init__(self, warehouse: Warehouse, *, owns: bool = False) -> None:
@@ -152,6 +151,15 @@ class WarehouseStore(CheckpointStore):
             raise NotFoundError(f"no stored value {digest!r}")
         return base64.b64decode(rows[0]["data"])
 
+    def _put_run(self, run: RunRecord) -> None:
+        self._insert_run(run)
+
+    def _put_handoff(self, message: HandoffRecord) -> None:
+        self._warehouse.command(INSERT_HANDOFF, dict(message.__dict__))
+
+    def _put_state(self, written: StateVersion) -> None:
+        self._warehouse.command(INSERT_STATE, dict(written.__dict__))
+
     def _insert_run(self, run: RunRecord) -> None:
         params: dict[str, Any] = {
             k: getattr(run, k)
@@ -172,34 +180,11 @@ class WarehouseStore(CheckpointStore):
         params["attr_values"] = list(run.attributes.values())
         self._warehouse.command(INSERT_RUN, params)
 
-    def create_run(self, run: RunRecord) -> RunRecord:
-        with self._lock:
-            if self._warehouse.query_rows(SELECT_RUN, {"run_id": run.run_id}):
-                raise ConflictError(f"run {run.run_id!r} exists")
-            self._insert_run(run)
-        return run
-
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._warehouse.query_rows(SELECT_RUN, {"run_id": run_id})
         if not rows:
             raise NotFoundError(f"no run {run_id!r}")
         return _run(rows[0])
-
-    def update_run(
-        self,
-        run_id: str,
-        expected_version: int,
-        *,
-        status: str,
-        error: str = "",
-        attributes: dict[str, str] | None = None,
-    ) -> RunRecord:
-        with self._lock:
-            updated = next_run_version(
-                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
-            )
-            self._insert_run(updated)
-        return updated
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         rows = self._warehouse.query_rows(LIST_RUNS, {"status": status or "", "limit": limit})
@@ -218,35 +203,9 @@ class WarehouseStore(CheckpointStore):
         rows = self._warehouse.query_rows(SELECT_CHECKPOINTS, {"run_id": run_id})
         return [CheckpointRecord(**row) for row in rows]
 
-    def append_handoff(self, message: HandoffRecord) -> bool:
-        with self._lock:
-            if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
-                return False
-            self._warehouse.command(INSERT_HANDOFF, dict(message.__dict__))
-            return True
-
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
         rows = self._warehouse.query_rows(SELECT_HANDOFFS, {"run_id": run_id, "channel": channel})
         return [HandoffRecord(**row) for row in rows]
-
-    def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
-    ) -> HandoffRecord:
-        with self._lock:
-            current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
-            if current is None:
-                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
-            updated = HandoffRecord(
-                **{
-                    **current.__dict__,
-                    "status": status,
-                    "reason": reason,
-                    "version": current.version + 1,
-                    "receive_key": receive_key,
-                }
-            )
-            self._warehouse.command(INSERT_HANDOFF, dict(updated.__dict__))
-            return updated
 
     def apply_batch(self, records: list[tuple[str, Any]]) -> None:
         """Write journal records (idempotent: replaying a batch changes nothing)."""
@@ -274,24 +233,6 @@ class WarehouseStore(CheckpointStore):
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         rows = self._warehouse.query_rows(SELECT_STATE, {"namespace": namespace, "key": key})
         return StateVersion(**rows[0]) if rows else None
-
-    def write_state(
-        self,
-        namespace: str,
-        key: str,
-        expected_version: int,
-        value_hash: str,
-        *,
-        writer: str = "",
-        run_id: str = "",
-    ) -> StateVersion:
-        # Serialised here: this process is the warehouse's only writer (see the module docstring).
-        with self._lock:
-            written = next_state_version(
-                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
-            )
-            self._warehouse.command(INSERT_STATE, dict(written.__dict__))
-            return written
 
 
 def embedded_store(settings: Any = None) -> CheckpointStore:
