@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +20,18 @@ from omium.warehouse import ClickHouseWarehouse
 from omium.warehouse.store import WarehouseStore
 
 runner = CliRunner()
+
+
+def _cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``omium ARGS`` as a real process in ``cwd`` (where the test's workflow module lives)."""
+    return subprocess.run(
+        [sys.executable, "-m", "omium.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @tool
@@ -98,34 +111,13 @@ def test_replay_verify_from_the_command_line(tmp_path) -> None:  # type: ignore[
     )
     env = os.environ | {"OMIUM_HOME": str(tmp_path / "home"), "OMIUM_SERVER_URL": "http://127.0.0.1:9"}
     subprocess.run([sys.executable, "flows.py"], cwd=tmp_path, env=env, check=True, timeout=120)
-    same = subprocess.run(
-        [sys.executable, "-m", "omium.cli.main", "replay", "cli-replay", "--app", "flows:hello"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    same = _cli(tmp_path, env, "replay", "cli-replay", "--app", "flows:hello")
     assert same.returncode == 0, same.stderr
     assert "identical (1 recorded calls replayed)" in same.stdout
-    diverged = subprocess.run(
-        [sys.executable, "-m", "omium.cli.main", "replay", "cli-replay", "--app", "flows:changed"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    diverged = _cli(tmp_path, env, "replay", "cli-replay", "--app", "flows:changed")
     assert diverged.returncode == 1
     assert "diverged" in diverged.stdout and "shout" in diverged.stdout
-    unknown = subprocess.run(
-        [sys.executable, "-m", "omium.cli.main", "replay", "nope", "--app", "flows:hello"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    unknown = _cli(tmp_path, env, "replay", "nope", "--app", "flows:hello")
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
 
 
@@ -155,35 +147,13 @@ def test_rollback_and_resume_from_the_command_line(tmp_path) -> None:  # type: i
         timeout=120,
     )
     assert first.returncode != 0 and "ran step_one" in first.stdout
-    cli = [sys.executable, "-m", "omium.cli.main"]
-    rolled = subprocess.run(
-        [*cli, "rollback", "cli-rb", "--to", "one"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rolled = _cli(tmp_path, env, "rollback", "cli-rb", "--to", "one")
     assert rolled.returncode == 0, rolled.stderr
-    resumed = subprocess.run(
-        [*cli, "resume", "cli-rb", "--app", "flaky:flow"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _cli(tmp_path, env, "resume", "cli-rb", "--app", "flaky:flow")
     assert resumed.returncode == 0, resumed.stderr
     assert "completed: 20" in resumed.stdout
     assert "ran step_one" not in resumed.stdout  # before the checkpoint nothing ran again
-    missing = subprocess.run(
-        [*cli, "rollback", "cli-rb", "--to", "nope"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = _cli(tmp_path, env, "rollback", "cli-rb", "--to", "nope")
     assert missing.returncode == 2 and "no checkpoint 'nope'" in missing.stderr
 
 
@@ -207,42 +177,21 @@ def test_fork_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untype
         [sys.executable, "branchy.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert first.returncode == 0 and "plain:7" in first.stdout, first.stderr
-    cli = [sys.executable, "-m", "omium.cli.main"]
-    forked = subprocess.run(
-        [
-            *cli,
-            "fork",
-            "cli-parent",
-            "--from",
-            "based",
-            "--set",
-            "writer.prompt=fixed",
-            "--run-id",
-            "cli-branch",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    forked = _cli(
+        tmp_path,
+        env,
+        "fork",
+        "cli-parent",
+        "--from",
+        "based",
+        "--set",
+        "writer.prompt=fixed",
+        "--run-id",
+        "cli-branch",
     )
     assert forked.returncode == 0, forked.stderr
-    resumed = subprocess.run(
-        [*cli, "resume", "cli-branch", "--app", "branchy:flow"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = _cli(tmp_path, env, "resume", "cli-branch", "--app", "branchy:flow")
     assert resumed.returncode == 0, resumed.stderr
     assert "completed: 'fixed:7'" in resumed.stdout and "ran base" not in resumed.stdout
-    refused = subprocess.run(
-        [*cli, "fork", "cli-parent", "--from", "based", "--set", "writer.core_logic=x"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = _cli(tmp_path, env, "fork", "cli-parent", "--from", "based", "--set", "writer.core_logic=x")
     assert refused.returncode == 2 and "may be edited" in refused.stderr
