@@ -111,6 +111,10 @@ class HandoffRejected(HandoffError):
         self.reason = reason or message
 
 
+class HandoffStale(HandoffRejected):
+    """A hand-off was built on shared state that has changed since it was sent."""
+
+
 class HandoffTimeout(HandoffError):
     """An expected hand-off did not arrive in time."""
 
@@ -122,6 +126,7 @@ __all__ = [
     "DecodeError",
     "HandoffError",
     "HandoffRejected",
+    "HandoffStale",
     "HandoffTimeout",
     "MigrationError",
     "NonDeterminismError",

@@ -128,6 +128,19 @@ class StoreConformance:
         with pytest.raises(NotFoundError):
             store.set_handoff_status("h", "kyc->score", 9, "acked")
 
+    def test_handoffs_keep_their_dependencies_and_producer_span(self, store: CheckpointStore) -> None:
+        from omium.sdk.store import HandoffRecord
+
+        message = HandoffRecord(
+            "d", "kyc->score", 0, "kyc", "score", payload_hash="p0",
+            depends_on={"customers/c-1": 3, "orders/o-9": 1}, trace_id="ab" * 16, span_id="cd" * 8,
+        )  # fmt: skip
+        store.append_handoff(message)
+        store.set_handoff_status("d", "kyc->score", 0, "acked", receive_key="d:4")
+        (kept,) = store.handoffs("d", "kyc->score")
+        assert kept.depends_on == {"customers/c-1": 3, "orders/o-9": 1}
+        assert (kept.trace_id, kept.span_id, kept.receive_key) == ("ab" * 16, "cd" * 8, "d:4")
+
     def test_shared_state_is_compare_and_set(self, store: CheckpointStore) -> None:
         assert store.read_state("orders", "o-17") is None
         first = store.write_state("orders", "o-17", 0, "h1", writer="kyc", run_id="r")

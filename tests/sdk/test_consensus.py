@@ -10,9 +10,11 @@ import pytest
 from pydantic import BaseModel
 
 import omium
-from omium import agent, workflow
-from omium.errors import HandoffRejected, HandoffTimeout
+from omium import Checkpoint, agent, workflow
+from omium.errors import HandoffRejected, HandoffStale, HandoffTimeout
+from omium.sdk import serde
 from omium.sdk.consensus import Consensus, check_constraints
+from omium.sdk.state import SharedState
 from omium.sdk.store import HandoffRecord, MemoryStore
 
 
@@ -39,6 +41,11 @@ def store() -> MemoryStore:
 @agent
 async def kyc_verification_agent(consensus: Consensus, income: int, to: str = "credit_scorer") -> None:
     await consensus.broadcast(to, output={"customer_name": "Jane Smith", "income": income}, schema=KYCData)
+
+
+from omium import Consensus as PublicConsensus  # noqa: E402  (the snippet imports it from omium)
+
+assert PublicConsensus is Consensus
 
 
 # The snippet from the issue, as written (constraints on the score's value field).
@@ -226,3 +233,60 @@ def test_constraints() -> None:
     ]
     assert check_constraints("", {"not_empty": True}) == ["value is empty"]
     assert check_constraints(3, {"check": lambda v: v % 2 == 0 or "must be even"}) == ["must be even"]
+
+
+@workflow
+def stale_profile(rename: bool, accept_stale: bool) -> str:
+    consensus, customers = Consensus(), SharedState("customers")
+
+    def kyc() -> None:
+        profile = customers.get("c-1")
+        consensus.send("scorer", {"customer_name": profile["name"], "income": 50_000}, schema=KYCData)
+
+    with_agent("kyc", kyc)
+    if rename:  # upstream changes the customer's name after KYC handed off
+        with_agent("crm", lambda: customers.update("c-1", lambda p: {**p, "name": "Jane Doe"}))
+    kyc_data = with_agent("scorer", lambda: consensus.get("kyc", schema=KYCData, accept_stale=accept_stale))
+    return str(kyc_data.customer_name)
+
+
+def test_a_handoff_built_on_changed_state_is_stale(store: MemoryStore) -> None:
+    store.write_state("customers", "c-1", 0, store.put_blob(b'{"name": "Jane Smith"}'))
+    assert omium.run(stale_profile, False, False, run_id="fresh") == "Jane Smith"
+    with pytest.raises(HandoffStale, match=r"customers/c-1 changed v1 -> v2") as stale:
+        omium.run(stale_profile, True, False, run_id="stale")
+    assert isinstance(stale.value, HandoffRejected)
+    (message,) = store.handoffs("stale", "kyc->scorer")
+    assert message.depends_on == {"customers/c-1": 1}
+    assert message.status == "rejected" and message.reason.startswith("stale: ")
+    # A receiver may choose to take it anyway.
+    store.write_state("customers", "c-1", 2, store.put_blob(b'{"name": "Jane Smith"}'))
+    assert omium.run(stale_profile, True, True, run_id="taken") == "Jane Smith"
+
+
+sent_values: list[int] = []
+
+
+@workflow
+def hand_over_twice(value: int) -> int:
+    consensus = Consensus(timeout=0.2)
+    with_agent("a", lambda: consensus.send("b", {"value": 1}, schema=CreditScore))
+    with Checkpoint("first_sent"):
+        pass
+    with_agent("a", lambda: consensus.send("b", {"value": value}, schema=CreditScore))
+    first = with_agent("b", lambda: consensus.get("a", schema=CreditScore).value)
+    second = with_agent("b", lambda: consensus.get("a", schema=CreditScore).value)
+    if second < 0:
+        raise ValueError("negative value")
+    return int(first * 100 + second)
+
+
+def test_rollback_retracts_what_the_undone_stretch_sent_and_receives_again(store: MemoryStore) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        omium.run(hand_over_twice, -5, run_id="rb")
+    omium.rollback("rb", "first_sent", store=store)
+    # The first message (sent before the checkpoint) is received again; the bad one is retracted.
+    assert omium.run(hand_over_twice, 7, run_id="rb") == 107
+    messages = store.handoffs("rb", "a->b")
+    assert [(m.seq, m.status) for m in messages] == [(0, "acked"), (1, "acked"), (2, "acked")]
+    assert serde.loads(store.get_blob(messages[2].payload_hash)) == CreditScore(value=7)

@@ -86,6 +86,11 @@ def test_run_spans_follow_the_conventions(spans: InMemorySpanExporter) -> None:
     assert found["checkpoint kyc_done"][0].attributes["omium.checkpoint"] == "kyc_done"  # type: ignore[attr-defined]
     assert found["handoff_send kyc->mailer"][0].attributes["omium.handoff.verdict"] == "sent"  # type: ignore[attr-defined]
     assert found["handoff_receive kyc->mailer"][0].attributes["omium.handoff.verdict"] == "acked"  # type: ignore[attr-defined]
+    # The consumer's span links to the producer's.
+    producer = found["handoff_send kyc->mailer"][0].context  # type: ignore[attr-defined]
+    (link,) = found["handoff_receive kyc->mailer"][0].links  # type: ignore[attr-defined]
+    assert (link.context.trace_id, link.context.span_id) == (producer.trace_id, producer.span_id)
+    assert link.attributes["omium.handoff.channel"] == "kyc->mailer"
     transaction = found["transaction delivery"][0]
     assert transaction.attributes["omium.transaction.outcome"] == "committed"  # type: ignore[attr-defined]
 

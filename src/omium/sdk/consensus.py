@@ -7,6 +7,12 @@ twice; each side also stamps the message with its call's idempotency key, so a s
 re-executed after a crash finds its own message. The receiver takes messages strictly in
 sequence order, waiting for a gap (a delayed message) to fill: delivery underneath may drop,
 repeat, delay or reorder, processing is exactly once and in order.
+
+A message carries the shared-state versions its sender had read: if one has moved on by the time
+it is received, the message is rejected as stale (:class:`HandoffStale`) unless the receiver
+accepts stale messages. It also carries the producer's span, which the consumer's span links to.
+After a rollback, messages sent in the rolled-back stretch are retracted and messages received in
+it are received again.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from omium import semconv
-from omium.errors import HandoffRejected, HandoffTimeout, OmiumError
+from omium.errors import HandoffRejected, HandoffStale, HandoffTimeout, OmiumError
 from omium.sdk import serde, tracing
 from omium.sdk.calls import CallDefinition, ainvoke, invoke
-from omium.sdk.context import current
+from omium.sdk.context import RunContext, current
 from omium.sdk.retry import RetryPolicy
 from omium.sdk.store import HandoffRecord
 
@@ -138,6 +146,7 @@ class Consensus:
             context.seq_by_key[key] = seq
             context.channel_seq[channel] = seq + 1
         value, violations = _validate(output, schema, constraints)
+        producer = trace.get_current_span().get_span_context()
         message = HandoffRecord(
             run_id=context.run_id,
             channel=channel,
@@ -149,6 +158,9 @@ class Consensus:
             send_key=key,
             status="rejected" if violations else "sent",
             reason="; ".join(violations),
+            depends_on=dict(context.state_reads),
+            trace_id=f"{producer.trace_id:032x}" if producer.is_valid else "",
+            span_id=f"{producer.span_id:016x}" if producer.is_valid else "",
         )
         context.store.append_handoff(message)
         tracing.annotate(
@@ -218,28 +230,37 @@ class Consensus:
         for message in messages:
             if message.seq != expected:
                 return None  # a gap: an earlier message is delayed
-            if message.status not in PROCESSED:
+            if _status(context, message) not in (*PROCESSED, "retracted"):
                 return message
             expected += 1
         return None
 
     def _process(
-        self, message: HandoffRecord, schema: type | None, constraints: Mapping[str, Any] | None
+        self,
+        message: HandoffRecord,
+        schema: type | None,
+        constraints: Mapping[str, Any] | None,
+        accept_stale: bool,
     ) -> Any:
         context = current()
+        _link_producer(message)
         value = serde.loads(context.store.get_blob(message.payload_hash))
         if message.receive_key == context.call_key and message.status == "acked":
             return value
         value, violations = _validate(value, schema, constraints)
-        if violations:
-            reason = "; ".join(violations)
+        changed = _changed_since(context, message)
+        if violations or (changed and not accept_stale):
+            reason = "; ".join(violations) or "stale: " + "; ".join(changed)
             context.store.set_handoff_status(
                 context.run_id, message.channel, message.seq, "rejected", reason, receive_key=context.call_key
             )
             tracing.annotate({semconv.OMIUM_HANDOFF_VERDICT: "rejected", "omium.handoff.reason": reason})
-            raise HandoffRejected(
+            error = HandoffRejected if violations else HandoffStale
+            raise error(
                 f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}", reason
             )
+        if changed:
+            tracing.annotate({"omium.handoff.stale": "; ".join(changed)})
         context.store.set_handoff_status(
             context.run_id, message.channel, message.seq, "acked", receive_key=context.call_key
         )
@@ -259,8 +280,16 @@ class Consensus:
         schema: type | None = None,
         constraints: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        accept_stale: bool = False,
     ) -> Any:
-        """Receive the next message from ``sender``, validated; acknowledges or rejects it."""
+        """Receive the next message from ``sender``, validated; acknowledges or rejects it.
+
+        Raises:
+            HandoffRejected: the message broke ``schema`` or ``constraints``.
+            HandoffStale: shared state the sender had read has changed since (unless
+                ``accept_stale``, which processes it and notes the change on the span).
+            HandoffTimeout: nothing arrived within ``timeout`` seconds.
+        """
         channel = f"{sender}->{self._me()}"
 
         def receive_now() -> Any:
@@ -269,7 +298,7 @@ class Consensus:
                 if time.monotonic() > deadline:
                     raise HandoffTimeout(f"no hand-off arrived on {channel} in time")
                 time.sleep(self.poll_interval)
-            return self._process(message, schema, constraints)
+            return self._process(message, schema, constraints, accept_stale)
 
         return invoke(CallDefinition(channel, "handoff_receive", receive_now), (), {})
 
@@ -280,6 +309,7 @@ class Consensus:
         schema: type | None = None,
         constraints: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        accept_stale: bool = False,
     ) -> Any:
         """The async form of :meth:`get`."""
         channel = f"{sender}->{self._me()}"
@@ -290,9 +320,42 @@ class Consensus:
                 if time.monotonic() > deadline:
                     raise HandoffTimeout(f"no hand-off arrived on {channel} in time")
                 await asyncio.sleep(self.poll_interval)
-            return self._process(message, schema, constraints)
+            return self._process(message, schema, constraints, accept_stale)
 
         return await ainvoke(CallDefinition(channel, "handoff_receive", receive_now, is_async=True), (), {})
+
+
+def _status(context: RunContext, message: HandoffRecord) -> str:
+    """The message's status as the run sees it after its rollbacks."""
+    if message.send_key and context.rolled_back(message.send_key):
+        return "retracted"  # sent in a stretch a rollback undid: the re-run sends it anew
+    if message.status in PROCESSED and message.receive_key and context.rolled_back(message.receive_key):
+        return "sent"  # received in a rolled-back stretch: the re-run receives it again
+    return message.status
+
+
+def _changed_since(context: RunContext, message: HandoffRecord) -> list[str]:
+    """Shared-state keys the sender read that have changed since, as 'key vA -> vB'."""
+    changed = []
+    for name, version in message.depends_on.items():
+        namespace, _, key = name.partition("/")
+        latest = context.store.read_state(namespace, key)
+        now = latest.version if latest is not None else 0
+        if now != version:
+            changed.append(f"{name} changed v{version} -> v{now} since it was sent")
+    return changed
+
+
+def _link_producer(message: HandoffRecord) -> None:
+    """Link the consumer's span to the producer's."""
+    if not message.trace_id:
+        return
+    producer = trace.SpanContext(
+        int(message.trace_id, 16), int(message.span_id, 16), is_remote=True, trace_flags=trace.TraceFlags(1)
+    )
+    consumer = trace.get_current_span()
+    consumer.add_link(producer, {"omium.handoff.channel": message.channel, "omium.handoff.seq": message.seq})
+    consumer.set_attribute("omium.handoff.producer_span_id", message.span_id)
 
 
 __all__ = ["Consensus", "check_constraints"]

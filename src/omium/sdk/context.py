@@ -40,15 +40,27 @@ class RunContext:
     # idempotency keys differ from the rolled-back attempt's, so they really run again.
     generation: int = 0
     rollback_position: int = 0
+    rollbacks: list[tuple[int, int]] = field(default_factory=list)  # (generation, position), oldest first
     # Agents' editable configuration: defaults by agent, and "agent.field" overrides of this run.
     agent_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def call_key_for(self, position: int) -> str:
         """The idempotency key of the call at ``position``."""
-        if self.generation and position >= self.rollback_position:
-            return f"{self.run_id}:{position}:g{self.generation}"
-        return f"{self.run_id}:{position}"
+        # The generation that last executed this position: the latest rollback at or before it.
+        generation = max((g for g, p in self.rollbacks if position >= p), default=0)
+        if not self.rollbacks and self.generation and position >= self.rollback_position:
+            generation = self.generation
+        return f"{self.run_id}:{position}:g{generation}" if generation else f"{self.run_id}:{position}"
+
+    def rolled_back(self, key: str) -> bool:
+        """Whether the call with idempotency key ``key`` lies in a stretch a later rollback undid."""
+        parts = key.split(":")
+        if len(parts) < 2 or not parts[1].isdigit() or not key.startswith(f"{self.run_id}:"):
+            return False
+        position = int(parts[1])
+        generation = int(parts[2][1:]) if len(parts) > 2 and parts[2].startswith("g") else 0
+        return any(g > generation and position >= p for g, p in self.rollbacks)
 
     @property
     def agent(self) -> str:

@@ -147,6 +147,7 @@ def _begin(
     context.overrides = json.loads(record.attributes.get("overrides", "{}"))
     view = RollbackView.of(record)
     context.generation, context.rollback_position = view.generation, view.position
+    context.rollbacks = [(int(g), int(p)) for g, p in json.loads(record.attributes.get("rollbacks", "[]"))]
     context.recorded = {step.position: step for step in store.steps(run_id) if view.live_step(step)}
     # Checkpoints are numbered by their order in the execution, so a resumed run re-records the
     # ones it passes again under the same numbers instead of adding copies.
@@ -229,6 +230,7 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint!r}")
     target = live[-1]
     generation = int(run.attributes.get("generation", "0")) + 1
+    history = [*json.loads(run.attributes.get("rollbacks", "[]")), [generation, target.step_index]]
     return store.update_run(
         run_id,
         run.version,
@@ -240,6 +242,8 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
             "rollback_seq": str(target.seq),
             "rollback_at": str(now_us()),
             "rolled_back_to": checkpoint,
+            # Every rollback, so a hand-off sent or received in a rolled-back stretch is known.
+            "rollbacks": json.dumps(history),
         },
     )
 

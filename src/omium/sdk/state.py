@@ -26,6 +26,8 @@ class SharedState:
     """
 
     def __init__(self, namespace: str = "default") -> None:
+        if not namespace or "/" in namespace:
+            raise ValueError(f"a shared-state namespace is a non-empty name without '/', not {namespace!r}")
         self.namespace = namespace
 
     def _read_now(self, key: str) -> list[Any]:

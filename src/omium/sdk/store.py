@@ -102,6 +102,12 @@ class HandoffRecord:
     send_key: str = ""
     receive_key: str = ""
     created_at: int = field(default_factory=now_us)
+    # Shared-state versions the sender had read ("namespace/key" -> version): if one has moved on
+    # by the time the message is received, the message is stale.
+    depends_on: dict[str, int] = field(default_factory=dict)
+    # The producer's span, so the consumer's span can link to it.
+    trace_id: str = ""
+    span_id: str = ""
 
 
 @dataclass(frozen=True)

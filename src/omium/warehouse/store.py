@@ -85,14 +85,17 @@ ORDER BY seq
 
 INSERT_HANDOFF = """
 INSERT INTO omium_handoffs (run_id, channel, seq, version, sender, receiver, schema_name, payload_hash,
-                            status, reason, send_key, receive_key, created_at)
+                            status, reason, send_key, receive_key, created_at, depends_on, trace_id, span_id)
 VALUES ({run_id:String}, {channel:String}, {seq:UInt64}, {version:UInt64}, {sender:String}, {receiver:String},
         {schema_name:String}, {payload_hash:String}, {status:String}, {reason:String}, {send_key:String},
-        {receive_key:String}, fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'))
+        {receive_key:String}, fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'),
+        mapFromArrays({dep_keys:Array(String)}, {dep_versions:Array(UInt64)}), {trace_id:String},
+        {span_id:String})
 """
 SELECT_HANDOFFS = """
 SELECT run_id, channel, seq, version, sender, receiver, schema_name, payload_hash, status, reason, send_key,
-       receive_key, toUnixTimestamp64Micro(created_at) AS created_at
+       receive_key, toUnixTimestamp64Micro(created_at) AS created_at, mapKeys(depends_on) AS dep_keys,
+       mapValues(depends_on) AS dep_versions, trace_id, span_id
 FROM omium_handoffs FINAL
 WHERE run_id = {run_id:String} AND channel = {channel:String}
 ORDER BY seq
@@ -116,6 +119,11 @@ VALUES ({namespace:String}, {key:String}, {version:UInt64}, {value_hash:String},
 def _run(row: dict[str, Any]) -> RunRecord:
     row["attributes"] = dict(row["attributes"])
     return RunRecord(**row)
+
+
+def _handoff(row: dict[str, Any]) -> HandoffRecord:
+    row["depends_on"] = dict(zip(row.pop("dep_keys"), map(int, row.pop("dep_versions")), strict=True))
+    return HandoffRecord(**row)
 
 
 class WarehouseStore(LocalStore):
@@ -155,7 +163,11 @@ class WarehouseStore(LocalStore):
         self._insert_run(run)
 
     def _put_handoff(self, message: HandoffRecord) -> None:
-        self._warehouse.command(INSERT_HANDOFF, dict(message.__dict__))
+        params: dict[str, Any] = dict(message.__dict__)
+        # Maps do not bind as parameters on every transport; two arrays do.
+        depends_on = params.pop("depends_on")
+        params["dep_keys"], params["dep_versions"] = list(depends_on), list(depends_on.values())
+        self._warehouse.command(INSERT_HANDOFF, params)
 
     def _put_state(self, written: StateVersion) -> None:
         self._warehouse.command(INSERT_STATE, dict(written.__dict__))
@@ -205,7 +217,7 @@ class WarehouseStore(LocalStore):
 
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
         rows = self._warehouse.query_rows(SELECT_HANDOFFS, {"run_id": run_id, "channel": channel})
-        return [HandoffRecord(**row) for row in rows]
+        return [_handoff(row) for row in rows]
 
     def apply_batch(self, records: list[tuple[str, Any]]) -> None:
         """Write journal records (idempotent: replaying a batch changes nothing)."""
@@ -226,7 +238,7 @@ class WarehouseStore(LocalStore):
             elif kind == "checkpoint":
                 self._warehouse.command(INSERT_CHECKPOINT, dict(record.__dict__))
             elif kind == "handoff":
-                self._warehouse.command(INSERT_HANDOFF, dict(record.__dict__))
+                self._put_handoff(record)
             elif kind == "state":
                 self._warehouse.command(INSERT_STATE, dict(record.__dict__))
 
