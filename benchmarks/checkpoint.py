@@ -14,7 +14,10 @@ The workflow's state is an accumulating message history: each step adds a 1 KB m
 * DBOS on SQLite: a workflow of N ``@DBOS.step`` calls, each returning its new message.
 Per-step overhead = (durable run - the same loop without durability) / steps; median of the
 repeats. Bytes stored = on-disk size after the 500-turn run (chdb parts / SQLite file).
-Resume: the run raises at step 90, is resumed, and we count steps below 90 that ran again.
+* Omium's remote store: the same workflow against ``omium serve`` in another process.
+Resume: the run fails at step 90 and is resumed, and we count steps below 90 that ran again. DBOS
+resumes the way it is built to: the process exits at step 90 and a new process's ``DBOS.launch()``
+recovers the workflow (its resume time includes that launch).
 """
 
 from __future__ import annotations
@@ -96,6 +99,44 @@ t = time.perf_counter(); omium.run(conversation, N, run_id="crash"); resume = ti
 print(json.dumps({"system": "Omium (embedded warehouse + journal)", "per_step_ms": per_step * 1e3, "bytes": stored,
                   "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
 store.close()
+
+# The remote store: the same workflow against `omium serve` (a separate process) over its control API.
+import socket, subprocess, httpx
+from omium.sdk.remote_store import RemoteStore
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]
+server_home = os.path.join(home, "server")
+env = {**os.environ, "OMIUM_HOME": server_home, "OMIUM_HTTP_PORT": str(port), "OMIUM_GRPC_PORT": "-1",
+       "OMIUM_API_TOKEN": "bench-token", "OMIUM_DATABASE": "bench"}
+server = subprocess.Popen([sys.executable, "-m", "omium.cli.main", "serve"], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+url = f"http://127.0.0.1:{port}"
+deadline = time.monotonic() + 120
+while True:
+    try:
+        if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+            break
+    except httpx.HTTPError:
+        pass
+    if time.monotonic() > deadline or server.poll() is not None:
+        raise SystemExit("omium serve did not start")
+    time.sleep(0.2)
+try:
+    remote = RemoteStore(url, token="bench-token")
+    omium.init(store=remote, tracer_provider=None); tracing.configure(None)
+    per_step = overhead(lambda r: omium.run(conversation, N, run_id=f"ro{r}"))
+    crash["at"] = CRASH_AT
+    try:
+        omium.run(conversation, N, run_id="rcrash")
+    except RuntimeError:
+        pass
+    executed.clear()
+    t = time.perf_counter(); omium.run(conversation, N, run_id="rcrash"); resume = time.perf_counter() - t
+    print(json.dumps({"system": "Omium (remote store, omium serve)", "per_step_ms": per_step * 1e3, "bytes": None,
+                      "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+    remote.close()
+finally:
+    server.terminate(); server.wait(30)
 '''
 
 LANGGRAPH = COMMON + '''
@@ -145,12 +186,20 @@ print(json.dumps({"system": "LangGraph SqliteSaver (sync)", "per_step_ms": per_s
 '''
 
 DBOS = COMMON + '''
-from dbos import DBOS, DBOSConfig
+import subprocess
+from dbos import DBOS, DBOSConfig, SetWorkflowID
 home = sys.argv[6]
-db = os.path.join(home, "dbos.sqlite")
+PHASE = os.environ.get("BENCH_PHASE", "main")
+# The crash run gets its own database: a real crash (the process exits at step CRASH_AT), then a
+# new process whose DBOS.launch() recovers the pending workflow.
+db = os.path.join(home, "crash.sqlite" if PHASE != "main" else "dbos.sqlite")
 DBOS(config={"name": "bench", "system_database_url": f"sqlite:///{db}"})
+executed = []
 @DBOS.step()
 def turn(i):
+    executed.append(i)
+    if PHASE == "crash" and i == CRASH_AT:
+        os._exit(9)
     return MESSAGE + str(i)
 @DBOS.workflow()
 def conversation(n):
@@ -158,22 +207,38 @@ def conversation(n):
     for i in range(n):
         history.append(turn(i))
     return len(history)
-DBOS.launch()
 def run(n, wid):
-    from dbos import SetWorkflowID
     with SetWorkflowID(wid):
         return conversation(n)
+if PHASE == "crash":
+    DBOS.launch()
+    run(N, "crash")
+    sys.exit(0)  # not reached
+if PHASE == "resume":
+    t = time.perf_counter()
+    DBOS.launch()  # recovers the workflow the crash left pending
+    DBOS.retrieve_workflow("crash").get_result()
+    resume = time.perf_counter() - t
+    print(json.dumps({"resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+    DBOS.destroy()
+    sys.exit(0)
+DBOS.launch()
 per_step = overhead(lambda r: run(N, f"o{r}"))
 size_before = du(home)
 run(TURNS, "bytes")
 stored = du(home) - size_before
-print(json.dumps({"system": "DBOS (SQLite)", "per_step_ms": per_step * 1e3, "bytes": stored,
-                  "resume_s": None, "reexecuted": None}))
 DBOS.destroy()
+crashed = subprocess.run([sys.executable, *sys.argv], env={**os.environ, "BENCH_PHASE": "crash"})
+assert crashed.returncode == 9, crashed.returncode
+resumed = subprocess.run([sys.executable, *sys.argv], env={**os.environ, "BENCH_PHASE": "resume"},
+                         capture_output=True, text=True, check=True)
+recovery = json.loads(resumed.stdout.strip().splitlines()[-1])
+print(json.dumps({"system": "DBOS (SQLite)", "per_step_ms": per_step * 1e3, "bytes": stored, **recovery}))
 '''
 
 
-def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
+def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
+    """Run one system's script; each JSON line it prints is one row."""
     script = work / "peer.py"
     script.write_text(textwrap.dedent(code))
     result = subprocess.run(
@@ -181,7 +246,7 @@ def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> d
          str(work)], capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(f"{python} failed:\\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
 
 
 def main() -> None:
@@ -204,16 +269,21 @@ def main() -> None:
     for name, python, code in peers:
         with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
             print(f"running {name}...", flush=True)
-            results.append(run_peer(python, code, args, Path(tmp)))
+            results.extend(run_peer(python, code, args, Path(tmp)))
     print()
     print(f"{args.steps}-step workflow, 1 KB per step; bytes after {args.turns} turns; crash at {args.crash_at}")
     print("system | per-step overhead ms (median) | bytes stored | resume s | completed steps re-executed")
     for row in results:
         resume = "n/a" if row["resume_s"] is None else f"{row['resume_s']:.3f}"
-        print(f"{row['system']} | {row['per_step_ms']:.2f} | {row['bytes']:,} | {resume} | {row['reexecuted']}")
-    omium, langgraph = results[0], results[1]
-    print(f"\nOmium / SqliteSaver per-step overhead: {omium['per_step_ms'] / langgraph['per_step_ms']:.2f}x;"  # type: ignore[operator]
-          f" bytes: {omium['bytes'] / langgraph['bytes']:.3f}x")  # type: ignore[operator]
+        stored = "(server's warehouse)" if row["bytes"] is None else f"{row['bytes']:,}"
+        print(f"{row['system']} | {row['per_step_ms']:.2f} | {stored} | {resume} | {row['reexecuted']}")
+    by_system = {str(row["system"]).split(" (")[0] + (" remote" if "remote" in str(row["system"]) else ""): row
+                 for row in results}
+    omium, remote, langgraph = by_system["Omium"], by_system["Omium remote"], by_system["LangGraph SqliteSaver"]
+    base = float(langgraph["per_step_ms"])  # type: ignore[arg-type]
+    print(f"\nper-step overhead vs SqliteSaver: in-process {float(omium['per_step_ms']) / base:.2f}x, "  # type: ignore[arg-type]
+          f"remote {float(remote['per_step_ms']) / base:.2f}x; "  # type: ignore[arg-type]
+          f"bytes at {args.turns} turns: {int(omium['bytes']) / int(langgraph['bytes']):.4f}x")  # type: ignore[call-overload]
     (BENCH_DIR / "checkpoint.json").write_text(json.dumps(results, indent=2))
 
 
