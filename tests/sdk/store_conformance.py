@@ -174,3 +174,44 @@ class StoreConformance:
             thread.join()
         latest = store.read_state("counters", "c")
         assert latest is not None and latest.version == 20 == len(written)
+
+    def test_events_are_an_append_only_audit_trail(self, store: CheckpointStore) -> None:
+        from omium.sdk.store import EventRecord
+
+        store.record_event(EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1))
+        store.record_event(EventRecord("e2", "ev", "rolled_back", actor="omium", before="b", after="a", ts=2))
+        store.record_event(EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1))
+        store.record_event(EventRecord("e3", "other", "detected", ts=3))
+        events = store.events("ev")
+        assert [(e.event_id, e.kind) for e in events] == [("e1", "detected"), ("e2", "rolled_back")]
+        assert events[0].attributes == {"trigger": "x"} and (events[1].before, events[1].after) == ("b", "a")
+        assert [e.event_id for e in store.events()] == ["e1", "e2", "e3"]
+
+    def test_commands_are_leased_one_run_at_a_time(self, store: CheckpointStore) -> None:
+        import time
+
+        from omium.sdk.store import CommandRecord
+
+        store.enqueue_command(CommandRecord("c1", "run-a", "resume", created_at=1))
+        store.enqueue_command(CommandRecord("c2", "run-a", "retry", created_at=2))
+        store.enqueue_command(CommandRecord("c3", "run-b", "start", created_at=3))
+        assert store.enqueue_command(CommandRecord("c1", "run-a", "other")).kind == "resume"  # once
+        first = store.claim_command("w1", 30)
+        assert first is not None and (first.command_id, first.worker, first.attempts) == ("c1", "w1", 1)
+        second = store.claim_command("w2", 30)  # run-a is held by w1: c2 waits
+        assert second is not None and second.command_id == "c3"
+        assert store.claim_command("w2", 30) is None
+        with pytest.raises(ConflictError):
+            store.finish_command("c1", "w2", "done")
+        store.renew_command("c1", "w1", 30)
+        store.finish_command("c1", "w1", "done", result="ok")
+        third = store.claim_command("w2", 0.05)
+        assert third is not None and third.command_id == "c2"
+        time.sleep(0.1)  # w2 "dies": its lease runs out and w3 takes the command over
+        taken = store.claim_command("w3", 30)
+        assert taken is not None and (taken.command_id, taken.worker, taken.attempts) == ("c2", "w3", 2)
+        with pytest.raises(ConflictError):
+            store.renew_command("c2", "w2", 30)
+        assert [c.status for c in store.commands("run-a")] == ["done", "claimed"]
+        assert [c.command_id for c in store.commands(status="claimed")] == ["c2", "c3"]
+        assert store.commands("run-a", "done")[0].result == "ok"

@@ -17,9 +17,20 @@ from starlette.responses import JSONResponse
 from omium.collector.auth import read_allowed, token_matches
 from omium.collector.state import ServerState
 from omium.errors import ConflictError, NotFoundError, OmiumError
-from omium.sdk.store import CheckpointRecord, CheckpointStore, HandoffRecord, RunRecord, StepRecord
+from omium.sdk.store import (
+    CheckpointRecord,
+    CheckpointStore,
+    CommandRecord,
+    EventRecord,
+    HandoffRecord,
+    RunRecord,
+    StepRecord,
+)
 
-READS = frozenset({"get_blob", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state"})
+READS = frozenset(
+    {"get_blob", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state", "events"}
+    | {"commands"}
+)
 WRITES = frozenset(
     {
         "put_blob",
@@ -30,9 +41,21 @@ WRITES = frozenset(
         "append_handoff",
         "set_handoff_status",
         "write_state",
+        "record_event",
+        "enqueue_command",
+        "claim_command",
+        "renew_command",
+        "finish_command",
     }
 )
-RECORDS = {"run": RunRecord, "step": StepRecord, "checkpoint": CheckpointRecord, "message": HandoffRecord}
+RECORDS = {
+    "run": RunRecord,
+    "step": StepRecord,
+    "checkpoint": CheckpointRecord,
+    "message": HandoffRecord,
+    "event": EventRecord,
+    "command": CommandRecord,
+}
 
 
 def _plain(value: Any) -> Any:
@@ -52,7 +75,8 @@ def call(store: CheckpointStore, method: str, args: dict[str, Any]) -> Any:
             args[name] = record_type(**args[name])
     if method == "put_blob":
         args["data"] = base64.b64decode(args["data"])
-    return _plain(getattr(store, method)(**args))
+    result = getattr(store, method)(**args)
+    return None if result is None else _plain(result)
 
 
 async def store_method(request: Request) -> JSONResponse:

@@ -23,6 +23,8 @@ from omium.sdk.serde import digest
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
+    CommandRecord,
+    EventRecord,
     HandoffRecord,
     LocalStore,
     MemoryStore,
@@ -252,6 +254,33 @@ class JournaledStore(LocalStore):
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         found = self._overlay._state.get((namespace, key))
         return found if found is not None else self._backing.read_state(namespace, key)
+
+    # --- audit events and commands: rare and not on the hot path, written straight through
+    def record_event(self, event: EventRecord) -> None:
+        self._backing.record_event(event)
+
+    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
+        return self._backing.events(run_id, limit)
+
+    def _put_command(self, command: CommandRecord) -> None:
+        raise NotImplementedError  # every command method is the backing store's
+
+    def enqueue_command(self, command: CommandRecord) -> CommandRecord:
+        return self._backing.enqueue_command(command)
+
+    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
+        return self._backing.commands(run_id, status)
+
+    def claim_command(
+        self, worker: str, lease_seconds: float, kinds: list[str] | None = None
+    ) -> CommandRecord | None:
+        return self._backing.claim_command(worker, lease_seconds, kinds)
+
+    def renew_command(self, command_id: str, worker: str, lease_seconds: float) -> CommandRecord:
+        return self._backing.renew_command(command_id, worker, lease_seconds)
+
+    def finish_command(self, command_id: str, worker: str, status: str, result: str = "") -> CommandRecord:
+        return self._backing.finish_command(command_id, worker, status, result)
 
 
 __all__ = ["BatchStore", "JournaledStore"]

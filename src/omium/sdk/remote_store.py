@@ -12,6 +12,8 @@ from omium.errors import AuthError, ConflictError, NotFoundError, ServerError, S
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
+    CommandRecord,
+    EventRecord,
     HandoffRecord,
     RunRecord,
     StateVersion,
@@ -142,6 +144,34 @@ class RemoteStore(CheckpointStore):
                 writer=writer,
                 run_id=run_id,
             )
+        )
+
+    def record_event(self, event: EventRecord) -> None:
+        self._call("record_event", event=event.__dict__)
+
+    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
+        return [EventRecord(**e) for e in self._call("events", run_id=run_id, limit=limit)]
+
+    def enqueue_command(self, command: CommandRecord) -> CommandRecord:
+        return CommandRecord(**self._call("enqueue_command", command=command.__dict__))
+
+    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
+        return [CommandRecord(**c) for c in self._call("commands", run_id=run_id, status=status)]
+
+    def claim_command(
+        self, worker: str, lease_seconds: float, kinds: list[str] | None = None
+    ) -> CommandRecord | None:
+        found = self._call("claim_command", worker=worker, lease_seconds=lease_seconds, kinds=kinds)
+        return CommandRecord(**found) if found else None
+
+    def renew_command(self, command_id: str, worker: str, lease_seconds: float) -> CommandRecord:
+        return CommandRecord(
+            **self._call("renew_command", command_id=command_id, worker=worker, lease_seconds=lease_seconds)
+        )
+
+    def finish_command(self, command_id: str, worker: str, status: str, result: str = "") -> CommandRecord:
+        return CommandRecord(
+            **self._call("finish_command", command_id=command_id, worker=worker, status=status, result=result)
         )
 
     def close(self) -> None:

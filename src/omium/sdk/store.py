@@ -18,7 +18,8 @@ from typing import Any
 from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
 
-RUN_STATUSES = ("running", "paused", "failed", "completed", "rolled_back", "cancelled")
+RUN_STATUSES = ("queued", "running", "paused", "failed", "completed", "rolled_back", "cancelled", "rejected")
+COMMAND_STATUSES = ("queued", "claimed", "done", "failed")
 
 
 def now_us() -> int:
@@ -160,6 +161,43 @@ def next_state_version(
     return StateVersion(namespace, key, version + 1, value_hash, writer, run_id)
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """An audit event: who did what to a run, why, and what changed (``before`` -> ``after``)."""
+
+    event_id: str
+    run_id: str
+    kind: str
+    actor: str = "omium"
+    reason: str = ""
+    before: str = ""
+    after: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    ts: int = field(default_factory=now_us)
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """Work for a worker (start, resume, retry, replay, fork, test-fix a run), leased while it runs.
+
+    ``status`` goes ``queued`` -> ``claimed`` (by ``worker`` until ``lease_until``) -> ``done`` or
+    ``failed``; a claim whose lease ran out (its worker died) can be claimed again.
+    """
+
+    command_id: str
+    run_id: str
+    kind: str
+    payload: str = "{}"
+    status: str = "queued"
+    version: int = 1
+    worker: str = ""
+    lease_until: int = 0
+    attempts: int = 0
+    result: str = ""
+    created_at: int = field(default_factory=now_us)
+    updated_at: int = field(default_factory=now_us)
+
+
 class CheckpointStore(ABC):
     """What durable runs are stored in. Methods are safe to call from several threads."""
 
@@ -250,6 +288,39 @@ class CheckpointStore(ABC):
         """Write version ``expected_version + 1`` if the key is at ``expected_version`` (0: absent);
         :class:`ConflictError` otherwise, so concurrent writers never lose an update silently."""
 
+    # --- audit events
+    @abstractmethod
+    def record_event(self, event: EventRecord) -> None:
+        """Append an audit event (idempotent on its id)."""
+
+    @abstractmethod
+    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
+        """Events of ``run_id`` (all runs if empty), oldest first."""
+
+    # --- commands for workers
+    @abstractmethod
+    def enqueue_command(self, command: CommandRecord) -> CommandRecord:
+        """Queue a command (idempotent on its id: the existing one is returned)."""
+
+    @abstractmethod
+    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
+        """Commands, oldest first, optionally of one run and one status."""
+
+    @abstractmethod
+    def claim_command(
+        self, worker: str, lease_seconds: float, kinds: list[str] | None = None
+    ) -> CommandRecord | None:
+        """Lease the oldest runnable command to ``worker``: queued, or claimed with an expired
+        lease, and of a run no other live lease holds. None if there is none."""
+
+    @abstractmethod
+    def renew_command(self, command_id: str, worker: str, lease_seconds: float) -> CommandRecord:
+        """Extend ``worker``'s lease; :class:`ConflictError` if it no longer holds the command."""
+
+    @abstractmethod
+    def finish_command(self, command_id: str, worker: str, status: str, result: str = "") -> CommandRecord:
+        """Mark a held command ``done`` or ``failed``; :class:`ConflictError` if not held by ``worker``."""
+
     def checkpoint(self, run_id: str, name: str) -> CheckpointRecord:
         """The latest checkpoint of ``run_id`` called ``name``; :class:`NotFoundError` if none."""
         found = [c for c in self.checkpoints(run_id) if c.name == name]
@@ -282,6 +353,82 @@ class LocalStore(CheckpointStore):
     @abstractmethod
     def _put_state(self, written: StateVersion) -> None:
         """Keep a new version of a shared-state key."""
+
+    @abstractmethod
+    def _put_command(self, command: CommandRecord) -> None:
+        """Keep a new version of a command."""
+
+    def _command(self, command_id: str) -> CommandRecord:
+        found = [c for c in self.commands() if c.command_id == command_id]
+        if not found:
+            raise NotFoundError(f"no command {command_id!r}")
+        return found[0]
+
+    def enqueue_command(self, command: CommandRecord) -> CommandRecord:
+        with self._lock:
+            existing = [c for c in self.commands(command.run_id) if c.command_id == command.command_id]
+            if existing:
+                return existing[0]
+            self._put_command(command)
+            return command
+
+    def claim_command(
+        self, worker: str, lease_seconds: float, kinds: list[str] | None = None
+    ) -> CommandRecord | None:
+        with self._lock:
+            now = now_us()
+            everything = self.commands()
+            held = {c.run_id for c in everything if c.status == "claimed" and c.lease_until > now}
+            for command in everything:
+                expired = command.status == "claimed" and command.lease_until <= now
+                if (command.status == "queued" or expired) and command.run_id not in held:
+                    if kinds is not None and command.kind not in kinds:
+                        continue
+                    claimed = replace(
+                        command,
+                        status="claimed",
+                        worker=worker,
+                        version=command.version + 1,
+                        attempts=command.attempts + 1,
+                        lease_until=now + int(lease_seconds * 1e6),
+                        updated_at=now,
+                    )
+                    self._put_command(claimed)
+                    return claimed
+            return None
+
+    def renew_command(self, command_id: str, worker: str, lease_seconds: float) -> CommandRecord:
+        with self._lock:
+            command = self._held(command_id, worker)
+            now = now_us()
+            renewed = replace(
+                command,
+                version=command.version + 1,
+                lease_until=now + int(lease_seconds * 1e6),
+                updated_at=now,
+            )
+            self._put_command(renewed)
+            return renewed
+
+    def finish_command(self, command_id: str, worker: str, status: str, result: str = "") -> CommandRecord:
+        if status not in ("done", "failed"):
+            raise ValueError(f"a command finishes 'done' or 'failed', not {status!r}")
+        with self._lock:
+            command = self._held(command_id, worker)
+            finished = replace(
+                command, status=status, result=result, version=command.version + 1, updated_at=now_us()
+            )
+            self._put_command(finished)
+            return finished
+
+    def _held(self, command_id: str, worker: str) -> CommandRecord:
+        command = self._command(command_id)
+        if command.status != "claimed" or command.worker != worker:
+            raise ConflictError(
+                f"command {command_id} is {command.status} by {command.worker or 'nobody'}, "
+                f"not held by {worker}"
+            )
+        return command
 
     def create_run(self, run: RunRecord) -> RunRecord:
         with self._lock:
@@ -357,6 +504,8 @@ class MemoryStore(LocalStore):
         self._checkpoints: dict[tuple[str, int], CheckpointRecord] = {}
         self._handoffs: dict[tuple[str, str, int], HandoffRecord] = {}
         self._state: dict[tuple[str, str], StateVersion] = {}
+        self._events: dict[str, EventRecord] = {}
+        self._commands: dict[str, CommandRecord] = {}
 
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
@@ -415,11 +564,33 @@ class MemoryStore(LocalStore):
     def _put_state(self, written: StateVersion) -> None:
         self._state[(written.namespace, written.key)] = written
 
+    def record_event(self, event: EventRecord) -> None:
+        with self._lock:
+            self._events.setdefault(event.event_id, event)
+
+    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
+        found = [e for e in list(self._events.values()) if not run_id or e.run_id == run_id]
+        return sorted(found, key=lambda e: (e.ts, e.event_id))[:limit]
+
+    def _put_command(self, command: CommandRecord) -> None:
+        self._commands[command.command_id] = command
+
+    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
+        found = [
+            c
+            for c in list(self._commands.values())
+            if (not run_id or c.run_id == run_id) and (not status or c.status == status)
+        ]
+        return sorted(found, key=lambda c: (c.created_at, c.command_id))
+
 
 __all__ = [
+    "COMMAND_STATUSES",
     "RUN_STATUSES",
     "CheckpointRecord",
     "CheckpointStore",
+    "CommandRecord",
+    "EventRecord",
     "HandoffRecord",
     "LocalStore",
     "MemoryStore",

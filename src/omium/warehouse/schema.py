@@ -237,6 +237,13 @@ HANDOFF_KEYS = (
     "ALTER TABLE omium_handoffs ADD COLUMN IF NOT EXISTS receive_key String DEFAULT ''",
 )
 
+# Workers lease commands: until when, how many times a command was claimed, and what it produced.
+COMMAND_LEASES = (
+    "ALTER TABLE omium_commands ADD COLUMN IF NOT EXISTS lease_until Int64 DEFAULT 0",
+    "ALTER TABLE omium_commands ADD COLUMN IF NOT EXISTS attempts UInt32 DEFAULT 0",
+    "ALTER TABLE omium_commands ADD COLUMN IF NOT EXISTS result String DEFAULT ''",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -252,6 +259,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         OMIUM_REVIEWS,
     ),
     HANDOFF_KEYS,
+    COMMAND_LEASES,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]

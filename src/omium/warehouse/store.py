@@ -18,6 +18,8 @@ from omium.sdk.serde import digest
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
+    CommandRecord,
+    EventRecord,
     HandoffRecord,
     LocalStore,
     RunRecord,
@@ -113,6 +115,37 @@ INSERT_STATE = """
 INSERT INTO omium_shared_state (namespace, key, version, value_hash, writer, run_id, written_at)
 VALUES ({namespace:String}, {key:String}, {version:UInt64}, {value_hash:String}, {writer:String},
         {run_id:String}, fromUnixTimestamp64Micro({written_at:Int64}, 'UTC'))
+"""
+
+
+INSERT_EVENT = """
+INSERT INTO omium_events (event_id, run_id, kind, actor, reason, before, after, attributes, ts)
+VALUES ({event_id:String}, {run_id:String}, {kind:String}, {actor:String}, {reason:String}, {before:String},
+        {after:String}, mapFromArrays({attr_keys:Array(String)}, {attr_values:Array(String)}),
+        fromUnixTimestamp64Micro({ts:Int64}, 'UTC'))
+"""
+SELECT_EVENTS = """
+SELECT event_id, run_id, kind, actor, reason, before, after, attributes, toUnixTimestamp64Micro(ts) AS ts
+FROM omium_events FINAL
+WHERE {run_id:String} = '' OR run_id = {run_id:String}
+ORDER BY ts, event_id
+LIMIT {limit:UInt32}
+"""
+INSERT_COMMAND = """
+INSERT INTO omium_commands (command_id, run_id, kind, payload, status, version, worker, lease_until, attempts,
+                            result, created_at, updated_at)
+VALUES ({command_id:String}, {run_id:String}, {kind:String}, {payload:String}, {status:String},
+        {version:UInt64}, {worker:String}, {lease_until:Int64}, {attempts:UInt32}, {result:String},
+        fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'),
+        fromUnixTimestamp64Micro({updated_at:Int64}, 'UTC'))
+"""
+SELECT_COMMANDS = """
+SELECT command_id, run_id, kind, payload, status, version, worker, lease_until, attempts, result,
+       toUnixTimestamp64Micro(created_at) AS created_at, toUnixTimestamp64Micro(updated_at) AS updated_at
+FROM omium_commands FINAL
+WHERE ({run_id:String} = '' OR run_id = {run_id:String})
+  AND ({status:String} = '' OR status = {status:String})
+ORDER BY created_at, command_id
 """
 
 
@@ -245,6 +278,25 @@ class WarehouseStore(LocalStore):
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         rows = self._warehouse.query_rows(SELECT_STATE, {"namespace": namespace, "key": key})
         return StateVersion(**rows[0]) if rows else None
+
+    def record_event(self, event: EventRecord) -> None:
+        params: dict[str, Any] = dict(event.__dict__)
+        attributes = params.pop("attributes")
+        params["attr_keys"], params["attr_values"] = list(attributes), list(attributes.values())
+        self._warehouse.command(INSERT_EVENT, params)
+
+    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
+        rows = self._warehouse.query_rows(SELECT_EVENTS, {"run_id": run_id, "limit": limit})
+        for row in rows:
+            row["attributes"] = dict(row["attributes"])
+        return [EventRecord(**row) for row in rows]
+
+    def _put_command(self, command: CommandRecord) -> None:
+        self._warehouse.command(INSERT_COMMAND, dict(command.__dict__))
+
+    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
+        rows = self._warehouse.query_rows(SELECT_COMMANDS, {"run_id": run_id, "status": status})
+        return [CommandRecord(**row) for row in rows]
 
 
 def embedded_store(settings: Any = None) -> CheckpointStore:
