@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import BENCH_DIR, peer_python
 
-COMMON = '''
+COMMON = """
 import json, os, statistics, sys, time
 N, TURNS, REPEATS, CRASH_AT, WORK = (int(x) for x in sys.argv[1:6])
 MESSAGE = "m" * 1024
@@ -54,9 +54,11 @@ def overhead(durable):
         t = time.perf_counter(); durable(r); d = time.perf_counter() - t
         rows.append((d - b) / N)
     return statistics.median(rows)
-'''
+"""
 
-OMIUM = COMMON + '''
+OMIUM = (
+    COMMON
+    + """
 import omium
 from omium import step, workflow
 from omium.config import Settings
@@ -137,9 +139,12 @@ try:
     remote.close()
 finally:
     server.terminate(); server.wait(30)
-'''
+"""
+)
 
-LANGGRAPH = COMMON + '''
+LANGGRAPH = (
+    COMMON
+    + """
 import operator, sqlite3
 from typing import Annotated, TypedDict
 from langgraph.graph import StateGraph, START, END
@@ -183,9 +188,12 @@ executed.clear()
 t = time.perf_counter(); run(crash_graph, N, "crash", inputs=False); resume = time.perf_counter() - t
 print(json.dumps({"system": "LangGraph SqliteSaver (sync)", "per_step_ms": per_step * 1e3, "bytes": stored,
                   "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
-'''
+"""
+)
 
-DBOS = COMMON + '''
+DBOS = (
+    COMMON
+    + """
 import subprocess
 from dbos import DBOS, DBOSConfig, SetWorkflowID
 home = sys.argv[6]
@@ -234,7 +242,8 @@ resumed = subprocess.run([sys.executable, *sys.argv], env={**os.environ, "BENCH_
                          capture_output=True, text=True, check=True)
 recovery = json.loads(resumed.stdout.strip().splitlines()[-1])
 print(json.dumps({"system": "DBOS (SQLite)", "per_step_ms": per_step * 1e3, "bytes": stored, **recovery}))
-'''
+"""
+)
 
 
 def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
@@ -242,15 +251,29 @@ def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> l
     script = work / "peer.py"
     script.write_text(textwrap.dedent(code))
     result = subprocess.run(
-        [str(python), str(script), str(args.steps), str(args.turns), str(args.repeats), str(args.crash_at), "0",
-         str(work)], capture_output=True, text=True, timeout=3600)
+        [
+            str(python),
+            str(script),
+            str(args.steps),
+            str(args.turns),
+            str(args.repeats),
+            str(args.crash_at),
+            "0",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{python} failed:\\n{result.stderr[-3000:]}")
     return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--turns", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
@@ -271,19 +294,29 @@ def main() -> None:
             print(f"running {name}...", flush=True)
             results.extend(run_peer(python, code, args, Path(tmp)))
     print()
-    print(f"{args.steps}-step workflow, 1 KB per step; bytes after {args.turns} turns; crash at {args.crash_at}")
+    print(
+        f"{args.steps}-step workflow, 1 KB per step; bytes after {args.turns} turns; crash at {args.crash_at}"
+    )
     print("system | per-step overhead ms (median) | bytes stored | resume s | completed steps re-executed")
     for row in results:
         resume = "n/a" if row["resume_s"] is None else f"{row['resume_s']:.3f}"
         stored = "(server's warehouse)" if row["bytes"] is None else f"{row['bytes']:,}"
         print(f"{row['system']} | {row['per_step_ms']:.2f} | {stored} | {resume} | {row['reexecuted']}")
-    by_system = {str(row["system"]).split(" (")[0] + (" remote" if "remote" in str(row["system"]) else ""): row
-                 for row in results}
-    omium, remote, langgraph = by_system["Omium"], by_system["Omium remote"], by_system["LangGraph SqliteSaver"]
+    by_system = {
+        str(row["system"]).split(" (")[0] + (" remote" if "remote" in str(row["system"]) else ""): row
+        for row in results
+    }
+    omium, remote, langgraph = (
+        by_system["Omium"],
+        by_system["Omium remote"],
+        by_system["LangGraph SqliteSaver"],
+    )
     base = float(langgraph["per_step_ms"])  # type: ignore[arg-type]
-    print(f"\nper-step overhead vs SqliteSaver: in-process {float(omium['per_step_ms']) / base:.2f}x, "  # type: ignore[arg-type]
-          f"remote {float(remote['per_step_ms']) / base:.2f}x; "  # type: ignore[arg-type]
-          f"bytes at {args.turns} turns: {int(omium['bytes']) / int(langgraph['bytes']):.4f}x")  # type: ignore[call-overload]
+    print(
+        f"\nper-step overhead vs SqliteSaver: in-process {float(omium['per_step_ms']) / base:.2f}x, "  # type: ignore[arg-type]
+        f"remote {float(remote['per_step_ms']) / base:.2f}x; "  # type: ignore[arg-type]
+        f"bytes at {args.turns} turns: {int(omium['bytes']) / int(langgraph['bytes']):.4f}x"
+    )  # type: ignore[call-overload]
     (BENCH_DIR / "checkpoint.json").write_text(json.dumps(results, indent=2))
 
 

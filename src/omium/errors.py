@@ -119,11 +119,46 @@ class HandoffTimeout(HandoffError):
     """An expected hand-off did not arrive in time."""
 
 
+class Detected(OmiumError):
+    """A failure Omium caught at the step where it happened: a guard, a detector or a gate.
+
+    Attributes:
+        trigger: the policy trigger it falls under (``policy_violation``, ``hallucination_detected``,
+            ``high_value_operation``, ...).
+        check: the guard, detector or gate that caught it.
+        evidence: what it saw (JSON-compatible).
+    """
+
+    def __init__(
+        self, message: str, *, trigger: str, check: str = "", evidence: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.trigger = trigger
+        self.check = check
+        self.evidence = dict(evidence or {})
+
+
+class GuardViolation(Detected):
+    """A guard or post-condition did not hold."""
+
+
+class ApprovalRequired(Detected):
+    """A high-value operation waits for a person's approval before it runs."""
+
+
+class EditRefused(OmiumError):
+    """A review edit the run's policy does not allow; the message says why."""
+
+
 __all__ = [
+    "ApprovalRequired",
     "AuthError",
     "ConfigError",
     "ConflictError",
     "DecodeError",
+    "Detected",
+    "EditRefused",
+    "GuardViolation",
     "HandoffError",
     "HandoffRejected",
     "HandoffStale",

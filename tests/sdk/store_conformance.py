@@ -178,9 +178,13 @@ class StoreConformance:
     def test_events_are_an_append_only_audit_trail(self, store: CheckpointStore) -> None:
         from omium.sdk.store import EventRecord
 
-        store.record_event(EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1))
+        store.record_event(
+            EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1)
+        )
         store.record_event(EventRecord("e2", "ev", "rolled_back", actor="omium", before="b", after="a", ts=2))
-        store.record_event(EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1))
+        store.record_event(
+            EventRecord("e1", "ev", "detected", reason="apr 0%", attributes={"trigger": "x"}, ts=1)
+        )
         store.record_event(EventRecord("e3", "other", "detected", ts=3))
         events = store.events("ev")
         assert [(e.event_id, e.kind) for e in events] == [("e1", "detected"), ("e2", "rolled_back")]

@@ -12,13 +12,14 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from omium import semconv
-from omium.errors import NonDeterminismError, ReplayDivergence, SerializationError
+from omium.errors import Detected, NonDeterminismError, ReplayDivergence, SerializationError
 from omium.sdk import serde, tracing
 from omium.sdk.context import RunContext, current
 from omium.sdk.retry import NO_RETRY, RetryPolicy
@@ -139,6 +140,13 @@ def _span(call: _Recording) -> Any:
     )
 
 
+def _screen(context: RunContext, definition: CallDefinition, result: Any, args: tuple[Any, ...]) -> None:
+    """Detectors judge a result before it is recorded: a failing verdict fails the call."""
+    guards = sys.modules.get("omium.sdk.guards")  # no detector can exist before it is imported
+    if guards is not None:
+        guards.screen(definition.kind, definition.name, context.agent, result, args, context.detectors)
+
+
 def invoke(definition: CallDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run a recorded call synchronously (or return its recorded result)."""
     context = current()
@@ -159,9 +167,10 @@ def _run_sync(call: _Recording, span: Any, args: tuple[Any, ...], kwargs: dict[s
         context.call_key = call.key
         try:
             result = definition.fn(*args, **kwargs)
+            _screen(context, definition, result, args)
         except Exception as error:
             call.fail(error, attempt, args, kwargs)
-            if not definition.retry.retries(error, attempt):
+            if isinstance(error, Detected) or not definition.retry.retries(error, attempt):
                 raise
             time.sleep(definition.retry.delay(attempt))
             attempt += 1
@@ -194,9 +203,10 @@ async def _run_async(call: _Recording, span: Any, args: tuple[Any, ...], kwargs:
         context.call_key = call.key
         try:
             result = await definition.fn(*args, **kwargs)
+            _screen(context, definition, result, args)
         except Exception as error:
             call.fail(error, attempt, args, kwargs)
-            if not definition.retry.retries(error, attempt):
+            if isinstance(error, Detected) or not definition.retry.retries(error, attempt):
                 raise
             await asyncio.sleep(definition.retry.delay(attempt))
             attempt += 1

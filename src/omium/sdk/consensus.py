@@ -256,9 +256,12 @@ class Consensus:
             )
             tracing.annotate({semconv.OMIUM_HANDOFF_VERDICT: "rejected", "omium.handoff.reason": reason})
             error = HandoffRejected if violations else HandoffStale
-            raise error(
+            rejected = error(
                 f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}", reason
             )
+            # Where the message came from: a stale message is fixed by sending it again.
+            rejected.send_position = _position_of(message.send_key)  # type: ignore[attr-defined]
+            raise rejected
         if changed:
             tracing.annotate({"omium.handoff.stale": "; ".join(changed)})
         context.store.set_handoff_status(
@@ -332,6 +335,11 @@ def _status(context: RunContext, message: HandoffRecord) -> str:
     if message.status in PROCESSED and message.receive_key and context.rolled_back(message.receive_key):
         return "sent"  # received in a rolled-back stretch: the re-run receives it again
     return message.status
+
+
+def _position_of(key: str) -> int:
+    parts = key.split(":")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
 
 
 def _changed_since(context: RunContext, message: HandoffRecord) -> list[str]:

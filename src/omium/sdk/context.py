@@ -15,6 +15,15 @@ from omium.errors import OutsideRunError
 from omium.sdk.store import CheckpointStore, StepRecord
 
 
+class StopReached(BaseException):
+    """A test fix got past the failed call: the run stops here (a BaseException, so that user
+    code catching ``Exception`` cannot swallow it)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"stopped before position {position}")
+        self.position = position
+
+
 @dataclass
 class RunContext:
     """State of the run executing in this context."""
@@ -44,6 +53,11 @@ class RunContext:
     # Agents' editable configuration: defaults by agent, and "agent.field" overrides of this run.
     agent_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Set by the recovery supervisor: the run's policy (high-value threshold) and extra detectors.
+    policy: Any = None
+    detectors: list[Any] = field(default_factory=list)
+    # A test fix stops the run once the call at this position has passed.
+    stop_after: int | None = None
 
     def call_key_for(self, position: int) -> str:
         """The idempotency key of the call at ``position``."""
@@ -70,11 +84,25 @@ class RunContext:
     def take_position(self) -> int:
         """The position of the next recorded call."""
         position = self.next_position
+        if self.stop_after is not None and position > self.stop_after:
+            raise StopReached(position)
         self.next_position += 1
         return position
 
 
 _current: ContextVar[RunContext | None] = ContextVar("omium_run", default=None)
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """What the recovery supervisor hands to the run it starts (see :mod:`omium.recovery`)."""
+
+    policy: Any = None
+    detectors: tuple[Any, ...] = ()
+    stop_after: int | None = None
+
+
+supervision: ContextVar[Supervision | None] = ContextVar("omium_supervision", default=None)
 
 
 def current() -> RunContext:
@@ -115,4 +143,14 @@ def idempotency_key() -> str:
     return context.call_key
 
 
-__all__ = ["RunContext", "current", "enter", "idempotency_key", "leave", "maybe_current"]
+__all__ = [
+    "RunContext",
+    "StopReached",
+    "Supervision",
+    "current",
+    "enter",
+    "idempotency_key",
+    "leave",
+    "maybe_current",
+    "supervision",
+]

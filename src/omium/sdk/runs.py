@@ -11,6 +11,8 @@ import asyncio
 import functools
 import inspect
 import json
+import os
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 from omium import semconv
 from omium.errors import NotFoundError
 from omium.sdk import serde, tracing
-from omium.sdk.context import RunContext, enter, leave, maybe_current
+from omium.sdk.context import RunContext, enter, leave, maybe_current, supervision
 from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord, now_us
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,6 +124,15 @@ class RunDefinition:
     fn: Callable[..., Any]
     is_async: bool
     config: dict[str, Any] = field(default_factory=dict)
+    policy: Any = None  # a recovery policy (a Policy, or the path of its YAML file)
+
+
+_workflows: dict[str, Callable[..., Any]] = {}
+
+
+def registered_workflows() -> dict[str, Callable[..., Any]]:
+    """Workflows defined in this process, by name (what a worker can run)."""
+    return dict(_workflows)
 
 
 def _begin(
@@ -148,6 +159,10 @@ def _begin(
     view = RollbackView.of(record)
     context.generation, context.rollback_position = view.generation, view.position
     context.rollbacks = [(int(g), int(p)) for g, p in json.loads(record.attributes.get("rollbacks", "[]"))]
+    supervised = supervision.get()
+    if supervised is not None:
+        context.policy, context.detectors = supervised.policy, list(supervised.detectors)
+        context.stop_after = supervised.stop_after
     context.recorded = {step.position: step for step in store.steps(run_id) if view.live_step(step)}
     # Checkpoints are numbered by their order in the execution, so a resumed run re-records the
     # ones it passes again under the same numbers instead of adding copies.
@@ -324,6 +339,16 @@ async def arun(
     return result
 
 
+def _locate(error: BaseException, context: RunContext) -> None:
+    """Note where a failure happened (the innermost agent, the next position) on the error."""
+    if not hasattr(error, "omium_agent"):
+        try:
+            error.omium_agent = context.agent  # type: ignore[attr-defined]
+            error.omium_position = context.next_position  # type: ignore[attr-defined]
+        except AttributeError:  # exceptions with __slots__
+            pass
+
+
 def _scoped(definition: RunDefinition) -> Callable[..., Any]:
     """The wrapper: start a run outside one; inside one, an agent scope."""
     fn = definition.fn
@@ -339,6 +364,9 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             try:
                 with _agent_span(context, definition.name):
                     return await fn(*args, **kwargs)
+            except Exception as error:
+                _locate(error, context)
+                raise
             finally:
                 context.agents.pop()
 
@@ -355,6 +383,9 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             try:
                 with _agent_span(context, definition.name):
                     return fn(*args, **kwargs)
+            except Exception as error:
+                _locate(error, context)
+                raise
             finally:
                 context.agents.pop()
 
@@ -363,13 +394,25 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
     return wrapper
 
 
-def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
-    """A workflow: calling it starts (or, via :func:`run` with a run id, resumes) a durable run."""
+def workflow(fn: F | None = None, *, name: str | None = None, policy: Any = None) -> Any:
+    """A workflow: calling it starts (or, via :func:`run` with a run id, resumes) a durable run.
+
+    ``policy`` is its recovery policy (a :class:`omium.recovery.policy.Policy` or the path of a
+    YAML file, relative to the defining module): workers and :func:`omium.recovery.supervise` apply it.
+    """
 
     def wrap(target: F) -> F:
-        return _scoped(
-            RunDefinition(name or target.__name__, "workflow", target, inspect.iscoroutinefunction(target))
-        )  # type: ignore[return-value]
+        chosen = policy
+        if isinstance(policy, str) and not os.path.isabs(policy):
+            module = sys.modules.get(target.__module__)
+            base = os.path.dirname(getattr(module, "__file__", "") or ".")
+            chosen = os.path.join(base, policy)
+        definition = RunDefinition(
+            name or target.__name__, "workflow", target, inspect.iscoroutinefunction(target), policy=chosen
+        )
+        wrapped = _scoped(definition)
+        _workflows[definition.name] = wrapped
+        return wrapped  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
 
@@ -403,6 +446,7 @@ __all__ = [
     "default_store",
     "init",
     "live_checkpoints",
+    "registered_workflows",
     "rollback",
     "run",
     "workflow",
