@@ -40,7 +40,7 @@ def test_healthy_runs_complete_without_an_incident(store: MemoryStore, scenario:
     assert outcome.status == "completed" and not outcome.incident  # type: ignore[attr-defined]
     assert company_x.WORLD.send_attempts[f"c-{scenario}"] == 1
     if scenario == "transient":
-        tool = [s for s in store.steps("c-transient") if s.name.endswith("fetch_customer")][0]
+        tool = next(s for s in store.steps("c-transient") if s.name.endswith("fetch_customer"))
         assert tool.attempt == 3  # two timeouts absorbed by the tool's retry
 
 
