@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from omium.cli import demo, recovery, replay, runs, serve, sql, status, up
+    from omium.cli import demo, policy, recovery, replay, review, runs, serve, sql, status, up, worker
 
     app.command("serve")(serve.serve)
     app.command("up")(up.up)
@@ -51,6 +51,11 @@ def _register() -> None:
     app.command("rollback")(recovery.rollback)
     app.command("resume")(recovery.resume)
     app.command("fork")(recovery.fork)
+    app.add_typer(policy.app, name="policy")
+    app.command("worker")(worker.worker)
+    app.command("submit")(worker.submit)
+    app.command("review")(review.review)
+    app.command("incidents")(review.incidents)
 
 
 _register()
