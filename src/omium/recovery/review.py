@@ -211,7 +211,7 @@ def test_fix(
     check_edits(policy, edits)
     failure = json.loads(run.attributes.get(FAILURE_ATTRIBUTE, "{}"))
     position = int(failure.get("position", -1))
-    fn = (workflows or runs.registered_workflows()).get(run.workflow)
+    fn = (workflows if workflows is not None else runs.registered_workflows()).get(run.workflow)
     if fn is None:
         raise NotFoundError(f"workflow {run.workflow!r} is not defined here: import its module first")
     scratch = ScratchStore(store)

@@ -345,7 +345,7 @@ def resume(
     """
     store = store or runs.default_store()
     run = store.get_run(run_id)
-    fn = (workflows or runs.registered_workflows()).get(run.workflow)
+    fn = (workflows if workflows is not None else runs.registered_workflows()).get(run.workflow)
     if fn is None:
         raise NotFoundError(
             f"workflow {run.workflow!r} of run {run_id!r} is not defined here: import its module "
