@@ -51,6 +51,9 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/sql", sql_api.sql, methods=["POST"]),
             Route("/v1/insert", sql_api.insert, methods=["POST"]),
             Route("/v1/store/{method}", control_api.store_method, methods=["POST"]),
+            Route("/v1/runs/{run_id}/review", control_api.review_run, methods=["POST"]),
+            Route("/v1/runs/{run_id}/commands", control_api.run_commands, methods=["GET", "POST"]),
+            Route("/v1/runs/{run_id}/incidents", control_api.run_incidents, methods=["GET"]),
         ]
     )
     app.state.omium = state
