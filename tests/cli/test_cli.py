@@ -88,7 +88,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     }
     env["OMIUM_SERVER_URL"] = f"http://127.0.0.1:{env['OMIUM_HTTP_PORT']}"
     result = subprocess.run(
-        [sys.executable, "-m", "omium.cli.main", "demo", "--requests", "6"],
+        [sys.executable, "-m", "omium.cli.main", "demo-traces", "--requests", "6"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,10 +1,14 @@
-"""``omium demo``: the embedded stack end to end on realistic multi-agent traffic."""
+"""``omium demo-traces``: the embedded stack end to end on realistic multi-agent OTLP traffic.
+
+(``omium demo``, the Company X onboarding demo, is :mod:`omium.cli.company_x`.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import typer
@@ -18,11 +22,18 @@ from omium.config import Settings
 @contextlib.contextmanager
 def _server(settings: Settings, console: Console) -> Iterator[str]:
     """The running server's URL: an existing one, or one started here on the embedded warehouse."""
+    with stack(settings, console) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def stack(settings: Settings, console: Console) -> Iterator[tuple[str, Any]]:
+    """The server's URL and, when it was started here, its store (None for a server elsewhere)."""
     from omium.warehouse.remote import server_answers
 
     if server_answers(settings.server_url):
         console.print(f"using the Omium server at {settings.server_url}")
-        yield settings.server_url
+        yield settings.server_url, None
         return
     from omium.collector.server import serving
 
@@ -35,7 +46,7 @@ def _server(settings: Settings, console: Console) -> Iterator[str]:
         running = context.__enter__()
     console.print(f"started an embedded Omium server at {running.url} (warehouse {settings.warehouse_path})")
     try:
-        yield running.url
+        yield running.url, running.state.store
     finally:
         context.__exit__(None, None, None)
 

@@ -39,13 +39,27 @@ def _root(
 
 
 def _register() -> None:
-    from omium.cli import demo, policy, recovery, replay, review, runs, serve, sql, status, up, worker
+    from omium.cli import (
+        company_x,
+        demo,
+        policy,
+        recovery,
+        replay,
+        review,
+        runs,
+        serve,
+        sql,
+        status,
+        up,
+        worker,
+    )
 
     app.command("serve")(serve.serve)
     app.command("up")(up.up)
     app.command("status")(status.status)
     app.command("sql")(sql.sql)
-    app.command("demo")(demo.demo)
+    app.command("demo")(company_x.demo)
+    app.command("demo-traces")(demo.demo)
     app.add_typer(runs.app, name="runs")
     app.command("replay")(replay.replay)
     app.command("rollback")(recovery.rollback)
