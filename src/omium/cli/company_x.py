@@ -161,8 +161,6 @@ def _summary(
     waiting = [r for r, o in outcomes.items() if o.status == "paused"]
     resumed = [o for r, o in outcomes.items() if o is not first[r]]
     rollbacks = sum(o.rollbacks for o in first.values()) + sum(o.rollbacks for o in resumed)
-        o.rollbacks for o in outcomes.values() if o not in first.values()
-    )
     retries = sum(o.retries for o in first.values())
     incidents = [o for o in first.values() if o.incident]
     recovery = [o.settled_at - o.detected_at for o in incidents if o.settled_at and o.detected_at]
