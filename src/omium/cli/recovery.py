@@ -30,20 +30,29 @@ def resume(
     run_id: str = typer.Argument(..., help="The run."),
     app: str = typer.Option(..., "--app", help="The workflow function, MODULE:ATTR."),
 ) -> None:
-    """Resume a run with its recorded arguments: completed calls are answered from the record."""
+    """Resume a run with its recorded arguments under its policy: completed calls are answered from
+    the record. A run paused awaiting review must be reviewed first (omium review)."""
     from omium.cli.replay import _load
-    from omium.sdk.runs import init, recorded_inputs, run
+    from omium.recovery.supervisor import resume as supervised
+    from omium.sdk.runs import init, recorded_inputs
 
     workflow = _load(app)
+    definition = getattr(workflow, "__omium_run__", None)
     store = init()
     try:
-        inputs = recorded_inputs(store, store.get_run(run_id))
-        if inputs is None:
+        run = store.get_run(run_id)
+        if recorded_inputs(store, run) is None:
             raise ConfigError(f"run {run_id!r} has no recorded arguments; resume it from code with omium.run")
-        result = run(workflow, *inputs[0], run_id=run_id, **inputs[1])
+        name = definition.name if definition is not None else run.workflow
+        outcome = supervised(run_id, store=store, workflows={name: workflow, run.workflow: workflow})
     finally:
         store.close()
-    typer.echo(f"run {run_id} completed: {result!r}")
+    if outcome.status == "completed":
+        typer.echo(f"run {run_id} completed: {outcome.result!r}")
+    else:
+        failure = outcome.failure.message if outcome.failure else ""
+        typer.echo(f"run {run_id} {outcome.status}: {failure}")
+        raise typer.Exit(1)
 
 
 def fork(
