@@ -91,15 +91,19 @@ omium.run(conversation, TURNS, run_id="bytes")
 store.flush()
 wh.command("OPTIMIZE TABLE omium_state_blobs FINAL"); wh.command("OPTIMIZE TABLE omium_steps FINAL")
 stored = wh.scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench' AND active AND table LIKE 'omium_%'")
-crash["at"] = CRASH_AT
-try:
-    omium.run(conversation, N, run_id="crash")
-except RuntimeError:
-    pass
-executed.clear()
-t = time.perf_counter(); omium.run(conversation, N, run_id="crash"); resume = time.perf_counter() - t
+def crash_and_resume(run_id):
+    """Fail at CRASH_AT, resume: (seconds to resume, completed steps executed again)."""
+    crash["at"] = CRASH_AT
+    try:
+        omium.run(conversation, N, run_id=run_id)
+    except RuntimeError:
+        pass
+    executed.clear()
+    t = time.perf_counter(); omium.run(conversation, N, run_id=run_id); resume = time.perf_counter() - t
+    return resume, len([i for i in executed if i < CRASH_AT])
+resume, again = crash_and_resume("crash")
 print(json.dumps({"system": "Omium (embedded warehouse + journal)", "per_step_ms": per_step * 1e3, "bytes": stored,
-                  "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+                  "resume_s": resume, "reexecuted": again}))
 store.close()
 
 # The remote store: the same workflow against `omium serve` (a separate process) over its control API.
@@ -127,15 +131,9 @@ try:
     remote = RemoteStore(url, token="bench-token")
     omium.init(store=remote, tracer_provider=None); tracing.configure(None)
     per_step = overhead(lambda r: omium.run(conversation, N, run_id=f"ro{r}"))
-    crash["at"] = CRASH_AT
-    try:
-        omium.run(conversation, N, run_id="rcrash")
-    except RuntimeError:
-        pass
-    executed.clear()
-    t = time.perf_counter(); omium.run(conversation, N, run_id="rcrash"); resume = time.perf_counter() - t
+    resume, again = crash_and_resume("rcrash")
     print(json.dumps({"system": "Omium (remote store, omium serve)", "per_step_ms": per_step * 1e3, "bytes": None,
-                      "resume_s": resume, "reexecuted": len([i for i in executed if i < CRASH_AT])}))
+                      "resume_s": resume, "reexecuted": again}))
     remote.close()
 finally:
     server.terminate(); server.wait(30)
