@@ -92,7 +92,7 @@ store.flush()
 wh.command("OPTIMIZE TABLE omium_state_blobs FINAL"); wh.command("OPTIMIZE TABLE omium_steps FINAL")
 stored = wh.scalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'bench' AND active AND table LIKE 'omium_%'")
 def crash_and_resume(run_id):
-    """Fail at CRASH_AT, resume: (seconds to resume, completed steps executed again)."""
+    # Fail at CRASH_AT, resume: (seconds to resume, completed steps executed again).
     crash["at"] = CRASH_AT
     try:
         omium.run(conversation, N, run_id=run_id)
