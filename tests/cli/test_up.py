@@ -18,6 +18,15 @@ from omium.config import Settings
 from tests.conftest import free_port
 
 
+def test_children_include_a_worker_for_each_module() -> None:
+    workers = [
+        c.argv[-1] for c in children(Settings(), ["flows", "more.flows:onboard"]) if c.name == "worker"
+    ]
+    assert workers == ["flows", "more.flows:onboard"]
+    (default,) = [c.argv[-1] for c in children(Settings()) if c.name == "worker"]
+    assert default == "omium.examples.company_x.workflow"
+
+
 def test_children_include_the_server() -> None:
     names = [child.name for child in children(Settings())]
     assert names[0] == "server"

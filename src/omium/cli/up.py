@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from omium.config import Settings
+from omium.errors import OmiumError
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,15 @@ class Child:
     url: str
 
 
-def children(settings: Settings) -> list[Child]:
-    """The processes of a local stack; companions whose code is not installed are left out."""
+DEFAULT_WORKER_APP = "omium.examples.company_x.workflow"
+
+
+def children(settings: Settings, worker_apps: list[str] | None = None) -> list[Child]:
+    """The processes of a local stack; companions whose code is not installed are left out.
+
+    One worker per module in ``worker_apps`` (default: the Company X example, so the demo's
+    paused runs can be reviewed and resumed from the console).
+    """
     python = sys.executable
     out = [Child("server", [python, "-m", "omium.cli.main", "serve"], settings.server_url)]
     if importlib.util.find_spec("streamlit") and _has("omium.dashboards.console.streamlit_app"):
@@ -54,8 +62,8 @@ def children(settings: Settings) -> list[Child]:
                 f"http://127.0.0.1:{settings.dagster_port}",
             )
         )
-    if _has("omium.worker"):
-        out.append(Child("worker", [python, "-m", "omium.cli.main", "worker"], "-"))
+    for app in worker_apps if worker_apps is not None else [DEFAULT_WORKER_APP]:
+        out.append(Child("worker", [python, "-m", "omium.cli.main", "worker", app], app))
     return out
 
 
@@ -66,17 +74,42 @@ def _has(module: str) -> bool:
         return False
 
 
-def up() -> None:
-    """Start the server, console, Dagster and worker together; Ctrl-C stops them all."""
+def _wait_for_server(settings: Settings, procs: list[tuple[Child, subprocess.Popen[bytes]]]) -> None:
+    from omium.warehouse.remote import server_answers
+
+    deadline = time.monotonic() + 120
+    while not server_answers(settings.server_url):
+        if any(proc.poll() is not None for _, proc in procs):
+            return  # the server died: the loop below reports it and stops the rest
+        if time.monotonic() > deadline:
+            raise OmiumError(f"the server did not answer at {settings.server_url} within 120 s")
+        time.sleep(0.2)
+
+
+def up(
+    worker: list[str] = typer.Option(
+        None, "--worker", help=f"MODULE[:WORKFLOW] a worker hosts (repeatable; default {DEFAULT_WORKER_APP})."
+    ),
+) -> None:
+    """Start the server, console, Dagster and workers together; Ctrl-C stops them all."""
     settings = Settings.from_env()
     console = Console()
     procs: list[tuple[Child, subprocess.Popen[bytes]]] = []
-    for child in children(settings):
-        proc = subprocess.Popen(child.argv, env=os.environ.copy(), start_new_session=True)
-        procs.append((child, proc))
-        console.print(f"[green]started[/green] {child.name:<8} pid {proc.pid:<7} {child.url}")
-    console.print("Ctrl-C stops everything.")
     try:
+        for child in children(settings, worker or None):
+            if child.name != "server":
+                # Companions reach the warehouse through the server: in embedded mode only one
+                # process may open it, so none may start before the server answers.
+                _wait_for_server(settings, procs)
+            # Ctrl-C between starting a child and noting it would orphan it: hold SIGINT until noted.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                proc = subprocess.Popen(child.argv, env=os.environ.copy(), start_new_session=True)
+                procs.append((child, proc))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            console.print(f"[green]started[/green] {child.name:<8} pid {proc.pid:<7} {child.url}")
+        console.print("Ctrl-C stops everything.")
         while True:
             for child, proc in procs:
                 code = proc.poll()
