@@ -1,0 +1,1 @@
+"""Dashboards: the on-call console (Streamlit) and Grafana dashboards."""

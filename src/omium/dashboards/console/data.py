@@ -1,0 +1,230 @@
+"""The console's data: cached reads through the warehouse, actions through the control API.
+
+In embedded mode the warehouse is reached through the Omium server's SQL API (only the server
+opens the embedded data directory); with ``OMIUM_CLICKHOUSE_URL`` the console reads ClickHouse
+directly. Reads are cached for a few seconds, so a busy page does not hammer the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import polars as pl
+import streamlit as st
+
+from omium.config import Settings
+from omium.errors import NotFoundError
+from omium.sdk.store import CheckpointRecord, EventRecord, RunRecord, StepRecord
+from omium.warehouse import console_queries as queries
+from omium.warehouse.connection import Warehouse
+from omium.warehouse.store import WarehouseStore
+
+TTL = 3  # seconds a read is cached
+
+
+@st.cache_resource
+def settings() -> Settings:
+    """The console's settings (``OMIUM_*``)."""
+    return Settings.from_env()
+
+
+@st.cache_resource
+def warehouse() -> Warehouse:
+    """The warehouse: ClickHouse if configured, else through the running server."""
+    from omium.warehouse import connect
+
+    return connect(settings())
+
+
+@st.cache_resource
+def store() -> WarehouseStore:
+    """Read access to runs, steps, checkpoints and events."""
+    return WarehouseStore(warehouse())
+
+
+def today() -> datetime:
+    """Midnight UTC today."""
+    now = datetime.now(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def health(since: datetime) -> dict[str, Any]:
+    """Run and incident figures since ``since``."""
+    return queries.run_health(warehouse(), since)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def trend(since: datetime, bucket_minutes: int) -> pl.DataFrame:
+    """Executions per time bucket."""
+    return queries.run_trend(warehouse(), since, bucket_minutes)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def failures(since: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Failure rates by workflow and by agent."""
+    return queries.failures_by_workflow(warehouse(), since), queries.failures_by_agent(warehouse(), since)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def search(
+    since: datetime,
+    until: datetime,
+    workflow: str,
+    status: str,
+    agent: str,
+    text: str,
+    limit: int,
+    offset: int,
+) -> tuple[pl.DataFrame, int]:
+    """A page of runs and the number matching."""
+    return queries.search_runs(
+        warehouse(),
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        agent=agent,
+        text=text,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def catalogue() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Workflows, their agents and their checkpoints."""
+    wh = warehouse()
+    return queries.workflows(wh), queries.workflow_agents(wh), queries.workflow_checkpoints(wh)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def paused() -> pl.DataFrame:
+    """Runs awaiting a review or an approval."""
+    return queries.paused_runs(warehouse())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def latest_run() -> str:
+    """The run updated last."""
+    return queries.latest_run(warehouse())
+
+
+def run(run_id: str) -> RunRecord | None:
+    """A run, or None if unknown."""
+    try:
+        return store().get_run(run_id)
+    except NotFoundError:
+        return None
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def steps(run_id: str) -> list[StepRecord]:
+    """The run's recorded calls."""
+    return store().steps(run_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def checkpoints(run_id: str) -> list[CheckpointRecord]:
+    """The run's checkpoints."""
+    return store().checkpoints(run_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def events(run_id: str) -> list[EventRecord]:
+    """The run's audit events."""
+    return store().events(run_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def handoffs(run_id: str) -> pl.DataFrame:
+    """The run's hand-offs."""
+    return queries.run_handoffs(warehouse(), run_id)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def value(digest: str) -> Any:
+    """A stored value as JSON (values are content-addressed, so they never change)."""
+    if not digest:
+        return None
+    return json.loads(store().get_blob(digest))
+
+
+def steps_frame(records: list[StepRecord]) -> pl.DataFrame:
+    """Recorded calls as a table."""
+    rows = [
+        {
+            "position": s.position,
+            "agent": s.agent,
+            "kind": s.kind,
+            "name": s.name,
+            "status": s.status,
+            "attempt": s.attempt,
+            "started": datetime.fromtimestamp(s.started_at / 1e6, UTC),
+            "ended": datetime.fromtimestamp(s.ended_at / 1e6, UTC),
+            "ms": round((s.ended_at - s.started_at) / 1000, 2),
+            "error": s.error,
+        }
+        for s in records
+    ]
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"position": pl.Int64})
+
+
+# --- actions, through the server's control API (authorised and audited there)
+class ControlError(Exception):
+    """The server refused or failed an action; the message is its reason."""
+
+
+def _control(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    config = settings()
+    headers = {"authorization": f"Bearer {config.api_token}"} if config.api_token else {}
+    try:
+        response = httpx.request(method, f"{config.server_url}{path}", json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        raise ControlError(f"the Omium server at {config.server_url} did not answer: {error}") from None
+    payload = (
+        response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    )
+    if response.status_code >= 300:
+        raise ControlError(payload.get("error") or f"HTTP {response.status_code}")
+    st.cache_data.clear()  # what was read before the action is stale now
+    return payload.get("result")
+
+
+def review(run_id: str, decision: str, edits: dict[str, Any], reviewer: str, reason: str = "") -> Any:
+    """Approve (queues the resume), edit or reject a paused run."""
+    body = {"decision": decision, "edits": edits, "reviewer": reviewer, "reason": reason}
+    return _control("POST", f"/v1/runs/{run_id}/review", body)
+
+
+def command(run_id: str, kind: str, **payload: Any) -> dict[str, Any]:
+    """Queue a command (test_fix, retry, replay, fork, resume) for a worker."""
+    return dict(_control("POST", f"/v1/runs/{run_id}/commands", {"kind": kind, "payload": payload}))
+
+
+def wait_for(run_id: str, command_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """A command's result once a worker has finished it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for found in _control("GET", f"/v1/runs/{run_id}/commands") or []:
+            if found["command_id"] == command_id and found["status"] in ("done", "failed"):
+                result = json.loads(found["result"] or "{}")
+                return {"status": found["status"], **result}
+        time.sleep(0.3)
+    raise ControlError(f"no worker finished the command within {timeout:.0f}s: is `omium worker` running?")
+
+
+def since_choices() -> dict[str, datetime]:
+    """The time ranges the pages offer."""
+    now = datetime.now(UTC)
+    return {
+        "today": today(),
+        "last hour": now - timedelta(hours=1),
+        "last 24 hours": now - timedelta(days=1),
+        "last 7 days": now - timedelta(days=7),
+        "all time": datetime(2000, 1, 1, tzinfo=UTC),
+    }
