@@ -70,6 +70,7 @@ def _register() -> None:
     app.command("submit")(worker.submit)
     app.command("review")(review.review)
     app.command("incidents")(review.incidents)
+    app.command("console")(console.console)
 
 
 _register()

@@ -71,8 +71,10 @@ class _Recording:
         return serde.loads(self.context.store.get_blob(self.recorded.output_hash))
 
     def _input_hash(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        # Inputs are kept (content-addressed, so a repeated input costs nothing) for the console's
+        # step inspector and for root-cause analysis.
         try:
-            return serde.digest(serde.dumps([list(args), kwargs]))
+            return self.context.store.put_blob(serde.dumps([list(args), kwargs]))
         except SerializationError:
             return ""  # inputs such as clients or handles are not part of the recording
 

@@ -52,7 +52,7 @@ def llm_call(
 ) -> LLMResponse:
     """Call ``model`` as a recorded step of the current run (span ``chat {model}``)."""
 
-    def call() -> LLMResponse:
+    def call(*recorded: list[Message]) -> LLMResponse:
         tracing.annotate(
             {
                 semconv.GEN_AI_OPERATION_NAME: "chat",
@@ -86,7 +86,8 @@ def llm_call(
         return response
 
     definition = CallDefinition(model.model, "llm", call, retry or NO_RETRY)
-    return invoke(definition, (), {})
+    # The messages are the call's recorded input (for the step inspector), unless content stays out.
+    return invoke(definition, (messages,) if CAPTURE_CONTENT else (), {})
 
 
 __all__ = ["CAPTURE_CONTENT", "ChatModel", "LLMResponse", "Message", "llm_call"]

@@ -1,0 +1,89 @@
+"""Monitoring (live): today's workflow health, trends, failure rates and the latest execution."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from omium.dashboards.console import data
+from omium.dashboards.console.views import handoff_verdicts, steps_table
+
+st.title("Monitoring")
+ranges = data.since_choices()
+window = st.segmented_control("Window", list(ranges), default="today", key="monitor_window") or "today"
+live = st.toggle("Auto-refresh every 5 s", value=False, key="monitor_live")
+
+
+@st.fragment(run_every=5 if live else None)
+def health() -> None:
+    since = ranges[window]
+    figures = data.health(since)
+    executions = int(figures["executions"] or 0)
+    completed = int(figures["completed"] or 0)
+    cols = st.columns(5)
+    cols[0].metric("Total executions", f"{executions:,}")
+    cols[1].metric("Successful", f"{completed:,}", f"{completed / executions:.1%}" if executions else None)
+    cols[2].metric(
+        "Checkpoint rollbacks",
+        f"{int(figures['rollbacks'] or 0):,}",
+        f"{int(figures['recovered_rollbacks'] or 0):,} recovered",
+        delta_color="off",
+    )
+    cols[3].metric(
+        "Human interventions",
+        f"{int(figures['interventions'] or 0):,}",
+        f"{int(figures['paused'] or 0):,} awaiting review",
+        delta_color="off",
+    )
+    p99 = figures["p99_recovery_s"]
+    cols[4].metric("P99 recovery time", f"{p99:.2f} s" if p99 == p99 and p99 is not None else "n/a")
+    trend = data.trend(since, 60 if window in ("last 7 days", "all time") else 5)
+    if trend.height:
+        chart = px.bar(
+            trend.to_pandas(),
+            x="bucket",
+            y=["completed", "failing"],
+            title="Executions over time",
+            labels={"value": "runs", "bucket": ""},
+            color_discrete_map={"completed": "#2e7d32", "failing": "#c62828"},
+        )
+        st.plotly_chart(chart, width="stretch")
+    by_workflow, by_agent = data.failures(since)
+    left, right = st.columns(2)
+    if by_workflow.height:
+        left.plotly_chart(
+            px.bar(
+                by_workflow.to_pandas(),
+                x="workflow",
+                y="failure_rate",
+                title="Failure rate by workflow",
+                hover_data=["runs", "failing"],
+            ),
+            width="stretch",
+        )
+    if by_agent.height:
+        right.plotly_chart(
+            px.bar(
+                by_agent.to_pandas(),
+                x="agent",
+                y="failure_rate",
+                title="Failed calls by agent",
+                hover_data=["calls", "failed"],
+            ),
+            width="stretch",
+        )
+    if not executions:
+        st.info("No executions in this window yet. Run `omium demo` or point your agents at this server.")
+    latest = data.latest_run()
+    if latest:
+        run = data.run(latest)
+        st.subheader(f"Latest execution: {latest}")
+        if run is not None:
+            st.caption(f"{run.workflow} · {run.status}")
+        st.dataframe(steps_table(latest), hide_index=True, width="stretch")
+        for line in handoff_verdicts(latest):
+            st.markdown(line)
+        st.page_link("app_pages/run_detail.py", label="Open the run", icon="🔎", query_params={"run": latest})
+
+
+health()

@@ -1,0 +1,90 @@
+"""Recovery queue: paused runs awaiting review — what failed, what was done, fix, test, retry."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from omium.dashboards.console import data, views
+from omium.recovery.policy import Policy
+
+st.title("Recovery queue")
+reviewer = st.text_input("Reviewing as", value="on-call", key="recovery_reviewer")
+queue = data.paused()
+if not queue.height:
+    st.success("No run is waiting for a review.")
+    st.stop()
+st.caption(f"{queue.height} run(s) awaiting review")
+for row in queue.iter_rows(named=True):
+    run_id = row["run_id"]
+    failure = json.loads(row["failure"] or "{}")
+    policy = Policy.from_json(row["policy"]) if row["policy"] else Policy()
+    with st.expander(
+        f"⏸️ {run_id} · {row['workflow']} · {failure.get('trigger', '?')} · awaiting {row['awaiting']}",
+        expanded=queue.height == 1 or st.query_params.get("run") == run_id,
+    ):
+        cause = views.root_cause(run_id)
+        st.markdown(
+            f"**What failed:** {failure.get('message', '')} (at step #{failure.get('position', '?')}, "
+            f"agent `{failure.get('agent', '')}`)"
+        )
+        if cause is not None and (cause.expected or cause.actual):
+            st.markdown(f"**Expected** `{cause.expected or '—'}` · **actual** `{cause.actual or '—'}`")
+        actions = [e for e in data.events(run_id) if e.attributes.get("incident") == row["incident"]]
+        st.markdown("**Automatic actions:** " + " → ".join(e.kind for e in actions))
+        if cause is not None:
+            st.markdown("**Dependency chain:**")
+            for link in cause.chain:
+                st.markdown(f"- {link}")
+        agent = failure.get("agent", "")
+        edits: dict[str, str] = {}
+        if row["awaiting"] == "review" and agent:
+            if "prompt" in policy.allowed_edits:
+                prompt = st.text_area(
+                    f"{agent}.prompt", value=views.current_prompt(run_id, agent), key=f"prompt_{run_id}"
+                )
+                if prompt != views.current_prompt(run_id, agent):
+                    edits[f"{agent}.prompt"] = prompt
+            if "constraints" in policy.allowed_edits:
+                constraints = st.text_input(
+                    f"{agent}.constraints (JSON, optional)", key=f"constraints_{run_id}"
+                )
+                if constraints.strip():
+                    try:
+                        edits[f"{agent}.constraints"] = json.loads(constraints)
+                    except ValueError:
+                        st.error('constraints must be JSON, e.g. {"apr": {"min": 2.5, "max": 8.5}}')
+            st.caption(
+                f"Editable under {policy.source}: {', '.join(policy.allowed_edits) or 'nothing'}; "
+                f"forbidden: {', '.join(policy.forbidden_edits) or 'nothing'}"
+            )
+        buttons = st.columns(4)
+        try:
+            if buttons[0].button("Test fix", key=f"test_{run_id}", disabled=row["awaiting"] != "review"):
+                with st.spinner("a worker is testing the fix on the failed step…"):
+                    queued = data.command(run_id, "test_fix", edits=edits, reviewer=reviewer)
+                    result = data.wait_for(run_id, queued["command_id"])
+                if result.get("passed"):
+                    st.success(f"Test fix passed: {result.get('message')}")
+                else:
+                    st.error(f"Test fix failed: {result.get('message') or result.get('error')}")
+            label = "Approve" if row["awaiting"] == "approval" else "Retry from checkpoint"
+            if buttons[1].button(label, key=f"retry_{run_id}", type="primary"):
+                data.review(run_id, "approve", edits, reviewer, reason="approved in the console")
+                st.success(
+                    f"{run_id} approved: queued to resume from {row['checkpoint'] or 'where it stopped'}"
+                )
+            marks = sorted({c.name for c in data.checkpoints(run_id)})
+            target = buttons[2].selectbox(
+                "Rollback to", marks, key=f"target_{run_id}", label_visibility="collapsed"
+            )
+            if buttons[2].button("Rollback", key=f"rollback_{run_id}", disabled=not marks):
+                data.command(run_id, "retry", checkpoint=target, edits=edits, reviewer=reviewer)
+                st.success(f"{run_id}: rollback to {target} and retry queued")
+            if buttons[3].button("Reject", key=f"reject_{run_id}"):
+                data.review(run_id, "reject", {}, reviewer, reason="rejected in the console")
+                st.warning(f"{run_id} rejected")
+        except data.ControlError as refused:
+            st.error(str(refused))
+        st.page_link("app_pages/run_detail.py", label="Open the run", icon="🔎", query_params={"run": run_id})

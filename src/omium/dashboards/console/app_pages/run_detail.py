@@ -1,0 +1,123 @@
+"""Run detail: timeline, dependency graph, step inspector, time travel, hand-offs and root cause."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from omium.dashboards.console import data, views
+
+st.title("Run detail")
+run_id = st.text_input("Run id", value=st.query_params.get("run", "") or data.latest_run(), key="detail_run")
+run = data.run(run_id) if run_id else None
+if run is None:
+    st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
+    st.stop()
+st.query_params["run"] = run_id
+status_icon = {"completed": "✅", "paused": "⏸️", "failed": "❌", "running": "▶️", "rejected": "⛔"}
+st.subheader(f"{status_icon.get(run.status, '•')} {run.workflow} · {run.status}")
+where = views.failed_at(run_id)
+if where:
+    st.error(where + (f" — {run.error}" if run.error else ""))
+if run.attributes.get("awaiting"):
+    st.page_link(
+        "app_pages/recovery.py",
+        label=f"Awaiting {run.attributes['awaiting']}: open the recovery queue",
+        icon="🛠️",
+    )
+
+figure = views.timeline(run_id)
+if figure is not None:
+    st.plotly_chart(figure, width="stretch")
+tab_steps, tab_graph, tab_travel, tab_handoffs, tab_cause, tab_audit = st.tabs(
+    ["Steps", "Dependency graph", "Time travel", "Hand-offs", "Root cause", "Audit trail"]
+)
+with tab_steps:
+    table = views.steps_table(run_id)
+    st.dataframe(table, hide_index=True, width="stretch")
+    records = {s.position: s for s in data.steps(run_id)}
+    if records:
+        position = st.selectbox(
+            "Inspect step",
+            sorted(records),
+            key="detail_step",
+            format_func=lambda p: f"#{p} {records[p].kind} {records[p].name}",
+        )
+        chosen = records[position]
+        left, right = st.columns(2)
+        left.markdown("**Input**")
+        left.json(data.value(chosen.input_hash) or {})
+        right.markdown("**Output**" if chosen.status == "completed" else "**Error**")
+        right.json(data.value(chosen.output_hash) if chosen.output_hash else {"error": chosen.error})
+with tab_graph:
+    graph = views.dependency_graph(run_id)
+    st.plotly_chart(views.graph_figure(graph), width="stretch")
+    for edge in graph.edges:
+        if edge["stale"] and edge["label"] != "read":
+            st.warning(f"Stale hand-off {edge['source']} → {edge['target']}: {edge['reason']}")
+with tab_travel:
+    marks = data.checkpoints(run_id)
+    if not marks:
+        st.info("This run has no checkpoints.")
+    else:
+        names: dict[int, str] = {c.seq: f"{c.seq}: {c.name} (before step {c.step_index})" for c in marks}
+        seq: int = st.selectbox(
+            "State at checkpoint", list(names), format_func=lambda seq: names[seq], key="detail_checkpoint"
+        )
+        state = data.value(next(c.state_hash for c in marks if c.seq == seq))
+        st.json(
+            {
+                "name": state.get("name"),
+                "position": state.get("position"),
+                "values": state.get("values", {}),
+                "outputs": {k: data.value(v) for k, v in state.get("outputs", {}).items()},
+            },
+            expanded=False,
+        )
+        if len(marks) > 1:
+            a, b = st.columns(2)
+            first: int = a.selectbox(
+                "Compare from", list(names), format_func=lambda seq: names[seq], key="diff_from"
+            )
+            second: int = b.selectbox(
+                "to", list(names), index=len(names) - 1, format_func=lambda seq: names[seq], key="diff_to"
+            )
+            st.dataframe(views.checkpoint_diff(run_id, first, second), hide_index=True, width="stretch")
+with tab_handoffs:
+    for line in views.handoff_verdicts(run_id):
+        st.markdown(line)
+    st.dataframe(data.handoffs(run_id).drop("payload_hash"), hide_index=True, width="stretch")
+with tab_cause:
+    cause = views.root_cause(run_id)
+    if cause is None:
+        st.success("Nothing failed in this run.")
+    else:
+        st.markdown(
+            f"**{cause.summary}** — the bad data came from step #{cause.position} of **{cause.agent}**"
+        )
+        if cause.expected or cause.actual:
+            st.markdown(f"Expected: `{cause.expected or '—'}` · actual: `{cause.actual or '—'}`")
+        for link in cause.chain:
+            st.markdown(f"- {link}")
+        st.markdown("**Suggested fixes**")
+        for suggestion in cause.suggestions:
+            st.markdown(f"- {suggestion}")
+with tab_audit:
+    rows = [
+        {
+            "time": e.ts,
+            "event": e.kind,
+            "actor": e.actor,
+            "reason": e.reason,
+            "before": e.before,
+            "after": e.after,
+        }
+        for e in data.events(run_id)
+    ]
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.info("No audit events: nothing went wrong in this run.")
+    if run.attributes.get("failure"):
+        st.json(json.loads(run.attributes["failure"]), expanded=False)

@@ -1,0 +1,345 @@
+"""What the pages show, computed from a run's records: tables, figures, root cause, suggested fixes.
+
+These functions read through :mod:`omium.dashboards.console.data` and return plain values or
+plotly figures, so the pages stay thin and the analysis is testable without a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+
+from omium.dashboards.console import data
+
+CALL_KINDS = ("llm", "tool", "step")
+
+
+def steps_table(run_id: str) -> pl.DataFrame:
+    """The run's calls with the checkpoint each one falls before."""
+    frame = data.steps_frame(data.steps(run_id))
+    if not frame.height:
+        return frame
+    marks = sorted((c.step_index, c.name) for c in data.checkpoints(run_id))
+    labels = []
+    for position in frame["position"]:
+        passed = [name for index, name in marks if index <= position]
+        labels.append(passed[-1] if passed else "")
+    return frame.with_columns(pl.Series("after_checkpoint", labels)).select(
+        ["position", "agent", "kind", "name", "status", "attempt", "ms", "after_checkpoint", "error"]
+    )
+
+
+def handoff_verdicts(run_id: str) -> list[str]:
+    """One line per hand-off: ``Consensus: ✓ Ready for Agent C`` or the rejection and why."""
+    lines = []
+    for row in data.handoffs(run_id).iter_rows(named=True):
+        schema = f" ({row['schema_name']})" if row["schema_name"] else ""
+        if row["status"] == "acked":
+            lines.append(f"Consensus: ✓ {row['sender']} → {row['receiver']}{schema}: delivered and accepted")
+        elif row["status"] == "sent":
+            lines.append(f"Consensus: ✓ Ready for {row['receiver']} (from {row['sender']}{schema})")
+        else:
+            lines.append(f"Consensus: ✗ {row['sender']} → {row['receiver']}{schema}: {row['reason']}")
+    return lines
+
+
+def failed_at(run_id: str) -> str:
+    """ "Failed at step 47/100" for a failing run, '' otherwise."""
+    records = data.steps(run_id)
+    run = data.run(run_id)
+    failure = json.loads(run.attributes.get("failure", "{}")) if run is not None else {}
+    position = failure.get("position")
+    if position is None:
+        failed = [s for s in records if s.status == "failed"]
+        position = failed[-1].position if failed else None
+    if position is None or not records:
+        return ""
+    total = max(s.position for s in records) + 1
+    return f"Failed at step {int(position) + 1}/{total}"
+
+
+def timeline(run_id: str) -> go.Figure | None:
+    """A waterfall of the run's calls, one row per agent."""
+    frame = data.steps_frame(data.steps(run_id))
+    if not frame.height:
+        return None
+    figure = go.Figure()
+    colours = {"completed": "#2e7d32", "failed": "#c62828"}
+    for status in ("completed", "failed"):
+        part = frame.filter(pl.col("status") == status)
+        if not part.height:
+            continue
+        figure.add_trace(
+            go.Bar(
+                base=part["started"].to_list(),
+                x=[max(ms, 0.05) for ms in part["ms"].to_list()],
+                y=[a or "(workflow)" for a in part["agent"].to_list()],
+                orientation="h",
+                name=status,
+                marker_color=colours[status],
+                text=[f"#{p} {n}" for p, n in zip(part["position"], part["name"], strict=True)],
+                hovertemplate="%{text}<br>%{x:.1f} ms<extra></extra>",
+            )
+        )
+    figure.update_layout(title="Timeline", barmode="overlay", xaxis={"type": "date"}, height=320)
+    return figure
+
+
+@dataclass
+class Graph:
+    """Agents, shared-state keys and the data between them."""
+
+    nodes: list[str] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+
+
+def dependency_graph(run_id: str) -> Graph:
+    """Agents in the order they acted, hand-offs between them, and the state keys hand-offs relied on.
+
+    A stale edge names what changed ("customers/c-1 changed v1 -> v2"), with the new value if it is
+    readable.
+    """
+    graph = Graph()
+    for step in data.steps(run_id):
+        if step.agent and step.agent not in graph.nodes:
+            graph.nodes.append(step.agent)
+    for row in data.handoffs(run_id).iter_rows(named=True):
+        for agent in (row["sender"], row["receiver"]):
+            if agent not in graph.nodes:
+                graph.nodes.append(agent)
+        stale = row["status"] == "rejected" and row["reason"].startswith("stale")
+        graph.edges.append(
+            {
+                "source": row["sender"],
+                "target": row["receiver"],
+                "label": row["schema_name"] or "message",
+                "status": row["status"],
+                "stale": stale,
+                "reason": _describe_stale(row["reason"]) if stale else row["reason"],
+            }
+        )
+        for key in dict(row["depends_on"] or {}):
+            if key not in graph.nodes:
+                graph.nodes.append(key)
+            graph.edges.append(
+                {
+                    "source": key,
+                    "target": row["sender"],
+                    "label": "read",
+                    "status": "read",
+                    "stale": stale,
+                    "reason": "",
+                }
+            )
+    return graph
+
+
+def _describe_stale(reason: str) -> str:
+    """Add the key's current value to a stale reason, where it can be read."""
+    described = [reason]
+    for part in reason.removeprefix("stale: ").split("; "):
+        name = part.split(" changed", 1)[0]
+        namespace, _, key = name.partition("/")
+        latest = data.store().read_state(namespace, key) if key else None
+        if latest is not None:
+            value = data.value(latest.value_hash)
+            if isinstance(value, dict):
+                for field_name, field_value in value.items():
+                    described.append(f"{field_name} is now {field_value}")
+    return "; ".join(described)
+
+
+def graph_figure(graph: Graph) -> go.Figure:
+    """The dependency graph drawn on a circle; stale edges in red with their reason."""
+    count = max(len(graph.nodes), 1)
+    where = {
+        name: (math.cos(2 * math.pi * i / count), math.sin(2 * math.pi * i / count))
+        for i, name in enumerate(graph.nodes)
+    }
+    figure = go.Figure()
+    for edge in graph.edges:
+        (x0, y0), (x1, y1) = where[edge["source"]], where[edge["target"]]
+        colour = "#c62828" if edge["stale"] or edge["status"] == "rejected" else "#607d8b"
+        figure.add_trace(
+            go.Scatter(
+                x=[x0, x1],
+                y=[y0, y1],
+                mode="lines",
+                line={"color": colour, "width": 3 if edge["stale"] else 1.5},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        figure.add_annotation(
+            x=(x0 + x1) / 2,
+            y=(y0 + y1) / 2,
+            text=edge["label"] + (" ⚠ stale" if edge["stale"] else ""),
+            showarrow=False,
+            font={"color": colour, "size": 10},
+            hovertext=edge["reason"] or None,
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=[where[n][0] for n in graph.nodes],
+            y=[where[n][1] for n in graph.nodes],
+            mode="markers+text",
+            text=graph.nodes,
+            textposition="top center",
+            marker={"size": 18, "color": "#1565c0"},
+            showlegend=False,
+        )
+    )
+    figure.update_layout(
+        title="Dependency graph", xaxis={"visible": False}, yaxis={"visible": False}, height=420
+    )
+    return figure
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """The step that produced the bad data behind a failure, and the chain that leads to it."""
+
+    summary: str
+    agent: str
+    position: int
+    chain: list[str]
+    expected: str = ""
+    actual: str = ""
+    suggestions: tuple[str, ...] = ()
+
+
+SUGGESTIONS = {
+    "policy_violation": (
+        "State the constraint in the producing agent's prompt (e.g. 'APR MUST be 2.5%-8.5%'), test the fix, "
+        "then retry from the checkpoint.",
+        "Tighten the hand-off constraints so the value is rejected before delivery.",
+    ),
+    "hallucination_detected": (
+        "Edit the prompt to forbid the unsupported claim, test the fix, retry from the checkpoint.",
+        "Restrict tool selection to the sources the agent must cite.",
+    ),
+    "stale_handoff": ("Retry from before the hand-off was sent, so it is rebuilt from current state.",),
+    "handoff_rejected": (
+        "Fix the producer's output schema or relax the receiver's constraints, then retry.",
+    ),
+    "high_value_operation": ("Approve if the amount is right; otherwise reject or edit the constraints.",),
+    "exception": (
+        "Check the tool's error; transient errors retry by themselves if the tool has a RetryPolicy.",
+    ),
+}
+
+
+def root_cause(run_id: str) -> RootCause | None:
+    """Trace a failure back to the step that produced the bad data (None for a healthy run)."""
+    run = data.run(run_id)
+    records = data.steps(run_id)
+    if run is None or not records:
+        return None
+    failure = json.loads(run.attributes.get("failure", "{}"))
+    failed = [s for s in records if s.status == "failed"]
+    if not failure and not failed:
+        return None
+    position = int(failure.get("position", failed[-1].position if failed else -1))
+    trigger = failure.get("trigger", "exception")
+    evidence = failure.get("evidence", {})
+    at = next((s for s in records if s.position == position), None)
+    agent = failure.get("agent") or (at.agent if at else "")
+    what = f"{at.kind} {at.name}" if at is not None else "the workflow"
+    message = failure.get("message") or (at.error if at is not None else "")
+    chain = [f"#{position} {what} ({agent}) failed: {message}"]
+    culprit_agent, culprit_position = agent, position
+    if trigger == "stale_handoff":
+        chain.append(f"#{position} the message was sent from stale state: {evidence.get('reason', '')}")
+    else:
+        # The data a guard or detector judged came from the agent's last model or tool call before it.
+        producers = [
+            s for s in records if s.position < position and s.agent == agent and s.kind in CALL_KINDS
+        ]
+        if producers:
+            producer = producers[-1]
+            culprit_position = producer.position
+            output = data.value(producer.output_hash)
+            chain.append(f"#{producer.position} {producer.kind} {producer.name} produced: {_short(output)}")
+        receives = [
+            s for s in records if s.position < position and s.agent == agent and s.kind == "handoff_receive"
+        ]
+        if receives:
+            chain.append(f"#{receives[-1].position} its input arrived by hand-off {receives[-1].name}")
+    expected = str(evidence.get("allowed", evidence.get("threshold", "")))
+    actual = ", ".join(f"{k} = {v}" for k, v in evidence.items() if k not in ("allowed", "threshold", "gate"))
+    return RootCause(
+        summary=f"{trigger} in {agent or 'the workflow'}",
+        agent=culprit_agent,
+        position=culprit_position,
+        chain=chain,
+        expected=expected,
+        actual=actual,
+        suggestions=SUGGESTIONS.get(trigger, SUGGESTIONS["exception"]),
+    )
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def current_prompt(run_id: str, agent: str) -> str:
+    """The system prompt the agent's last recorded model call used (to start an edit from)."""
+    run = data.run(run_id)
+    overrides = json.loads(run.attributes.get("overrides", "{}")) if run is not None else {}
+    if f"{agent}.prompt" in overrides:
+        return str(overrides[f"{agent}.prompt"])
+    for step in reversed(data.steps(run_id)):
+        if step.agent == agent and step.kind == "llm" and step.input_hash:
+            arguments = data.value(step.input_hash)
+            try:
+                messages = arguments[0][0]
+                return str(next(m["content"] for m in messages if m.get("role") == "system"))
+            except (IndexError, KeyError, TypeError, StopIteration):
+                continue
+    return ""
+
+
+def checkpoint_diff(run_id: str, first: int, second: int) -> pl.DataFrame:
+    """What changed between two checkpoints: recorded outputs and saved values, added or changed."""
+    by_seq = {c.seq: c for c in data.checkpoints(run_id)}
+    a, b = data.value(by_seq[first].state_hash), data.value(by_seq[second].state_hash)
+    rows = []
+    for section in ("outputs", "values"):
+        before, after = a.get(section, {}), b.get(section, {})
+        for key in sorted(set(before) | set(after), key=lambda k: (len(k), k)):
+            if before.get(key) != after.get(key):
+                change = "added" if key not in before else "removed" if key not in after else "changed"
+                rows.append(
+                    {
+                        "section": section,
+                        "key": key,
+                        "change": change,
+                        "value": _short(
+                            data.value(after[key])
+                            if section == "outputs" and key in after
+                            else after.get(key)
+                        ),
+                    }
+                )
+    return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"section": pl.String, "key": pl.String})
+
+
+__all__ = [
+    "Graph",
+    "RootCause",
+    "checkpoint_diff",
+    "current_prompt",
+    "dependency_graph",
+    "failed_at",
+    "graph_figure",
+    "handoff_verdicts",
+    "root_cause",
+    "steps_table",
+    "timeline",
+]
