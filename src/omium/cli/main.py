@@ -41,6 +41,7 @@ def _root(
 def _register() -> None:
     from omium.cli import (
         company_x,
+        console,
         demo,
         policy,
         recovery,
