@@ -30,8 +30,9 @@ def store() -> MemoryStore:
 
 def onboard(store: MemoryStore, customer: str, scenario: str) -> object:
     company_x.seed_customer(store, customer)
-    return supervise(company_x.onboard_customer, customer, scenario, run_id=customer, store=store,
-                     sleep=recorded_sleep)  # fmt: skip
+    return supervise(
+        company_x.onboard_customer, customer, scenario, run_id=customer, store=store, sleep=recorded_sleep
+    )
 
 
 @pytest.mark.parametrize("scenario", ["ok", "transient", "race"])
@@ -144,3 +145,23 @@ def test_failures_the_policy_does_not_name_fail_the_run(store: MemoryStore) -> N
         "detected",
         "failed",
     ]
+
+
+def test_a_fork_inherits_the_handoffs_sent_before_its_checkpoint(store: MemoryStore) -> None:
+    from omium import fork
+
+    onboard(store, "c-fork", "ok")
+    branch = fork(
+        "c-fork",
+        "credit_scored",
+        overrides={"terms_generator.prompt": company_x.FIXED_PROMPT},
+        new_run_id="c-fork-b",
+        store=store,
+    )
+    inherited = store.handoffs("c-fork-b", "credit_scorer->terms_generator")
+    assert [(m.status, m.receive_key) for m in inherited] == [("sent", "")]  # received after the fork point
+    assert [m.status for m in store.handoffs("c-fork-b", "kyc_verification_agent->credit_scorer")] == [
+        "acked"
+    ]
+    assert resume(branch.run_id, store=store).status == "completed"
+    assert company_x.WORLD.send_attempts["c-fork"] == 2  # the branch sent its own offer

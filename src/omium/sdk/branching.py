@@ -96,12 +96,46 @@ def fork(
     for step in store.steps(run_id):
         if step.position < mark.step_index and step.status == "completed":
             store.record_step(replace(step, run_id=branch.run_id))
+    _copy_handoffs(store, run_id, branch.run_id, mark.step_index)
     for kept in live_checkpoints(store, parent):
         if kept.seq <= mark.seq:
             store.add_checkpoint(
                 replace(kept, run_id=branch.run_id, checkpoint_id=f"{branch.run_id}:{kept.seq}")
             )
     return branch
+
+
+def _rekey(key: str, parent: str, branch: str) -> str:
+    return branch + key[len(parent) :] if key.startswith(f"{parent}:") else key
+
+
+def _position(key: str, run_id: str) -> int:
+    """The position in an idempotency key ``RUN:POSITION[:gN]`` (-1 if it is not one of ``run_id``'s)."""
+    if not key.startswith(f"{run_id}:"):
+        return -1
+    head = key[len(run_id) + 1 :].split(":", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def _copy_handoffs(store: CheckpointStore, parent: str, branch: str, fork_position: int) -> None:
+    """The branch inherits the messages sent before the fork point; those received after it are
+    unreceived in the branch (its agents receive them again)."""
+    channels = {s.name for s in store.steps(parent) if s.kind in ("handoff_send", "handoff_receive")}
+    for channel in sorted(channels):
+        for message in store.handoffs(parent, channel):
+            if not 0 <= _position(message.send_key, parent) < fork_position:
+                continue
+            received = 0 <= _position(message.receive_key, parent) < fork_position
+            store.append_handoff(
+                replace(
+                    message,
+                    run_id=branch,
+                    send_key=_rekey(message.send_key, parent, branch),
+                    receive_key=_rekey(message.receive_key, parent, branch) if received else "",
+                    status=message.status if received or message.status == "rejected" else "sent",
+                    version=1,
+                )
+            )
 
 
 __all__ = ["EDITABLE_FIELDS", "agent_config", "fork", "parse_overrides"]

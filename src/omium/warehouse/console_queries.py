@@ -6,7 +6,7 @@ module caches them. Reads of versioned tables use FINAL (the latest version of e
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from omium.warehouse.connection import Warehouse
@@ -148,8 +148,15 @@ LIMIT {limit:UInt32}
 LATEST_RUN = "SELECT run_id FROM omium_runs FINAL ORDER BY updated_at DESC LIMIT 1"
 
 
+def _ts(moment: datetime) -> str:
+    """A UTC timestamp as ClickHouse parses it on every transport (no ISO 'T' or offset)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _since(since: datetime) -> dict[str, Any]:
-    return {"since": since}
+    return {"since": _ts(since)}
 
 
 def run_health(warehouse: Warehouse, since: datetime) -> dict[str, Any]:
@@ -188,8 +195,8 @@ def search_runs(
 ) -> tuple[pl.DataFrame, int]:
     """A page of runs matching the filters (newest first) and how many match in all."""
     params = {
-        "since": since,
-        "until": until,
+        "since": _ts(since),
+        "until": _ts(until),
         "workflow": workflow,
         "status": status,
         "agent": agent,

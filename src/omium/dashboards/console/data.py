@@ -142,8 +142,10 @@ def events(run_id: str) -> list[EventRecord]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def handoffs(run_id: str) -> pl.DataFrame:
-    """The run's hand-offs."""
-    return queries.run_handoffs(warehouse(), run_id)
+    """The run's hand-offs (``depends_on`` as JSON text: tables cannot show maps)."""
+    frame = queries.run_handoffs(warehouse(), run_id)
+    texts = [json.dumps(dict(d or {}), sort_keys=True) for d in frame["depends_on"].to_list()]
+    return frame.with_columns(pl.Series("depends_on", texts, dtype=pl.String))
 
 
 @st.cache_data(ttl=300, show_spinner=False)

@@ -123,7 +123,7 @@ def dependency_graph(run_id: str) -> Graph:
                 "reason": _describe_stale(row["reason"]) if stale else row["reason"],
             }
         )
-        for key in dict(row["depends_on"] or {}):
+        for key in json.loads(row["depends_on"] or "{}"):
             if key not in graph.nodes:
                 graph.nodes.append(key)
             graph.edges.append(

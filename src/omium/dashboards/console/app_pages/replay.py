@@ -28,11 +28,11 @@ try:
         with st.spinner("forking…"):
             queued = data.command(run_id, "fork", checkpoint=checkpoint, overrides=changes)
             result = data.wait_for(run_id, queued["command_id"])
-        st.session_state["fork_of_" + run_id] = result.get("fork", "")
+        st.session_state["compare"] = result.get("fork", "")  # compare the branch below
         st.success(f"fork {result.get('fork')} {result.get('status', result.get('error', ''))}")
 except (data.ControlError, Exception) as refused:  # a bad override is the user's to fix
     st.error(str(refused))
-branch = st.text_input("Compare with run", value=st.session_state.get("fork_of_" + run_id, ""), key="compare")
+branch = st.text_input("Compare with run", key="compare")
 if branch and data.run(branch) is not None:
     left = {s.position: s for s in data.steps(run_id)}
     right = {s.position: s for s in data.steps(branch)}

@@ -1,0 +1,180 @@
+"""Every console page under Streamlit's AppTest, against a real server and warehouse.
+
+Runs of Company X are recorded through the server's control API; a worker thread executes what
+the console queues (test fix, retry, fork), as `omium worker` would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from omium.collector.server import RunningServer
+from omium.examples.company_x import workflow as company_x
+from omium.recovery import supervise
+from omium.recovery.worker import Worker
+from omium.sdk.remote_store import RemoteStore
+
+APP = str(Path(__file__).resolve().parents[2] / "src/omium/dashboards/console/streamlit_app.py")
+SCENARIOS = {
+    "k-ok": "ok",
+    "k-halluc": "hallucination",
+    "k-stale": "stale",
+    "k-big": "high_value",
+    "k-flaky": "flaky_hallucination",
+}
+
+
+@pytest.fixture
+def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[RemoteStore]:
+    monkeypatch.setenv("OMIUM_SERVER_URL", server.url)
+    monkeypatch.setenv("OMIUM_API_TOKEN", "test-token")
+    monkeypatch.delenv("OMIUM_CLICKHOUSE_URL", raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    store = RemoteStore(server.url, token="test-token")
+    for run_id, scenario in SCENARIOS.items():
+        company_x.seed_customer(store, f"cust-{run_id}")
+        outcome = supervise(company_x.onboard_customer, f"cust-{run_id}", scenario, run_id=run_id, store=store,
+                  sleep=lambda s: None)  # fmt: skip
+        assert outcome.status == ("paused" if scenario in ("hallucination", "high_value") else "completed")
+    server.state.store.flush()  # type: ignore[attr-defined]  # the console reads the warehouse, behind the journal
+    stop = threading.Event()
+    worker = Worker(store, {"onboard_customer": company_x.onboard_customer}, name="console-worker",
+                    poll_interval=0.05, sleep=lambda s: None)  # fmt: skip
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    yield store
+    stop.set()
+    thread.join(30)
+    store.close()
+    from omium.dashboards.console import data
+
+    data.warehouse().close()  # the cached connection of this test's server
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def page(name: str, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(f"app_pages/{name}.py")
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_monitoring_shows_todays_health(stack: RemoteStore) -> None:
+    at = page("monitoring")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Total executions"] == "5"
+    assert metrics["Successful"] == "3"  # ok, stale (recovered) and flaky (recovered); two paused
+    assert int(metrics["Checkpoint rollbacks"]) >= 4
+    assert metrics["P99 recovery time"].endswith(" s")
+    assert len(at.get("plotly_chart")) >= 3
+    assert any("Consensus: " in m.value for m in at.markdown)
+    at.toggle(key="monitor_live").set_value(True).run()
+    assert not at.exception
+
+
+def test_runs_filter_and_page(stack: RemoteStore) -> None:
+    at = page("runs")
+    assert at.dataframe[0].value.shape[0] == 5
+    at.selectbox(key="runs_status").set_value("paused").run()
+    assert sorted(at.dataframe[0].value["run_id"]) == ["k-big", "k-halluc"]
+    at.selectbox(key="runs_status").set_value("").run()
+    at.text_input(key="runs_text").set_value("k-sta").run()
+    assert list(at.dataframe[0].value["run_id"]) == ["k-stale"]
+    at.text_input(key="runs_text").set_value("no-such-thing").run()
+    assert any("No run matches" in i.value for i in at.info)
+
+
+def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
+    at = page("run_detail", run="k-halluc")
+    assert at.text_input(key="detail_run").value == "k-halluc"
+    assert any(e.value.startswith("Failed at step ") for e in at.error)
+    text = " ".join(m.value for m in at.markdown)
+    assert "policy_violation in terms_generator" in text
+    assert "llm company-x-scripted produced" in text and "0% APR" in text  # traced to the model's output
+    assert "Expected: `2.5%-8.5%`" in text and "apr = 0.0" in text
+    assert "State the constraint in the producing agent's prompt" in text
+    at.selectbox(key="detail_step").set_value(0).run()
+    assert len(at.json) >= 2  # input and output of the inspected step
+    at.selectbox(key="diff_from").set_value(0).run()
+    assert not at.exception
+    assert any(t.label == "Dependency graph" for t in at.tabs)
+
+
+def test_run_detail_flags_the_stale_edge(stack: RemoteStore) -> None:
+    at = page("run_detail", run="k-stale")
+    warnings = [w.value for w in at.warning]
+    assert any("Stale hand-off kyc_verification_agent → credit_scorer" in w and "name is now Jane Doe-Smith" in w
+               for w in warnings), warnings  # fmt: skip
+
+
+def test_unknown_run(stack: RemoteStore) -> None:
+    at = page("run_detail", run="nope")
+    assert any("No run 'nope'" in w.value for w in at.warning)
+
+
+def test_recovery_queue_edit_test_and_retry(stack: RemoteStore) -> None:
+    at = page("recovery")
+    assert len(at.expander) == 2
+    prompt = at.text_area(key="prompt_k-halluc")
+    assert prompt.value == company_x.TERMS_PROMPT
+    at.button(key="test_k-halluc").click().run()
+    assert any("Test fix failed" in e.value for e in at.error)  # the old prompt still hallucinates
+    at.text_area(key="prompt_k-halluc").set_value(company_x.FIXED_PROMPT).run()
+    at.button(key="test_k-halluc").click().run()
+    assert any("Test fix passed" in s.value for s in at.success), [e.value for e in at.error]
+    at.button(key="retry_k-halluc").click().run()
+    assert any("approved: queued to resume" in s.value for s in at.success)
+    deadline = __import__("time").monotonic() + 30
+    while stack.get_run("k-halluc").status != "completed":
+        assert __import__("time").monotonic() < deadline, stack.get_run("k-halluc").status
+        __import__("time").sleep(0.1)
+    reviewed = [e for e in stack.events("k-halluc") if e.kind == "reviewed"]
+    assert reviewed and reviewed[-1].actor == "on-call"
+
+
+def test_recovery_queue_approves_and_rejects(stack: RemoteStore) -> None:
+    at = page("recovery")
+    at.button(key="reject_k-halluc").click().run()
+    assert stack.get_run("k-halluc").status == "rejected"
+    at.button(key="retry_k-big").click().run()  # "Approve" for the high-value offer
+    assert stack.get_run("k-big").status in ("queued", "running", "completed")
+
+
+def test_setup_validates_policies_inline(stack: RemoteStore) -> None:
+    at = page("setup")
+    assert any("onboard_customer" in e.label for e in at.expander)
+    text = " ".join(m.value for m in at.markdown)
+    assert "`terms_generator`" in text and "`credit_scored`" in text
+    at.button(key="policy_validate").click().run()
+    assert any("valid — triggers:" in s.value for s in at.success)
+    at.text_area(key="policy_text").set_value("retry_policy:\n  max_retries: many\n").run()
+    at.button(key="policy_validate").click().run()
+    assert any("policy.yaml:2: retry_policy.max_retries" in e.value for e in at.error)
+
+
+def test_replay_and_fork(stack: RemoteStore) -> None:
+    at = page("replay", run="k-ok")
+    at.button(key="replay_verify").click().run()
+    assert any("identical" in s.value for s in at.success), [e.value for e in at.error]
+    at.selectbox(key="fork_checkpoint").set_value("credit_scored").run()
+    at.text_area(key="fork_overrides").set_value(f"terms_generator.prompt={company_x.FIXED_PROMPT}").run()
+    at.button(key="fork_go").click().run()
+    assert any(s.value.startswith("fork ") and "completed" in s.value for s in at.success), (
+        [s.value for s in at.success],
+        [(b.key, b.disabled) for b in at.button],
+        at.exception,
+    )
+    compared = at.dataframe[0].value
+    assert at.text_input(key="compare").value.startswith("k-ok-fork-")
+    assert bool(compared["same output"].iloc[0])  # before the fork point the branches agree
