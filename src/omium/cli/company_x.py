@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import signal
 import statistics
 import time
 import uuid
@@ -137,12 +138,35 @@ def demo(
             flush()
         _summary(console, company_x, runs, first, outcomes, interventions, elapsed, settings, kept_for_review)
         if serve:
+            # A SIGTERM ends the demo like Ctrl-C does: the console beside it is stopped too.
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            companion = _console_process(settings, url)
             console.print(f"serving at {url}; Ctrl-C stops")
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(1)
+            try:
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(1)
+            finally:
+                if companion is not None:
+                    companion.terminate()
+                    companion.wait(30)
         if local_store is None:
             store.close()
+
+
+def _console_process(settings: Settings, url: str) -> Any:
+    """The console beside the demo's server, when its extra is installed (None otherwise)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("streamlit") is None:
+        return None
+    env = os.environ | {"OMIUM_SERVER_URL": url}
+    if settings.api_token:
+        env["OMIUM_API_TOKEN"] = settings.api_token
+    return subprocess.Popen([sys.executable, "-m", "omium.cli.main", "console"], env=env)
 
 
 def _summary(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,4 +30,5 @@ def console(
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
     ]  # fmt: skip
-    raise typer.Exit(subprocess.call(argv, env=os.environ.copy()))
+    # exec, not a child: a signal to `omium console` (from omium up, or the demo) reaches Streamlit.
+    os.execve(sys.executable, argv, os.environ.copy())

@@ -156,6 +156,18 @@ def value(digest: str) -> Any:
     return json.loads(store().get_blob(digest))
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def readable(digest: str) -> Any:
+    """A stored value decoded (a model's answer becomes its text), for people to read."""
+    if not digest:
+        return None
+    from omium.sdk import serde
+
+    decoded = serde.loads(store().get_blob(digest))
+    text = getattr(decoded, "text", None)
+    return text if isinstance(text, str) else json.loads(store().get_blob(digest))
+
+
 def steps_frame(records: list[StepRecord]) -> pl.DataFrame:
     """Recorded calls as a table."""
     rows = [

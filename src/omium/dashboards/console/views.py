@@ -263,7 +263,7 @@ def root_cause(run_id: str) -> RootCause | None:
         if producers:
             producer = producers[-1]
             culprit_position = producer.position
-            output = data.value(producer.output_hash)
+            output = data.readable(producer.output_hash)
             chain.append(f"#{producer.position} {producer.kind} {producer.name} produced: {_short(output)}")
         receives = [
             s for s in records if s.position < position and s.agent == agent and s.kind == "handoff_receive"

@@ -83,7 +83,12 @@ def health() -> None:
         st.dataframe(steps_table(latest), hide_index=True, width="stretch")
         for line in handoff_verdicts(latest):
             st.markdown(line)
-        st.page_link("app_pages/run_detail.py", label="Open the run", icon="🔎", query_params={"run": latest})
+        st.page_link(
+            "app_pages/run_detail.py",
+            label="Open the run",
+            icon=":material/search:",
+            query_params={"run": latest},
+        )
 
 
 health()

@@ -21,8 +21,9 @@ for row in queue.iter_rows(named=True):
     failure = json.loads(row["failure"] or "{}")
     policy = Policy.from_json(row["policy"]) if row["policy"] else Policy()
     with st.expander(
-        f"⏸️ {run_id} · {row['workflow']} · {failure.get('trigger', '?')} · awaiting {row['awaiting']}",
+        f"{run_id} · {row['workflow']} · {failure.get('trigger', '?')} · awaiting {row['awaiting']}",
         expanded=queue.height == 1 or st.query_params.get("run") == run_id,
+        icon=":material/pause_circle:",
     ):
         cause = views.root_cause(run_id)
         st.markdown(
@@ -87,4 +88,9 @@ for row in queue.iter_rows(named=True):
                 st.warning(f"{run_id} rejected")
         except data.ControlError as refused:
             st.error(str(refused))
-        st.page_link("app_pages/run_detail.py", label="Open the run", icon="🔎", query_params={"run": run_id})
+        st.page_link(
+            "app_pages/run_detail.py",
+            label="Open the run",
+            icon=":material/search:",
+            query_params={"run": run_id},
+        )

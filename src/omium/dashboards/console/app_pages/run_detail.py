@@ -15,8 +15,13 @@ if run is None:
     st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
     st.stop()
 st.query_params["run"] = run_id
-status_icon = {"completed": "✅", "paused": "⏸️", "failed": "❌", "running": "▶️", "rejected": "⛔"}
-st.subheader(f"{status_icon.get(run.status, '•')} {run.workflow} · {run.status}")
+status_icon = {
+    "completed": "check_circle",
+    "paused": "pause_circle",
+    "failed": "error",
+    "running": "play_circle",
+}
+st.subheader(f":material/{status_icon.get(run.status, 'cancel')}: {run.workflow} · {run.status}")
 where = views.failed_at(run_id)
 if where:
     st.error(where + (f" — {run.error}" if run.error else ""))
@@ -24,7 +29,7 @@ if run.attributes.get("awaiting"):
     st.page_link(
         "app_pages/recovery.py",
         label=f"Awaiting {run.attributes['awaiting']}: open the recovery queue",
-        icon="🛠️",
+        icon=":material/build:",
     )
 
 figure = views.timeline(run_id)

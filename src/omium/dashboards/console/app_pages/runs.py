@@ -39,7 +39,7 @@ if frame.height:
         shown,
         hide_index=True,
         width="stretch",
-        column_config={"open": st.column_config.LinkColumn("open", display_text="🔎 open")},
+        column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
     )
 else:
     st.info("No run matches these filters.")

@@ -1,0 +1,175 @@
+"""The console end to end in a real browser: headless Debian chromium driven by Playwright.
+
+A stack started with `omium demo --serve` (server + embedded warehouse + console, a run left
+awaiting review) and a worker, as separate processes. The browser opens Monitoring, finds
+the paused run in the recovery queue, edits the prompt, tests the fix, retries from the
+checkpoint and sees the run complete. Screenshots go to ``test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from omium.examples.company_x.workflow import FIXED_PROMPT
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def ensure_chromium() -> str:
+    """Debian's chromium, installed here if missing (CI machines start without it)."""
+    if not Path(CHROMIUM).exists():
+        if shutil.which("apt-get") is None:
+            pytest.fail("chromium is missing and apt-get is not available to install it")
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
+            )
+            if done.returncode != 0 and command[1] == "install":
+                pytest.fail(f"installing chromium failed: {done.stderr[-2000:]}")
+    return CHROMIUM
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    http_port, console_port = free_port(), free_port()
+    env = os.environ | {
+        "OMIUM_HOME": str(tmp_path / "home"),
+        "OMIUM_HTTP_PORT": str(http_port),
+        "OMIUM_GRPC_PORT": "-1",
+        "OMIUM_SERVER_URL": f"http://127.0.0.1:{http_port}",
+        "OMIUM_API_TOKEN": "browser-token",
+        "OMIUM_CONSOLE_PORT": str(console_port),
+        "COLUMNS": "200",
+    }
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *args: str) -> None:
+        with open(logs / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "omium.cli.main", *args],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
+            )
+
+    try:
+        start("demo", "demo", "--executions", "16", "--concurrency", "4", "--serve")
+        wait_for(lambda: "serving at" in (logs / "demo.log").read_text(errors="replace"), 240, "the demo")
+        demo_out = (logs / "demo.log").read_text(errors="replace")
+        paused = re.search(r"awaiting your review: run (\S+) ", demo_out)
+        assert paused, demo_out[-3000:]
+        start("worker", "worker", "omium.examples.company_x.workflow", "--lease", "5")
+        # `omium demo --serve` started the console beside its server.
+        url = f"http://127.0.0.1:{console_port}"
+
+        def console_up() -> bool:
+            try:
+                return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(console_up, 120, "the console")
+        yield {"url": url, "run": paused.group(1), "server": env["OMIUM_SERVER_URL"]}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.mark.integration
+def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    run_id = demo_stack["run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(demo_stack["url"])
+        expect(page.get_by_text("Total executions")).to_be_visible()
+        expect(page.get_by_text("Human interventions")).to_be_visible()
+        expect(page.get_by_text(re.compile("^Latest execution: "))).to_be_visible()  # the page has rendered
+        page.screenshot(path=str(ARTIFACTS / "1-monitoring.png"), full_page=True)
+
+        page.goto(f"{demo_stack['url']}/recovery?run={run_id}")
+        expect(page.get_by_text(f"{run_id} · onboard_customer")).to_be_visible()
+        prompt = page.get_by_label("terms_generator.prompt")
+        expect(prompt).to_be_visible()
+        prompt.fill(FIXED_PROMPT)
+        prompt.press("Control+Enter")  # commit the text area's value
+        page.screenshot(path=str(ARTIFACTS / "2-recovery-edit.png"), full_page=True)
+        page.get_by_role("button", name="Test fix").click()
+        expect(page.get_by_text("Test fix passed")).to_be_visible(timeout=90_000)
+        page.screenshot(path=str(ARTIFACTS / "3-test-fix-passed.png"), full_page=True)
+        page.get_by_role("button", name="Retry from checkpoint").click()
+        expect(page.get_by_text("approved: queued to resume")).to_be_visible()
+
+        def completed() -> bool:
+            answer = httpx.post(
+                f"{demo_stack['server']}/v1/store/get_run", json={"args": {"run_id": run_id}}, timeout=5
+            )
+            return bool(answer.json()["result"]["status"] == "completed")
+
+        wait_for(completed, 90, "the run to complete")
+        page.goto(f"{demo_stack['url']}/run?run={run_id}")
+        expect(page.get_by_text("onboard_customer · completed")).to_be_visible()
+        expect(page.get_by_text("Timeline")).to_be_visible()
+        page.get_by_role("tab", name="Root cause").click()
+        expect(page.get_by_text("policy_violation in terms_generator")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "4-run-completed.png"), full_page=True)
+        browser.close()
+    assert all(
+        (ARTIFACTS / name).stat().st_size > 10_000
+        for name in (
+            "1-monitoring.png",
+            "2-recovery-edit.png",
+            "3-test-fix-passed.png",
+            "4-run-completed.png",
+        )
+    )
