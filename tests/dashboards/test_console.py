@@ -40,13 +40,24 @@ def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     store = RemoteStore(server.url, token="test-token")
     for run_id, scenario in SCENARIOS.items():
         company_x.seed_customer(store, f"cust-{run_id}")
-        outcome = supervise(company_x.onboard_customer, f"cust-{run_id}", scenario, run_id=run_id, store=store,
-                  sleep=lambda s: None)  # fmt: skip
+        outcome = supervise(
+            company_x.onboard_customer,
+            f"cust-{run_id}",
+            scenario,
+            run_id=run_id,
+            store=store,
+            sleep=lambda s: None,
+        )
         assert outcome.status == ("paused" if scenario in ("hallucination", "high_value") else "completed")
     server.state.store.flush()  # type: ignore[attr-defined]  # the console reads the warehouse, behind the journal
     stop = threading.Event()
-    worker = Worker(store, {"onboard_customer": company_x.onboard_customer}, name="console-worker",
-                    poll_interval=0.05, sleep=lambda s: None)  # fmt: skip
+    worker = Worker(
+        store,
+        {"onboard_customer": company_x.onboard_customer},
+        name="console-worker",
+        poll_interval=0.05,
+        sleep=lambda s: None,
+    )
     thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     thread.start()
     yield store
@@ -95,27 +106,37 @@ def test_runs_filter_and_page(stack: RemoteStore) -> None:
     assert any("No run matches" in i.value for i in at.info)
 
 
+def show(at: AppTest, section: str) -> AppTest:
+    at.segmented_control(key="detail_section").set_value(section).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     at = page("run_detail", run="k-halluc")
     assert at.text_input(key="detail_run").value == "k-halluc"
     assert any(e.value.startswith("Failed at step ") for e in at.error)
-    text = " ".join(m.value for m in at.markdown)
+    text = " ".join(m.value for m in at.markdown)  # a failed run opens on its root cause
     assert "policy_violation in terms_generator" in text
     assert "llm company-x-scripted produced" in text and "0% APR" in text  # traced to the model's output
     assert "Expected: `2.5%-8.5%`" in text and "apr = 0.0" in text
     assert "State the constraint in the producing agent's prompt" in text
-    at.selectbox(key="detail_step").set_value(0).run()
+    show(at, "Steps").selectbox(key="detail_step").set_value(0).run()
     assert len(at.json) >= 2  # input and output of the inspected step
-    at.selectbox(key="diff_from").set_value(0).run()
-    assert not at.exception
-    assert any(t.label == "Dependency graph" for t in at.tabs)
+    show(at, "Time travel").selectbox(key="diff_from").set_value(0).run()
+    assert not at.exception and at.json
+    assert show(at, "Audit trail").dataframe[0].value.shape[0] >= 5
+    assert any("Consensus: " in m.value for m in show(at, "Hand-offs").markdown)
+    assert show(at, "Dependency graph").get("plotly_chart")
 
 
 def test_run_detail_flags_the_stale_edge(stack: RemoteStore) -> None:
-    at = page("run_detail", run="k-stale")
+    at = show(page("run_detail", run="k-stale"), "Dependency graph")
     warnings = [w.value for w in at.warning]
-    assert any("Stale hand-off kyc_verification_agent → credit_scorer" in w and "name is now Jane Doe-Smith" in w
-               for w in warnings), warnings  # fmt: skip
+    assert any(
+        "Stale hand-off kyc_verification_agent → credit_scorer" in w and "name is now Jane Doe-Smith" in w
+        for w in warnings
+    ), warnings
 
 
 def test_unknown_run(stack: RemoteStore) -> None:

@@ -7,6 +7,7 @@ directly. Reads are cached for a few seconds, so a busy page does not hammer the
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -154,6 +155,24 @@ def value(digest: str) -> Any:
     if not digest:
         return None
     return json.loads(store().get_blob(digest))
+
+
+BLOBS = """
+SELECT toString(hash) AS hash, base64Encode(data) AS data
+FROM omium_state_blobs
+WHERE hash IN {hashes:Array(String)}
+LIMIT 1 BY hash
+"""
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def values(digests: tuple[str, ...]) -> dict[str, Any]:
+    """Many stored values as JSON, in one query (one round trip instead of one per value)."""
+    wanted = sorted({d for d in digests if d})
+    if not wanted:
+        return {}
+    rows = warehouse().query_rows(BLOBS, {"hashes": wanted})
+    return {row["hash"]: json.loads(base64.b64decode(row["data"])) for row in rows}
 
 
 @st.cache_data(ttl=300, show_spinner=False)

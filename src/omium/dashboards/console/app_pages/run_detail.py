@@ -32,13 +32,20 @@ if run.attributes.get("awaiting"):
         icon=":material/build:",
     )
 
+
+def _outputs(outputs: dict[str, str]) -> dict[str, object]:
+    found = data.values(tuple(outputs.values()))
+    return {position: found.get(digest) for position, digest in outputs.items()}
+
+
 figure = views.timeline(run_id)
 if figure is not None:
     st.plotly_chart(figure, width="stretch")
-tab_steps, tab_graph, tab_travel, tab_handoffs, tab_cause, tab_audit = st.tabs(
-    ["Steps", "Dependency graph", "Time travel", "Hand-offs", "Root cause", "Audit trail"]
-)
-with tab_steps:
+# One section at a time: the page stays light in the browser however big the run is.
+SECTIONS = ["Steps", "Dependency graph", "Time travel", "Hand-offs", "Root cause", "Audit trail"]
+default = "Root cause" if where else "Steps"
+section = st.segmented_control("Section", SECTIONS, default=default, key="detail_section") or default
+if section == "Steps":
     table = views.steps_table(run_id)
     st.dataframe(table, hide_index=True, width="stretch")
     records = {s.position: s for s in data.steps(run_id)}
@@ -55,13 +62,13 @@ with tab_steps:
         left.json(data.value(chosen.input_hash) or {})
         right.markdown("**Output**" if chosen.status == "completed" else "**Error**")
         right.json(data.value(chosen.output_hash) if chosen.output_hash else {"error": chosen.error})
-with tab_graph:
+if section == "Dependency graph":
     graph = views.dependency_graph(run_id)
     st.plotly_chart(views.graph_figure(graph), width="stretch")
     for edge in graph.edges:
         if edge["stale"] and edge["label"] != "read":
             st.warning(f"Stale hand-off {edge['source']} → {edge['target']}: {edge['reason']}")
-with tab_travel:
+if section == "Time travel":
     marks = data.checkpoints(run_id)
     if not marks:
         st.info("This run has no checkpoints.")
@@ -76,7 +83,7 @@ with tab_travel:
                 "name": state.get("name"),
                 "position": state.get("position"),
                 "values": state.get("values", {}),
-                "outputs": {k: data.value(v) for k, v in state.get("outputs", {}).items()},
+                "outputs": _outputs(state.get("outputs", {})),
             },
             expanded=False,
         )
@@ -89,11 +96,11 @@ with tab_travel:
                 "to", list(names), index=len(names) - 1, format_func=lambda seq: names[seq], key="diff_to"
             )
             st.dataframe(views.checkpoint_diff(run_id, first, second), hide_index=True, width="stretch")
-with tab_handoffs:
+if section == "Hand-offs":
     for line in views.handoff_verdicts(run_id):
         st.markdown(line)
     st.dataframe(data.handoffs(run_id).drop("payload_hash"), hide_index=True, width="stretch")
-with tab_cause:
+if section == "Root cause":
     cause = views.root_cause(run_id)
     if cause is None:
         st.success("Nothing failed in this run.")
@@ -108,7 +115,7 @@ with tab_cause:
         st.markdown("**Suggested fixes**")
         for suggestion in cause.suggestions:
             st.markdown(f"- {suggestion}")
-with tab_audit:
+if section == "Audit trail":
     rows = [
         {
             "time": e.ts,

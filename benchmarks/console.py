@@ -1,0 +1,243 @@
+"""Console benchmark: time to first full render of each page, measured in a real browser.
+
+One command (needs Debian's chromium at /usr/bin/chromium):
+
+    python benchmarks/console.py             # 10k runs, 1M spans
+    python benchmarks/console.py --quick     # 1k runs, 100k spans
+
+The warehouse is filled first, in this process: a few hundred real Company X executions under
+their policy (spans included), cloned with INSERT ... SELECT into 10,000 runs (steps,
+checkpoints, hand-offs and audit events with them) and 1,000,000 spans. Then `omium serve` and
+`omium console` start on it as separate processes, and headless chromium (Playwright) opens each
+page five times: the time from navigation to the page's content being visible with Streamlit idle
+is reported (median and max). Goals: every page < 2 s, run detail < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import BENCH_DIR, free_port
+
+COLUMNS = """
+SELECT name FROM system.columns
+WHERE database = currentDatabase() AND table = {table:String} AND default_kind NOT IN ('MATERIALIZED', 'ALIAS')
+ORDER BY position
+"""
+# How each cloned table makes copy ``n`` of a row distinct (and spreads runs over time).
+CLONED = {
+    "omium_runs": {
+        "run_id": "concat(run_id, '-c', toString(n))",
+        "started_at": "started_at - toIntervalSecond(n * 7)",
+        "updated_at": "updated_at - toIntervalSecond(n * 7)",
+    },
+    "omium_steps": {"run_id": "concat(run_id, '-c', toString(n))"},
+    "omium_checkpoints": {"run_id": "concat(run_id, '-c', toString(n))"},
+    "omium_handoffs": {"run_id": "concat(run_id, '-c', toString(n))"},
+    "omium_events": {"run_id": "concat(run_id, '-c', toString(n))"},
+    "otel_traces": {
+        "TraceId": "concat(lower(hex(cityHash64(TraceId, n))), substring(TraceId, 17))",
+        "Timestamp": "Timestamp - toIntervalSecond(n)",
+    },
+}
+
+
+def clone(warehouse: Any, table: str, copies: int, limit: int = 0) -> None:
+    """Insert ``copies`` altered copies of ``table``'s rows (of its first ``limit`` rows, if set)."""
+    columns = [row["name"] for row in warehouse.query_rows(COLUMNS, {"table": table})]
+    changes = CLONED[table]
+    select = ", ".join(changes.get(c, f"`{c}`") for c in columns)
+    source = f"(SELECT * FROM {table} LIMIT {{limit:UInt64}}) AS rows" if limit else table
+    warehouse.command(
+        f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SELECT {select} FROM {source} "
+        "CROSS JOIN (SELECT number + 1 AS n FROM numbers({copies:UInt32})) AS copies",
+        {"copies": copies, "limit": limit},
+    )
+
+
+def fill(home: Path, runs: int, spans: int, seed_runs: int) -> dict[str, int]:
+    """Real executions, cloned up to ``runs`` runs and ``spans`` spans."""
+    import omium
+    from omium.config import Settings
+    from omium.examples.company_x import workflow as company_x
+    from omium.recovery import supervise
+    from omium.sdk import tracing
+    from omium.sdk.guards import register_detector
+    from omium.warehouse.store import embedded_store
+
+    settings = Settings.from_env().with_(home=home)
+    store = embedded_store(settings)
+    omium.init(store=store)
+    register_detector(company_x.UNSUPPORTED_CLAIMS)
+    from omium.cli.company_x import scenarios
+
+    for i, scenario in enumerate(scenarios(seed_runs, seed=11)):
+        customer = f"bench-{i:05d}"
+        company_x.seed_customer(store, customer)
+        supervise(
+            company_x.onboard_customer, customer, scenario, run_id=customer, store=store, sleep=lambda s: None
+        )
+    store.flush()  # type: ignore[attr-defined]
+    provider = tracing._provider
+    if provider is not None:
+        provider.force_flush()  # type: ignore[attr-defined]
+    warehouse = store.backing.warehouse  # type: ignore[attr-defined]
+    copies = max(0, runs // seed_runs - 1)
+    if copies:
+        for table in ("omium_runs", "omium_steps", "omium_checkpoints", "omium_handoffs", "omium_events"):
+            clone(warehouse, table, copies)
+    have = int(warehouse.scalar("SELECT count() FROM otel_traces"))
+    if have and spans > have:
+        clone(warehouse, "otel_traces", -(-(spans - have) // have), limit=have)
+    counts = {
+        "runs": int(warehouse.scalar("SELECT count() FROM omium_runs FINAL")),
+        "spans": int(warehouse.scalar("SELECT count() FROM otel_traces")),
+        "steps": int(warehouse.scalar("SELECT count() FROM omium_steps")),
+    }
+    store.close()
+    tracing.configure(None)
+    return counts
+
+
+PAGES = {
+    # page: (path, text that shows the content has rendered)
+    "Monitoring": ("/monitoring", "Latest execution: "),
+    "Runs": ("/runs", "runs match"),
+    "Run detail": ("/run?run={run}", "Timeline"),
+    "Recovery queue": ("/recovery", "awaiting review"),
+    "Replay": ("/replay?run={run}", "Fork"),
+    "Setup": ("/setup", "Policy"),
+}
+
+
+def measure(url: str, run_id: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds from navigation to a rendered, idle page, per page."""
+    from playwright.sync_api import sync_playwright
+
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ]
+    timings: dict[str, list[float]] = {name: [] for name in PAGES}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url + "/setup")  # warm the server's first script run
+        page.get_by_text("Policy").first.wait_for()
+        for _ in range(repeats):
+            for name, (path, marker) in PAGES.items():
+                started = time.perf_counter()
+                page.goto(url + path.format(run=run_id))
+                page.get_by_text(marker).first.wait_for(state="visible")
+                page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                timings[name].append(time.perf_counter() - started)
+        browser.close()
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--seed-runs", type=int, default=250)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.spans, args.seed_runs, args.repeats = 1_000, 100_000, 100, 3
+    BENCH_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+        home = Path(tmp) / "home"
+        print(f"filling the warehouse: {args.runs:,} runs, {args.spans:,} spans...", flush=True)
+        started = time.perf_counter()
+        counts = fill(home, args.runs, args.spans, args.seed_runs)
+        print(f"  {counts} in {time.perf_counter() - started:.0f}s", flush=True)
+        http_port, console_port = free_port(), free_port()
+        env = os.environ | {
+            "OMIUM_HOME": str(home),
+            "OMIUM_HTTP_PORT": str(http_port),
+            "OMIUM_GRPC_PORT": "-1",
+            "OMIUM_SERVER_URL": f"http://127.0.0.1:{http_port}",
+            "OMIUM_CONSOLE_PORT": str(console_port),
+        }
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "omium.cli.main", "serve"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+        try:
+            _wait(f"http://127.0.0.1:{http_port}/v1/health")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "omium.cli.main", "console"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            url = f"http://127.0.0.1:{console_port}"
+            _wait(f"{url}/_stcore/health")
+            failing = httpx.post(
+                f"http://127.0.0.1:{http_port}/v1/sql",
+                json={"query": "SELECT run_id FROM omium_runs FINAL WHERE status = 'paused' LIMIT 1"},
+                headers={"accept": "application/json"},
+            ).json()["rows"]
+            run_id = failing[0][0] if failing else "bench-00000"
+            timings = measure(url, run_id, args.repeats)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    print(
+        f"\nconsole first full render, {counts['runs']:,} runs / {counts['spans']:,} spans, {args.repeats} loads each:"
+    )
+    print("page | median s | max s | goal")
+    results: dict[str, Any] = {"counts": counts, "pages": {}}
+    for name, values in timings.items():
+        goal = 1.0 if name == "Run detail" else 2.0
+        median = statistics.median(values)
+        results["pages"][name] = {"median_s": median, "max_s": max(values), "goal_s": goal}
+        print(
+            f"{name} | {median:.2f} | {max(values):.2f} | < {goal:.0f} s {'met' if median < goal else 'NOT met'}"
+        )
+    (BENCH_DIR / "console.json").write_text(json.dumps(results, indent=2))
+
+
+def _wait(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer")
+
+
+if __name__ == "__main__":
+    main()
