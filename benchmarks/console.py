@@ -115,11 +115,17 @@ PAGES = {
     # page: (path, text that shows the content has rendered)
     "Monitoring": ("/monitoring", "Latest execution: "),
     "Runs": ("/runs", "runs match"),
-    "Run detail": ("/run?run={run}", "Timeline"),
+    "Run detail": ("/run?run={run}", "Failed at step"),
     "Recovery queue": ("/recovery", "awaiting review"),
     "Replay": ("/replay?run={run}", "Fork"),
     "Setup": ("/setup", "Policy"),
 }
+
+
+# Streamlit idle, and every chart on the page drawn (Vega-Lite canvas or svg, plotly svg).
+CHARTS_DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget"]') &&
+  [...document.querySelectorAll('[data-testid="stVegaLiteChart"], [data-testid="stPlotlyChart"]')]
+    .every(c => c.querySelector('canvas, svg'))"""
 
 
 def measure(url: str, run_id: str, repeats: int) -> dict[str, list[float]]:
@@ -148,7 +154,7 @@ def measure(url: str, run_id: str, repeats: int) -> dict[str, list[float]]:
                 started = time.perf_counter()
                 page.goto(url + path.format(run=run_id))
                 page.get_by_text(marker).first.wait_for(state="visible")
-                page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                page.wait_for_function(CHARTS_DRAWN)
                 timings[name].append(time.perf_counter() - started)
         browser.close()
     return timings

@@ -146,7 +146,8 @@ def test_unknown_run(stack: RemoteStore) -> None:
 
 def test_recovery_queue_edit_test_and_retry(stack: RemoteStore) -> None:
     at = page("recovery")
-    assert len(at.expander) == 2
+    assert sorted(at.dataframe[0].value["run"]) == ["k-big", "k-halluc"]
+    at.selectbox(key="recovery_run").set_value("k-halluc").run()
     prompt = at.text_area(key="prompt_k-halluc")
     assert prompt.value == company_x.TERMS_PROMPT
     at.button(key="test_k-halluc").click().run()
@@ -165,9 +166,10 @@ def test_recovery_queue_edit_test_and_retry(stack: RemoteStore) -> None:
 
 
 def test_recovery_queue_approves_and_rejects(stack: RemoteStore) -> None:
-    at = page("recovery")
+    at = page("recovery", run="k-halluc")
     at.button(key="reject_k-halluc").click().run()
     assert stack.get_run("k-halluc").status == "rejected"
+    at = page("recovery", run="k-big")
     at.button(key="retry_k-big").click().run()  # "Approve" for the high-value offer
     assert stack.get_run("k-big").status in ("queued", "running", "completed")
 

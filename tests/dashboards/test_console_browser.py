@@ -138,7 +138,7 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
         page.screenshot(path=str(ARTIFACTS / "1-monitoring.png"), full_page=True)
 
         page.goto(f"{demo_stack['url']}/recovery?run={run_id}")
-        expect(page.get_by_text(f"{run_id} · onboard_customer")).to_be_visible()
+        expect(page.get_by_text(f"{run_id} · onboard_customer · policy_violation")).to_be_visible()
         prompt = page.get_by_label("terms_generator.prompt")
         expect(prompt).to_be_visible()
         prompt.fill(FIXED_PROMPT)

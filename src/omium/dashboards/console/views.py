@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import altair as alt
 import plotly.graph_objects as go
 import polars as pl
 
@@ -63,31 +64,28 @@ def failed_at(run_id: str) -> str:
     return f"Failed at step {int(position) + 1}/{total}"
 
 
-def timeline(run_id: str) -> go.Figure | None:
-    """A waterfall of the run's calls, one row per agent."""
+def timeline(run_id: str) -> alt.Chart | None:
+    """A waterfall of the run's calls, one row per agent (Vega-Lite: light in the browser)."""
     frame = data.steps_frame(data.steps(run_id))
     if not frame.height:
         return None
-    figure = go.Figure()
-    colours = {"completed": "#2e7d32", "failed": "#c62828"}
-    for status in ("completed", "failed"):
-        part = frame.filter(pl.col("status") == status)
-        if not part.height:
-            continue
-        figure.add_trace(
-            go.Bar(
-                base=part["started"].to_list(),
-                x=[max(ms, 0.05) for ms in part["ms"].to_list()],
-                y=[a or "(workflow)" for a in part["agent"].to_list()],
-                orientation="h",
-                name=status,
-                marker_color=colours[status],
-                text=[f"#{p} {n}" for p, n in zip(part["position"], part["name"], strict=True)],
-                hovertemplate="%{text}<br>%{x:.1f} ms<extra></extra>",
-            )
+    shown = frame.select(
+        pl.col("agent").replace("", "(workflow)"), "started", "ended", "status", "position", "name", "ms"
+    ).to_pandas()
+    return (
+        alt.Chart(shown, title="Timeline")
+        .mark_bar()
+        .encode(
+            x=alt.X("started:T", title=""),
+            x2="ended:T",
+            y=alt.Y("agent:N", title="", sort=None),
+            color=alt.Color(
+                "status:N", scale=alt.Scale(domain=["completed", "failed"], range=["#2e7d32", "#c62828"])
+            ),
+            tooltip=["position", "name", "status", "ms"],
         )
-    figure.update_layout(title="Timeline", barmode="overlay", xaxis={"type": "date"}, height=320)
-    return figure
+        .properties(height=alt.Step(28))
+    )
 
 
 @dataclass

@@ -16,15 +16,35 @@ if not queue.height:
     st.success("No run is waiting for a review.")
     st.stop()
 st.caption(f"{queue.height} run(s) awaiting review")
-for row in queue.iter_rows(named=True):
+failures = {r["run_id"]: json.loads(r["failure"] or "{}") for r in queue.iter_rows(named=True)}
+st.dataframe(
+    [
+        {
+            "run": r["run_id"],
+            "workflow": r["workflow"],
+            "awaiting": r["awaiting"],
+            "trigger": failures[r["run_id"]].get("trigger", ""),
+            "what failed": failures[r["run_id"]].get("message", ""),
+            "paused at": r["updated_at"],
+        }
+        for r in queue.iter_rows(named=True)
+    ],
+    hide_index=True,
+    width="stretch",
+)
+# One run is reviewed at a time: the page does the same work however long the queue is.
+ids = queue["run_id"].to_list()
+wanted = st.query_params.get("run", "")
+chosen = st.selectbox("Review", ids, index=ids.index(wanted) if wanted in ids else 0, key="recovery_run")
+for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
     run_id = row["run_id"]
-    failure = json.loads(row["failure"] or "{}")
+    failure = failures[run_id]
     policy = Policy.from_json(row["policy"]) if row["policy"] else Policy()
-    with st.expander(
-        f"{run_id} · {row['workflow']} · {failure.get('trigger', '?')} · awaiting {row['awaiting']}",
-        expanded=queue.height == 1 or st.query_params.get("run") == run_id,
-        icon=":material/pause_circle:",
-    ):
+    with st.container(border=True):
+        st.markdown(
+            f":material/pause_circle: **{run_id}** · {row['workflow']} · {failure.get('trigger', '?')} · "
+            f"awaiting {row['awaiting']}"
+        )
         cause = views.root_cause(run_id)
         st.markdown(
             f"**What failed:** {failure.get('message', '')} (at step #{failure.get('position', '?')}, "

@@ -38,9 +38,9 @@ def _outputs(outputs: dict[str, str]) -> dict[str, object]:
     return {position: found.get(digest) for position, digest in outputs.items()}
 
 
-figure = views.timeline(run_id)
-if figure is not None:
-    st.plotly_chart(figure, width="stretch")
+chart = views.timeline(run_id)
+if chart is not None:
+    st.altair_chart(chart, width="stretch")
 # One section at a time: the page stays light in the browser however big the run is.
 SECTIONS = ["Steps", "Dependency graph", "Time travel", "Hand-offs", "Root cause", "Audit trail"]
 default = "Root cause" if where else "Steps"
