@@ -88,7 +88,7 @@ def test_monitoring_shows_todays_health(stack: RemoteStore) -> None:
     assert metrics["Successful"] == "3"  # ok, stale (recovered) and flaky (recovered); two paused
     assert int(metrics["Checkpoint rollbacks"]) >= 4
     assert metrics["P99 recovery time"].endswith(" s")
-    assert len(at.get("plotly_chart")) >= 3
+    assert len(at.get("vega_lite_chart")) >= 3
     assert any("Consensus: " in m.value for m in at.markdown)
     at.toggle(key="monitor_live").set_value(True).run()
     assert not at.exception

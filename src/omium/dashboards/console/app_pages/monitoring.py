@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
 from omium.dashboards.console import data
@@ -37,41 +36,28 @@ def health() -> None:
     )
     p99 = figures["p99_recovery_s"]
     cols[4].metric("P99 recovery time", f"{p99:.2f} s" if p99 == p99 and p99 is not None else "n/a")
+    # Vega-Lite charts: drawn by Streamlit's own bundle, so the page renders fast in the browser.
     trend = data.trend(since, 60 if window in ("last 7 days", "all time") else 5)
     if trend.height:
-        chart = px.bar(
+        st.markdown("**Executions over time**")
+        st.bar_chart(
             trend.to_pandas(),
             x="bucket",
             y=["completed", "failing"],
-            title="Executions over time",
-            labels={"value": "runs", "bucket": ""},
-            color_discrete_map={"completed": "#2e7d32", "failing": "#c62828"},
+            color=["#2e7d32", "#c62828"],
+            x_label="",
+            y_label="runs",
         )
-        st.plotly_chart(chart, width="stretch")
     by_workflow, by_agent = data.failures(since)
     left, right = st.columns(2)
     if by_workflow.height:
-        left.plotly_chart(
-            px.bar(
-                by_workflow.to_pandas(),
-                x="workflow",
-                y="failure_rate",
-                title="Failure rate by workflow",
-                hover_data=["runs", "failing"],
-            ),
-            width="stretch",
+        left.markdown("**Failure rate by workflow**")
+        left.bar_chart(
+            by_workflow.to_pandas(), x="workflow", y="failure_rate", x_label="", y_label="failure rate"
         )
     if by_agent.height:
-        right.plotly_chart(
-            px.bar(
-                by_agent.to_pandas(),
-                x="agent",
-                y="failure_rate",
-                title="Failed calls by agent",
-                hover_data=["calls", "failed"],
-            ),
-            width="stretch",
-        )
+        right.markdown("**Failed calls by agent**")
+        right.bar_chart(by_agent.to_pandas(), x="agent", y="failure_rate", x_label="", y_label="failure rate")
     if not executions:
         st.info("No executions in this window yet. Run `omium demo` or point your agents at this server.")
     latest = data.latest_run()
