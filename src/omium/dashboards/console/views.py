@@ -16,8 +16,21 @@ import plotly.graph_objects as go
 import polars as pl
 
 from omium.dashboards.console import data
+from omium.sdk.store import RunRecord
 
 CALL_KINDS = ("llm", "tool", "step")
+
+
+def choose_run(label: str, key: str) -> RunRecord:
+    """The run a page is about: ``?run=ID``, else the latest; the page stops if there is none."""
+    import streamlit as st
+
+    run_id = st.text_input(label, value=st.query_params.get("run", "") or data.latest_run(), key=key)
+    run = data.run(run_id) if run_id else None
+    if run is None:
+        st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
+        st.stop()
+    return run
 
 
 def steps_table(run_id: str) -> pl.DataFrame:
@@ -332,6 +345,7 @@ __all__ = [
     "Graph",
     "RootCause",
     "checkpoint_diff",
+    "choose_run",
     "current_prompt",
     "dependency_graph",
     "failed_at",

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from omium.dashboards.console import data
+from omium.dashboards.console import data, views
 from omium.sdk.branching import parse_overrides
 
 st.title("Replay and fork")
-run_id = st.text_input("Run", value=st.query_params.get("run", "") or data.latest_run(), key="replay_run")
-run = data.run(run_id) if run_id else None
-if run is None:
-    st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
-    st.stop()
+run = views.choose_run("Run", "replay_run")
+run_id = run.run_id
 marks = sorted({c.name for c in data.checkpoints(run_id)})
 try:
     if st.button("Replay and verify", key="replay_verify"):

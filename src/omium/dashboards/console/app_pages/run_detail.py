@@ -9,11 +9,8 @@ import streamlit as st
 from omium.dashboards.console import data, views
 
 st.title("Run detail")
-run_id = st.text_input("Run id", value=st.query_params.get("run", "") or data.latest_run(), key="detail_run")
-run = data.run(run_id) if run_id else None
-if run is None:
-    st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
-    st.stop()
+run = views.choose_run("Run id", "detail_run")
+run_id = run.run_id
 st.query_params["run"] = run_id
 status_icon = {
     "completed": "check_circle",
