@@ -119,6 +119,10 @@ class HandoffTimeout(HandoffError):
     """An expected hand-off did not arrive in time."""
 
 
+class DataImportError(OmiumError):
+    """A file to import does not match its format; the message names the file and the field."""
+
+
 class Detected(OmiumError):
     """A failure Omium caught at the step where it happened: a guard, a detector or a gate.
 
@@ -155,6 +159,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConflictError",
+    "DataImportError",
     "DecodeError",
     "Detected",
     "EditRefused",

@@ -42,6 +42,7 @@ def _register() -> None:
     from omium.cli import (
         company_x,
         console,
+        data_import,
         demo,
         policy,
         recovery,
@@ -72,6 +73,7 @@ def _register() -> None:
     app.command("review")(review.review)
     app.command("incidents")(review.incidents)
     app.command("console")(console.console)
+    app.add_typer(data_import.app, name="import")
 
 
 _register()

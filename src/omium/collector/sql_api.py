@@ -86,6 +86,16 @@ def _arrow_to_rows(data: bytes) -> dict[str, Any]:
     return {"columns": table.column_names, "rows": [list(r.values()) for r in table.to_pylist()]}
 
 
+def _python(column: Any) -> list[Any]:
+    """An Arrow column as Python values; a map becomes a dict (Arrow gives lists of pairs)."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    if pa.types.is_map(column.type):
+        return [dict(v) if v is not None else {} for v in values]
+    return values
+
+
 async def insert(request: Request) -> Response:
     """Insert an Arrow IPC stream into an existing table of the server's database (token needed)."""
     import pyarrow as pa
@@ -108,7 +118,7 @@ async def insert(request: Request) -> Response:
         arrow = pa.ipc.open_stream(await request.body()).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         return _error(400, f"body must be an Arrow IPC stream: {exc}")
-    columns = [arrow.column(i).to_pylist() for i in range(arrow.num_columns)]
+    columns = [_python(arrow.column(i)) for i in range(arrow.num_columns)]
     try:
         await run_in_threadpool(state.warehouse.insert, table, columns, arrow.column_names)
     except WarehouseError as exc:

@@ -89,7 +89,12 @@ class RemoteWarehouse(Warehouse):
     def insert(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
         import pyarrow as pa
 
-        batch = pa.table({name: pa.array(list(col)) for name, col in zip(column_names, columns, strict=True)})
+        def array(values: Sequence[Any]) -> Any:
+            if values and isinstance(values[0], dict):  # a Map(String, String) column, not a struct
+                return pa.array([list(v.items()) for v in values], type=pa.map_(pa.string(), pa.string()))
+            return pa.array(list(values))
+
+        batch = pa.table({name: array(col) for name, col in zip(column_names, columns, strict=True)})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_table(batch)

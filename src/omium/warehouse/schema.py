@@ -244,6 +244,26 @@ COMMAND_LEASES = (
     "ALTER TABLE omium_commands ADD COLUMN IF NOT EXISTS result String DEFAULT ''",
 )
 
+# Labels of imported runs (public failure datasets), next to their traces.
+GROUND_TRUTH = (
+    """
+CREATE TABLE IF NOT EXISTS omium_ground_truth (
+    run_id String,
+    source LowCardinality(String),
+    source_id String,
+    failed Bool,
+    mistake_agent String DEFAULT '',
+    mistake_step Int32 DEFAULT -1,
+    mistake_reason String DEFAULT '',
+    task_id String DEFAULT '',
+    reward Float64 DEFAULT nan,
+    question String DEFAULT '',
+    imported_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(imported_at)
+ORDER BY run_id
+""",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -260,6 +280,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     HANDOFF_KEYS,
     COMMAND_LEASES,
+    GROUND_TRUTH,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
