@@ -1,0 +1,1 @@
+"""Failure models (scikit-learn), pure Python: nothing here imports the rest of Omium."""
