@@ -104,11 +104,13 @@ class HandoffError(OmiumError):
 
 
 class HandoffRejected(HandoffError):
-    """A hand-off broke its schema or constraints; ``reason`` says how."""
+    """A hand-off broke its schema or constraints; ``reason`` says how, ``send_position`` is where in
+    the run the message was sent (-1 if unknown)."""
 
-    def __init__(self, message: str, reason: str = "") -> None:
+    def __init__(self, message: str, reason: str = "", send_position: int = -1) -> None:
         super().__init__(message)
         self.reason = reason or message
+        self.send_position = send_position
 
 
 class HandoffStale(HandoffRejected):

@@ -37,6 +37,7 @@ from omium.sdk.store import (
     RunRecord,
     StateVersion,
     StepRecord,
+    layered,
 )
 
 DECISIONS = ("approve", "reject", "edit")
@@ -166,21 +167,15 @@ class ScratchStore(MemoryStore):
         return self._runs[run_id] if run_id in self._runs else self._base.get_run(run_id)
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        merged = {s.position: s for s in self._base.steps(run_id)} | {
-            s.position: s for s in super().steps(run_id)
-        }
-        return [merged[p] for p in sorted(merged)]
+        return layered(self._base.steps(run_id), super().steps(run_id), lambda s: s.position)
 
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
-        merged = {c.seq: c for c in self._base.checkpoints(run_id)} | {
-            c.seq: c for c in super().checkpoints(run_id)
-        }
-        return [merged[s] for s in sorted(merged)]
+        return layered(self._base.checkpoints(run_id), super().checkpoints(run_id), lambda c: c.seq)
 
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
-        merged = {m.seq: m for m in self._base.handoffs(run_id, channel)}
-        merged |= {m.seq: m for m in super().handoffs(run_id, channel)}
-        return [merged[s] for s in sorted(merged)]
+        return layered(
+            self._base.handoffs(run_id, channel), super().handoffs(run_id, channel), lambda m: m.seq
+        )
 
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         return super().read_state(namespace, key) or self._base.read_state(namespace, key)

@@ -98,10 +98,10 @@ def classify(error: BaseException, store: CheckpointStore, run_id: str) -> Failu
     if failed:
         latest = max(failed, key=lambda s: s.ended_at)
         position, step, agent = latest.position, latest.name, latest.agent or agent
-    if isinstance(error, HandoffStale) and getattr(error, "send_position", -1) >= 0:
+    if isinstance(error, HandoffStale) and error.send_position >= 0:
         # The stale part is the message: the rollback must reach back before it was sent.
         evidence["received_at"] = position
-        position = int(error.send_position)  # type: ignore[attr-defined]
+        position = error.send_position
     return Failure(
         trigger=trigger,
         error_type=type(error).__name__,

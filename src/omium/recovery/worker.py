@@ -49,7 +49,7 @@ def submit(
 ) -> str:
     """Queue a new run of ``workflow`` (by name) with these arguments; returns its run id."""
     run_id = run_id or uuid.uuid4().hex
-    attributes = runs._inputs(store, (args, kwargs))
+    attributes = runs.input_attributes(store, (args, kwargs))
     store.create_run(RunRecord(run_id, workflow, status="queued", attributes=attributes))
     enqueue(store, run_id, "start")
     return run_id

@@ -256,12 +256,11 @@ class Consensus:
             )
             tracing.annotate({semconv.OMIUM_HANDOFF_VERDICT: "rejected", "omium.handoff.reason": reason})
             error = HandoffRejected if violations else HandoffStale
-            rejected = error(
-                f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}", reason
+            raise error(
+                f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}",
+                reason,
+                send_position=_position_of(message.send_key),  # a stale message is fixed by sending it again
             )
-            # Where the message came from: a stale message is fixed by sending it again.
-            rejected.send_position = _position_of(message.send_key)  # type: ignore[attr-defined]
-            raise rejected
         if changed:
             tracing.annotate({"omium.handoff.stale": "; ".join(changed)})
         context.store.set_handoff_status(

@@ -31,6 +31,7 @@ from omium.sdk.store import (
     RunRecord,
     StateVersion,
     StepRecord,
+    layered,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,8 +233,7 @@ class JournaledStore(LocalStore):
 
     def steps(self, run_id: str) -> list[StepRecord]:
         mine = self._overlay.steps(run_id)
-        merged = {s.position: s for s in self._backing.steps(run_id)} | {s.position: s for s in mine}
-        return [merged[p] for p in sorted(merged)]
+        return layered(self._backing.steps(run_id), mine, lambda s: s.position)
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         with self._lock:
@@ -242,14 +242,12 @@ class JournaledStore(LocalStore):
 
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         mine = self._overlay.checkpoints(run_id)
-        merged = {c.seq: c for c in self._backing.checkpoints(run_id)} | {c.seq: c for c in mine}
-        return [merged[s] for s in sorted(merged)]
+        return layered(self._backing.checkpoints(run_id), mine, lambda c: c.seq)
 
     # --- hand-offs
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
         mine = self._overlay.handoffs(run_id, channel)
-        merged = {m.seq: m for m in self._backing.handoffs(run_id, channel)} | {m.seq: m for m in mine}
-        return [merged[s] for s in sorted(merged)]
+        return layered(self._backing.handoffs(run_id, channel), mine, lambda m: m.seq)
 
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         found = self._overlay._state.get((namespace, key))

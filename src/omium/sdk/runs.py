@@ -29,7 +29,9 @@ RESULT_ATTRIBUTE = "result_hash"
 INPUT_ATTRIBUTE = "input_hash"
 
 
-def _inputs(store: CheckpointStore, inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> dict[str, str]:
+def input_attributes(
+    store: CheckpointStore, inputs: tuple[tuple[Any, ...], dict[str, Any]]
+) -> dict[str, str]:
     """Record the run's arguments (when serializable) so replays and the console can use them."""
     try:
         data = serde.dumps([list(inputs[0]), inputs[1]])
@@ -148,7 +150,7 @@ def _begin(
     try:
         record = store.get_run(run_id)
     except NotFoundError:
-        record = store.create_run(RunRecord(run_id, name, attributes=_inputs(store, inputs)))
+        record = store.create_run(RunRecord(run_id, name, attributes=input_attributes(store, inputs)))
     else:
         if record.status == "completed":
             done = serde.loads(store.get_blob(record.attributes[RESULT_ATTRIBUTE]))
@@ -445,6 +447,7 @@ __all__ = [
     "arun",
     "default_store",
     "init",
+    "input_attributes",
     "live_checkpoints",
     "registered_workflows",
     "rollback",

@@ -12,11 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from omium.errors import ConflictError, NotFoundError
 from omium.sdk.serde import digest
+
+R = TypeVar("R")
 
 RUN_STATUSES = ("queued", "running", "paused", "failed", "completed", "rolled_back", "cancelled", "rejected")
 COMMAND_STATUSES = ("queued", "claimed", "done", "failed")
@@ -196,6 +199,12 @@ class CommandRecord:
     result: str = ""
     created_at: int = field(default_factory=now_us)
     updated_at: int = field(default_factory=now_us)
+
+
+def layered(under: Iterable[R], top: Iterable[R], key: Callable[[R], int]) -> list[R]:
+    """Records of a store seen through a layer above it: the layer's record wins for each key."""
+    merged = {key(r): r for r in under} | {key(r): r for r in top}
+    return [merged[k] for k in sorted(merged)]
 
 
 class CheckpointStore(ABC):
@@ -597,4 +606,5 @@ __all__ = [
     "RunRecord",
     "StateVersion",
     "StepRecord",
+    "layered",
 ]

@@ -339,6 +339,7 @@ def email_sender(consensus: Consensus, order_id: str, scenario: str) -> str:
 def onboard_customer(customer_id: str, scenario: str = "ok") -> dict[str, Any]:
     """Onboard one customer; returns the offer sent."""
     consensus = Consensus(timeout=10)
+    # An empty checkpoint marks a consistent point between agents: what ran before it is kept.
     with Checkpoint("application_received"):
         pass
     kyc_verification_agent(consensus, customer_id, scenario)
