@@ -264,6 +264,171 @@ ORDER BY run_id
 """,
 )
 
+# Tables the Dagster pipelines derive (omium.pipelines). Each is rebuilt per day partition or per
+# run, so rows are replaced by key (ReplacingMergeTree on a build time) and re-materialising a
+# partition never double-counts when read with FINAL or argMax.
+PIPELINE_TABLES = (
+    # One row per span with the agent, operation, tool, tokens, provider and session resolved by the
+    # REFERENCE.md section 3 cascade, so GenAI-convention, OpenInference and Omium spans read alike.
+    """
+CREATE TABLE IF NOT EXISTS omium_normalized_spans (
+    day Date,
+    run_id String,
+    trace_id String,
+    span_id String,
+    parent_span_id String,
+    ts DateTime64(9, 'UTC'),
+    duration_ms Float64,
+    span_name LowCardinality(String),
+    service LowCardinality(String),
+    agent String,
+    operation LowCardinality(String),
+    tool String,
+    provider LowCardinality(String),
+    model String,
+    session String,
+    input_tokens UInt64,
+    output_tokens UInt64,
+    status LowCardinality(String),
+    error_type String,
+    step_index Int32,
+    role LowCardinality(String),
+    handoff_verdict LowCardinality(String),
+    producer_span_id String,
+    content String,
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY (run_id, span_id)
+""",
+    # Per-run dependency edges: span parentage, hand-off links and shared-state reads.
+    """
+CREATE TABLE IF NOT EXISTS omium_run_edges (
+    day Date,
+    run_id String,
+    source String,
+    target String,
+    kind LowCardinality(String),
+    count UInt32,
+    errors UInt32,
+    detail String,
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY (run_id, kind, source, target)
+""",
+    # The cross-run agent graph per window (a day): calls, errors, latency and tokens per edge.
+    """
+CREATE TABLE IF NOT EXISTS omium_agent_edges (
+    day Date,
+    source String,
+    target String,
+    runs UInt32,
+    calls UInt64,
+    errors UInt64,
+    error_rate Float64,
+    p50_ms Float64,
+    p95_ms Float64,
+    tokens UInt64,
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY (day, source, target)
+""",
+    """
+CREATE TABLE IF NOT EXISTS omium_step_features (
+    day Date,
+    run_id String,
+    step_index Int32,
+    span_id String,
+    agent String,
+    features Map(LowCardinality(String), Float64),
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY (run_id, step_index, span_id)
+""",
+    """
+CREATE TABLE IF NOT EXISTS omium_run_features (
+    day Date,
+    run_id String,
+    source LowCardinality(String),
+    steps UInt32,
+    features Map(LowCardinality(String), Float64),
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY run_id
+""",
+    # Failure labels in the product's taxonomy, with the MAST code where one is known.
+    """
+CREATE TABLE IF NOT EXISTS omium_failure_labels (
+    day Date,
+    run_id String,
+    failed Bool,
+    failure_class LowCardinality(String),
+    mast_code LowCardinality(String),
+    label_source LowCardinality(String),
+    evidence String,
+    built_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(built_at)
+PARTITION BY day
+ORDER BY run_id
+""",
+    # Model registry: one row per trained version with its held-out evaluation (JSON). The fitted
+    # object lives beside the Dagster storage, named by its sha256, which is this row's version.
+    """
+CREATE TABLE IF NOT EXISTS omium_models (
+    model_name LowCardinality(String),
+    model_version String,
+    trained_at DateTime64(6, 'UTC'),
+    training_rows UInt32,
+    metrics String,
+    params String,
+    artifact_path String
+) ENGINE = ReplacingMergeTree(trained_at)
+ORDER BY (model_name, model_version)
+""",
+    """
+CREATE TABLE IF NOT EXISTS omium_predictions (
+    run_id String,
+    model_version String,
+    k UInt16,
+    risk Float64,
+    steps_seen UInt32,
+    predicted_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(predicted_at)
+ORDER BY (run_id, model_version, k)
+""",
+    """
+CREATE TABLE IF NOT EXISTS omium_failure_classes (
+    run_id String,
+    failure_class LowCardinality(String),
+    confidence Float64,
+    model_version String,
+    classified_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(classified_at)
+ORDER BY run_id
+""",
+    # For every failed run: the responsible agent and step (0-based position in the run) with the
+    # evidence chain that led there, for the console and Grafana.
+    """
+CREATE TABLE IF NOT EXISTS omium_root_causes (
+    run_id String,
+    agent String,
+    step_index Int32,
+    span_id String,
+    confidence Float64,
+    failure_class LowCardinality(String),
+    evidence String,
+    method LowCardinality(String),
+    model_version String,
+    created_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(created_at)
+ORDER BY run_id
+""",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -281,6 +446,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     HANDOFF_KEYS,
     COMMAND_LEASES,
     GROUND_TRUTH,
+    PIPELINE_TABLES,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
