@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import typer
 from rich.console import Console
@@ -24,6 +24,7 @@ class Child:
     name: str
     argv: list[str]
     url: str
+    env: dict[str, str] = field(default_factory=dict)
 
 
 DEFAULT_WORKER_APP = "omium.examples.company_x.workflow"
@@ -60,6 +61,8 @@ def children(settings: Settings, worker_apps: list[str] | None = None) -> list[C
                     str(settings.dagster_port),
                 ],
                 f"http://127.0.0.1:{settings.dagster_port}",
+                # Dagster keeps its runs, schedules and the sensor's cursor here, across restarts.
+                {"DAGSTER_HOME": str((settings.home / "dagster").resolve())},
             )
         )
     for app in worker_apps if worker_apps is not None else [DEFAULT_WORKER_APP]:
@@ -104,7 +107,9 @@ def up(
             # Ctrl-C between starting a child and noting it would orphan it: hold SIGINT until noted.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
-                proc = subprocess.Popen(child.argv, env=os.environ.copy(), start_new_session=True)
+                if "DAGSTER_HOME" in child.env:
+                    os.makedirs(child.env["DAGSTER_HOME"], exist_ok=True)
+                proc = subprocess.Popen(child.argv, env=os.environ | child.env, start_new_session=True)
                 procs.append((child, proc))
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -43,6 +43,30 @@ def speaker_kind(name: str) -> tuple[int, int, int, int]:
     )
 
 
+# The columns of :func:`step_features`, in order (for storing them by name).
+STEP_FEATURE_NAMES = (
+    "position",
+    "relative_position",
+    "is_first",
+    "is_second",
+    "is_last",
+    "run_steps",
+    "speaker_tool",
+    "speaker_human",
+    "speaker_planner",
+    "speaker_expert",
+    "after_tool",
+    "after_error",
+    "next_error",
+    "first_turn_of_speaker",
+    "speaker_turn",
+    "speaker_share",
+    "speaker_changed",
+    "log_length",
+    *(f"says_{name}" for name in PATTERNS),
+)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One step of a run, described for the model."""
@@ -133,6 +157,8 @@ def attribute(model, agents: Sequence[str], contents: Sequence[str]) -> Attribut
 __all__ = [
     "Attribution",
     "Candidate",
+    "PATTERNS",
+    "STEP_FEATURE_NAMES",
     "attribute",
     "candidates",
     "make_model",

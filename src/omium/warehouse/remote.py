@@ -90,8 +90,15 @@ class RemoteWarehouse(Warehouse):
         import pyarrow as pa
 
         def array(values: Sequence[Any]) -> Any:
-            if values and isinstance(values[0], dict):  # a Map(String, String) column, not a struct
-                return pa.array([list(v.items()) for v in values], type=pa.map_(pa.string(), pa.string()))
+            if values and isinstance(values[0], dict):  # a Map column, not a struct
+                # Maps of numbers (feature maps) stay numbers; anything else travels as strings.
+                numeric = all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool)
+                    for v in values
+                    for x in v.values()
+                )
+                value_type = pa.float64() if numeric and any(values) else pa.string()
+                return pa.array([list(v.items()) for v in values], type=pa.map_(pa.string(), value_type))
             return pa.array(list(values))
 
         batch = pa.table({name: array(col) for name, col in zip(column_names, columns, strict=True)})

@@ -296,6 +296,7 @@ CREATE TABLE IF NOT EXISTS omium_normalized_spans (
     handoff_verdict LowCardinality(String),
     producer_span_id String,
     content String,
+    tool_calls String,
     built_at DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(built_at)
 PARTITION BY day

@@ -1,0 +1,1 @@
+"""Dagster pipelines: dependency graphs, failure features, labels, models, predictions, root causes."""

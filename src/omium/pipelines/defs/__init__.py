@@ -1,0 +1,1 @@
+"""The Dagster definitions of Omium's code location: resources, assets, checks, schedules, sensors."""

@@ -1,0 +1,621 @@
+"""The assets: thin wrappers that read the warehouse, call :mod:`omium.pipelines` / :mod:`omium.models`,
+write the derived tables back and check what they wrote (each asset's checks run with it).
+
+Per day (partitioned by the day a run started): normalised spans, run dependency edges, the
+cross-run agent graph, step and run features, failure labels. Across days: the failure
+classifier (and the classes it assigns), the failure predictor, predictions for recent runs,
+and root causes for failed runs.
+"""
+
+import datetime as dt
+import json
+import math
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from omium.models import taxonomy
+from omium.pipelines import features as feats
+from omium.pipelines import labels as labelling
+from omium.pipelines import registry, spans
+from omium.pipelines import root_causes as explain
+from omium.pipelines.defs.resources import WarehouseResource
+
+# The earliest day with data worth partitions: the public failure datasets are from late 2023.
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2023-11-01", end_offset=1)
+PREDICTION_KS = (2, 4, 8)
+GROUP = "omium"
+
+
+def _day(context: dg.AssetExecutionContext) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def _check(
+    name: str, passed: bool, description: str, severity: str = "ERROR", **metadata: Any
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR if severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset) for name in names]
+
+
+# Per day -------------------------------------------------------------------------------------------
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    check_specs=_specs("normalized_spans", "all_spans_normalised", "step_spans_have_agents"),
+)
+def normalized_spans(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Spans of the runs that started this day, agent, operation, tool, tokens, provider, session resolved."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        written = spans.normalise_day(wh, day)
+        stats = wh.query_rows(
+            """
+            SELECT uniqExact(run_id) AS runs,
+                   countIf(step_index >= 0 AND agent = '' AND role != 'system') AS anonymous,
+                   (SELECT count() FROM otel_traces FINAL WHERE if(RunId != '', RunId, TraceId) IN
+                       (SELECT run_id FROM omium_normalized_spans WHERE day = {day:Date})
+                       AND Timestamp >= toDateTime64({day:Date}, 9)) AS source_spans
+            FROM omium_normalized_spans FINAL WHERE day = {day:Date}
+            """,
+            {"day": day},
+        )[0]
+    return dg.MaterializeResult(
+        metadata={"spans": written, "runs": int(stats["runs"])},
+        check_results=[
+            _check(
+                "all_spans_normalised",
+                written == stats["source_spans"],
+                f"{written} normalised of {stats['source_spans']} source spans",
+                spans=written,
+                source_spans=int(stats["source_spans"]),
+            ),
+            _check(
+                "step_spans_have_agents",
+                stats["anonymous"] == 0,
+                f"{stats['anonymous']} step spans carry no agent under any convention",
+                severity="WARN",
+                anonymous=int(stats["anonymous"]),
+            ),
+        ],
+    )
+
+
+def _state_writers(wh: Any, keys: list[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    rows = wh.query_rows(
+        "SELECT concat(namespace, '/', key) AS k, argMax(writer, version) AS writer FROM omium_shared_state "
+        "WHERE concat(namespace, '/', key) IN {keys:Array(String)} GROUP BY k",
+        {"keys": keys},
+    )
+    return {r["k"]: r["writer"] for r in rows}
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[normalized_spans],
+    check_specs=_specs("run_edges", "edges_join_known_agents"),
+)
+def run_edges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Per-run dependency edges: span parentage, hand-off links, shared-state reads, turn-taking."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        frame = spans.load_day(wh, day)
+        read_keys = sorted(
+            {
+                n[len(feats.STATE_READ) :]
+                for n in frame["span_name"].to_list()
+                if n.startswith(feats.STATE_READ)
+            }
+        )
+        rows = feats.run_edges(frame, _state_writers(wh, read_keys))
+        feats.insert_rows(wh, "omium_run_edges", rows)
+    agents = set(frame["agent"].to_list()) | {"", *(_state_writers_sources(rows))}
+    unknown = sorted({r["target"] for r in rows} - agents)
+    kinds = Counter(r["kind"] for r in rows)
+    return dg.MaterializeResult(
+        metadata={"edges": len(rows), **{f"{k}_edges": v for k, v in kinds.items()}},
+        check_results=[
+            _check(
+                "edges_join_known_agents",
+                not unknown,
+                f"edge targets not among the day's agents: {unknown[:5]}",
+            )
+        ],
+    )
+
+
+def _state_writers_sources(rows: list[dict[str, Any]]) -> set[str]:
+    # A state edge's source may be a writer in another run: it is an agent all the same.
+    return {r["source"] for r in rows if r["kind"] == "state"}
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[run_edges],
+    check_specs=_specs("agent_graph", "error_rates_are_rates"),
+)
+def agent_graph(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The cross-run agent graph of the day: runs, calls, errors, latency and tokens per edge."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        count = feats.agent_edges(wh, day)
+        bad = wh.scalar(
+            "SELECT countIf(error_rate < 0 OR error_rate > 1 OR errors > calls) FROM omium_agent_edges FINAL "
+            "WHERE day = {day:Date}",
+            {"day": day},
+        )
+    return dg.MaterializeResult(
+        metadata={"edges": count},
+        check_results=[
+            _check("error_rates_are_rates", bad == 0, f"{bad} edges with an error rate outside [0, 1]")
+        ],
+    )
+
+
+def _finite(rows: list[dict[str, Any]]) -> int:
+    return sum(1 for r in rows for v in r["features"].values() if not math.isfinite(v))
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[normalized_spans],
+    check_specs=_specs("step_features", "step_features_finite"),
+)
+def step_features(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Features of every step: its place and speaker in the run, what it says, errors, attempts, latency."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        rows = feats.step_feature_rows(spans.load_day(wh, day))
+        feats.insert_rows(wh, "omium_step_features", rows)
+    bad = _finite(rows)
+    return dg.MaterializeResult(
+        metadata={"steps": len(rows)},
+        check_results=[_check("step_features_finite", bad == 0, f"{bad} non-finite step feature values")],
+    )
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[normalized_spans],
+    check_specs=_specs("run_features", "every_run_has_features", "run_features_finite"),
+)
+def run_features(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Run features: retries, loops, tool errors, bad hand-offs, conflicts, outliers, tokens, text."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        frame = spans.load_day(wh, day)
+        rows = feats.run_features(frame)
+        feats.insert_rows(wh, "omium_run_features", rows)
+    runs = frame["run_id"].n_unique() if frame.height else 0
+    bad = _finite(rows)
+    return dg.MaterializeResult(
+        metadata={"runs": len(rows)},
+        check_results=[
+            _check("every_run_has_features", len(rows) == runs, f"{len(rows)} feature rows for {runs} runs"),
+            _check("run_features_finite", bad == 0, f"{bad} non-finite run feature values"),
+        ],
+    )
+
+
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name=GROUP,
+    deps=[normalized_spans],
+    check_specs=_specs("failure_labels", "every_run_labelled", "classes_in_taxonomy"),
+)
+def failure_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Failure labels from statuses, guard violations, reviews and imported ground truth, in the taxonomy."""
+    day = _day(context)
+    with warehouse.connect() as wh:
+        rows = labelling.failure_labels(wh, day)
+        feats.insert_rows(wh, "omium_failure_labels", rows)
+        runs = int(
+            wh.scalar(
+                "SELECT uniqExact(run_id) FROM omium_normalized_spans FINAL WHERE day = {day:Date}",
+                {"day": day},
+            )
+        )
+    allowed = {*taxonomy.CLASSES, taxonomy.UNKNOWN, taxonomy.NONE}
+    strays = sorted({r["failure_class"] for r in rows} - allowed)
+    classes = Counter(r["failure_class"] for r in rows if r["failed"])
+    return dg.MaterializeResult(
+        metadata={
+            "runs": len(rows),
+            "failed": sum(r["failed"] for r in rows),
+            **{f"class_{k}": v for k, v in classes.items()},
+        },
+        check_results=[
+            _check("every_run_labelled", len(rows) == runs, f"{len(rows)} labels for {runs} runs"),
+            _check("classes_in_taxonomy", not strays, f"classes outside the taxonomy: {strays}"),
+        ],
+    )
+
+
+# Across days -----------------------------------------------------------------------------------------
+
+
+def _labelled_runs(wh: Any) -> pl.DataFrame:
+    return wh.query_df(
+        """
+        SELECT l.run_id AS run_id, l.failed AS failed, l.failure_class AS failure_class,
+               f.features AS features
+        FROM (SELECT * FROM omium_failure_labels FINAL) AS l
+        INNER JOIN (SELECT * FROM omium_run_features FINAL) AS f ON f.run_id = l.run_id
+        ORDER BY run_id
+        """
+    )
+
+
+def _as_dict(value: Any) -> dict[str, float]:
+    """A Map column as a dict, whichever shape the transport gave it (dict, pairs or key/value structs)."""
+    if isinstance(value, dict):
+        return value
+    return (
+        {e["key"]: e["value"] if isinstance(e, dict) else e[1] for e in value}
+        if value and isinstance(value[0], dict)
+        else dict(value)
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[run_features, failure_labels],
+    check_specs=_specs("failure_classifier", "classifier_beats_majority", "every_failed_run_classified"),
+)
+def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Trains the failure classifier on failed runs of known class; classifies every failed run."""
+    from omium.models.classifier import MODEL_NAME, evaluate, make_classifier
+
+    with warehouse.connect() as wh:
+        frame = _labelled_runs(wh).filter(pl.col("failed"))
+        known = frame.filter(pl.col("failure_class").is_in(list(taxonomy.CLASSES)))
+        x = [_as_dict(v) for v in known["features"].to_list()]
+        y = known["failure_class"].to_list()
+        metrics = evaluate(x, y)
+        out: list[dict[str, Any]] = []
+        version = ""
+        if len(set(y)) >= 2:
+            model = make_classifier().fit(x, y)
+            saved = registry.save(
+                wh, warehouse.model_directory(), MODEL_NAME, model, training_rows=len(y), metrics=metrics
+            )
+            version = saved.version
+            unknown = frame.filter(~pl.col("failure_class").is_in(list(taxonomy.CLASSES)))
+            if unknown.height:
+                probabilities = model.predict_proba([_as_dict(v) for v in unknown["features"].to_list()])
+                for run_id, p in zip(unknown["run_id"].to_list(), probabilities, strict=True):
+                    best = int(p.argmax())
+                    out.append(
+                        {
+                            "run_id": run_id,
+                            "failure_class": str(model.classes_[best]),
+                            "confidence": float(p[best]),
+                            "model_version": version,
+                        }
+                    )
+        for run_id, cls in zip(known["run_id"].to_list(), y, strict=True):
+            out.append({"run_id": run_id, "failure_class": cls, "confidence": 1.0, "model_version": "label"})
+        feats.insert_rows(wh, "omium_failure_classes", out, stamp="classified_at")
+    beats = not metrics.get("evaluated") or metrics["accuracy"] >= metrics["majority_accuracy"] - 0.05
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "training_runs": len(y),
+            "classified": len(out),
+            "evaluation": json.dumps(metrics),
+        },
+        check_results=[
+            _check(
+                "classifier_beats_majority",
+                beats,
+                f"held-out accuracy {metrics.get('accuracy', float('nan')):.2f} vs always-the-majority "
+                f"{metrics.get('majority_accuracy', float('nan')):.2f}",
+                severity="WARN",
+            ),
+            _check(
+                "every_failed_run_classified",
+                len(out) == frame.height or not version,
+                f"{len(out)} classes for {frame.height} failed runs",
+            ),
+        ],
+    )
+
+
+def _step_frame(wh: Any, run_ids: list[str] | None = None) -> pl.DataFrame:
+    where = "AND run_id IN {ids:Array(String)}" if run_ids is not None else ""
+    return wh.query_df(
+        f"""
+        SELECT run_id, step_index, span_id, agent, role, content, tool_calls, status
+        FROM omium_normalized_spans FINAL WHERE step_index >= 0 {where}
+        ORDER BY run_id, ts, span_id
+        """,
+        {"ids": run_ids or []} if run_ids is not None else None,
+    )
+
+
+def _turns(run: pl.DataFrame) -> list[Any]:
+    from omium.models.prediction import Turn
+
+    return [
+        Turn(agent=r["agent"], role=r["role"], content=r["content"], tool_calls=r["tool_calls"])
+        for r in run.unique("step_index", keep="first", maintain_order=True).iter_rows(named=True)
+    ]
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[normalized_spans, failure_labels],
+    check_specs=_specs("failure_predictor", "auroc_above_chance"),
+)
+def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Trains the failure predictor (risk of failing from the first k turns) per k; grouped evaluation."""
+    from omium.models import prediction
+
+    with warehouse.connect() as wh:
+        labelled = wh.query_df(
+            "SELECT l.run_id AS run_id, l.failed AS failed, "
+            "if(g.task_id != '', concat(g.source, ':', g.task_id), l.run_id) "
+            "AS task FROM (SELECT * FROM omium_failure_labels FINAL) AS l "
+            "LEFT JOIN (SELECT * FROM omium_ground_truth FINAL) AS g ON g.run_id = l.run_id ORDER BY run_id"
+        )
+        steps = _step_frame(wh)
+        by_run = {run_id: _turns(run) for (run_id,), run in steps.group_by(["run_id"])}
+        labelled = labelled.filter(pl.col("run_id").is_in(list(by_run)))
+        runs = [by_run[r] for r in labelled["run_id"].to_list()]
+        y = [int(v) for v in labelled["failed"].to_list()]
+        groups = labelled["task"].to_list()
+        results: dict[str, Any] = {}
+        for k in PREDICTION_KS:
+            prefixes = [prediction.first_turns(r, k) for r in runs]
+            metrics: dict[str, Any] = {"k": k, "runs": len(y), "failed": sum(y)}
+            if len(set(y)) == 2 and len(set(groups)) >= 5:
+                metrics |= prediction.evaluate(prefixes, y, groups, k=k, seeds=1)
+            if len(set(y)) == 2:
+                model = prediction.make_predictor().fit(prefixes, y)
+                saved = registry.save(
+                    wh,
+                    warehouse.model_directory(),
+                    f"{prediction.MODEL_NAME}_k{k}",
+                    model,
+                    training_rows=len(y),
+                    metrics=metrics,
+                )
+                metrics["version"] = saved.version
+            results[f"k{k}"] = metrics
+    auroc = results.get("k4", {}).get("auroc_mean", float("nan"))
+    return dg.MaterializeResult(
+        metadata={"evaluation": json.dumps(results, default=str), "auroc_k4": float(auroc)},
+        check_results=[
+            _check(
+                "auroc_above_chance",
+                math.isfinite(auroc) and auroc > 0.5,
+                f"grouped held-out AUROC at k=4: {auroc:.3f}",
+                severity="WARN",
+            )
+        ],
+    )
+
+
+class PredictionConfig(dg.Config):
+    """Which runs to score: those started in the last ``hours``, or every run."""
+
+    hours: float = 24.0
+    all_runs: bool = False
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[failure_predictor],
+    check_specs=_specs("failure_predictions", "risks_are_probabilities"),
+)
+def failure_predictions(config: PredictionConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Risk of failure of recent runs from their first k turns, by the latest predictor of each k."""
+    from omium.models import prediction
+
+    with warehouse.connect() as wh:
+        if config.all_runs:
+            ids = None
+        else:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=config.hours)
+            ids = [
+                r["run_id"]
+                for r in wh.query_rows(
+                    "SELECT DISTINCT run_id FROM omium_normalized_spans WHERE ts >= {since:DateTime64(6)}",
+                    {"since": since},
+                )
+            ]
+        steps = _step_frame(wh, ids)
+        by_run = {run_id: _turns(run) for (run_id,), run in steps.group_by(["run_id"], maintain_order=True)}
+        rows = []
+        for k in PREDICTION_KS:
+            try:
+                version = registry.latest(wh, f"{prediction.MODEL_NAME}_k{k}")
+            except registry.ModelNotFound:
+                continue
+            model = registry.load(version)
+            run_ids = list(by_run)
+            if not run_ids:
+                break
+            prefixes = [prediction.first_turns(by_run[r], k) for r in run_ids]
+            risks = model.predict_proba(prefixes)[:, 1]
+            rows += [
+                {
+                    "run_id": r,
+                    "model_version": version.version,
+                    "k": k,
+                    "risk": float(p),
+                    "steps_seen": len(s),
+                }
+                for r, p, s in zip(run_ids, risks, prefixes, strict=True)
+            ]
+        feats.insert_rows(wh, "omium_predictions", rows, stamp="predicted_at")
+    bad = sum(1 for r in rows if not 0.0 <= r["risk"] <= 1.0)
+    return dg.MaterializeResult(
+        metadata={"predictions": len(rows), "runs": len(by_run)},
+        check_results=[_check("risks_are_probabilities", bad == 0, f"{bad} risks outside [0, 1]")],
+    )
+
+
+class RootCauseConfig(dg.Config):
+    """Which failed runs: the given ids (a sensor's new failures), or every failed run."""
+
+    run_ids: list[str] = []
+
+
+FAILED_RUNS = f"""
+SELECT l.run_id AS run_id, l.failure_class AS failure_class, c.failure_class AS assigned,
+       g.mistake_agent AS mistake_agent, g.mistake_step AS mistake_step, g.mistake_reason AS mistake_reason,
+       o.attributes['failure'] AS failure, i.trigger AS trigger, i.message AS incident_message,
+       i.position AS position, i.agent AS agent
+FROM (SELECT * FROM omium_failure_labels FINAL WHERE failed) AS l
+LEFT JOIN ({labelling.INCIDENTS}) AS i ON i.run_id = l.run_id
+LEFT JOIN (SELECT * FROM omium_failure_classes FINAL) AS c ON c.run_id = l.run_id
+LEFT JOIN (SELECT * FROM omium_ground_truth FINAL) AS g ON g.run_id = l.run_id
+LEFT JOIN (SELECT * FROM omium_runs FINAL) AS o ON o.run_id = l.run_id
+WHERE empty({{ids:Array(String)}}) OR l.run_id IN {{ids:Array(String)}}
+ORDER BY run_id
+"""
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[failure_labels, step_features, failure_classifier],
+    check_specs=_specs("root_causes", "every_failed_run_has_a_root_cause", "steps_within_runs"),
+)
+def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """For every failed run, the responsible agent and step with an evidence chain (``omium_root_causes``)."""
+    from omium.warehouse.store import WarehouseStore
+
+    with warehouse.connect() as wh:
+        if config.run_ids:
+            for day in {
+                r["day"]
+                for r in wh.query_rows(
+                    "SELECT toDate(min(Timestamp)) AS day FROM otel_traces "
+                    "WHERE RunId IN {ids:Array(String)} GROUP BY RunId",
+                    {"ids": config.run_ids},
+                )
+            }:
+                spans.normalise_day(
+                    wh, day
+                )  # a sensor's new failure may be younger than the last daily build
+                feats.insert_rows(wh, "omium_failure_labels", labelling.failure_labels(wh, day))
+        failed = wh.query_df(FAILED_RUNS, {"ids": config.run_ids})
+        truth = failed.filter(pl.col("mistake_step") >= 0)
+        model, version = None, ""
+        training_truth = wh.query_df(
+            "SELECT run_id, mistake_step FROM omium_ground_truth FINAL WHERE mistake_step >= 0"
+        )
+        training_steps = (
+            _step_frame(wh, training_truth["run_id"].to_list()) if training_truth.height else None
+        )
+        if training_steps is not None and training_steps.height:
+            model, candidates = explain.fit_attribution(training_truth, training_steps)
+            version = registry.save(
+                wh,
+                warehouse.model_directory(),
+                explain.ATTRIBUTION_MODEL,
+                model,
+                training_rows=candidates,
+                metrics={"note": "held-out accuracy: benchmarks/attribution.py"},
+            ).version
+        steps = _step_frame(wh, failed["run_id"].to_list())
+        by_run = {run_id: run for (run_id,), run in steps.group_by(["run_id"])}
+        store = WarehouseStore(wh)
+        causes = []
+        for row in failed.iter_rows(named=True):
+            run_id = row["run_id"]
+            failure_class = row["assigned"] or row["failure_class"]
+            run_steps = by_run.get(run_id, pl.DataFrame(schema=steps.schema))
+            if row["mistake_step"] is not None and row["mistake_step"] >= 0:
+                at = run_steps.filter(pl.col("step_index") == row["mistake_step"])
+                cause = explain.RootCause(
+                    run_id,
+                    row["mistake_agent"],
+                    int(row["mistake_step"]),
+                    1.0,
+                    [
+                        f"annotated decisive step #{row['mistake_step']} by {row['mistake_agent']}",
+                        row["mistake_reason"],
+                    ],
+                    "ground_truth",
+                    span_id=at["span_id"][0] if at.height else "",
+                )
+            elif failure := labelling.incident(row):
+                cause = explain.runtime_chain(run_id, failure, store.steps(run_id))
+            else:
+                cause = explain.attribute_run(run_id, run_steps, model, version)
+            causes.append(
+                explain.RootCause(**{**cause.__dict__, "failure_class": failure_class or taxonomy.UNKNOWN})
+            )
+        feats.insert_rows(wh, "omium_root_causes", explain.rows(causes), stamp="created_at")
+        last = {r: max(run["step_index"].to_list()) for r, run in by_run.items()}
+    missing = failed.height - len(causes)
+    outside = [c.run_id for c in causes if not 0 <= c.step_index <= last.get(c.run_id, c.step_index)]
+    methods = Counter(c.method for c in causes)
+    return dg.MaterializeResult(
+        metadata={
+            "failed_runs": failed.height,
+            "root_causes": len(causes),
+            "ground_truth_runs": truth.height,
+            **{f"method_{k}": v for k, v in methods.items()},
+        },
+        check_results=[
+            _check(
+                "every_failed_run_has_a_root_cause",
+                missing == 0,
+                f"{missing} failed runs without a root cause",
+            ),
+            _check("steps_within_runs", not outside, f"root causes outside their run: {outside[:5]}"),
+        ],
+    )
+
+
+ALL_ASSETS = [
+    normalized_spans,
+    run_edges,
+    agent_graph,
+    step_features,
+    run_features,
+    failure_labels,
+    failure_classifier,
+    failure_predictor,
+    failure_predictions,
+    root_causes,
+]
+
+__all__ = [
+    "ALL_ASSETS",
+    "PARTITIONS",
+    "PredictionConfig",
+    "RootCauseConfig",
+    "agent_graph",
+    "failure_classifier",
+    "failure_labels",
+    "failure_predictions",
+    "failure_predictor",
+    "normalized_spans",
+    "root_causes",
+    "run_edges",
+    "run_features",
+    "step_features",
+]

@@ -1,0 +1,183 @@
+"""Root causes: for every failed run, the responsible agent and step with an evidence chain.
+
+Three ways to a root cause, most certain first:
+
+- ``ground_truth``: an imported run whose annotators named the decisive step (Who&When).
+- ``runtime_chain``: a live run whose supervisor recorded the incident. The failing check names a
+  position; a guard judged data that came from the same agent's last model or tool call before
+  it, so that call is the culprit (a stale hand-off is its own culprit: it was sent from state
+  that moved on). This is the chain the console shows.
+- ``attribution_model``: anything else. The attribution model of :mod:`omium.models.attribution`,
+  fitted on the imported ground truth, scores every step; the best one is the culprit.
+  Without ground truth to fit on, the first error step (or the last step) is named, as
+  ``first_error`` with a low confidence.
+
+Steps are 0-based positions in the run (``omium.step_index``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from omium.models.attribution import STEP_FEATURE_NAMES, make_model, step_features
+
+ATTRIBUTION_MODEL = "root_cause_attribution"
+CALL_KINDS = ("llm", "tool", "step")
+# The step features worth naming as evidence when they fire on the chosen step.
+_TELLING = (
+    "after_tool",
+    "after_error",
+    "next_error",
+    "says_error",
+    "says_final",
+    "says_hedge",
+    "says_number",
+)
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """The responsible agent and step of one failed run."""
+
+    run_id: str
+    agent: str
+    step_index: int
+    confidence: float
+    evidence: list[str]
+    method: str
+    failure_class: str = ""
+    span_id: str = ""
+    model_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def runtime_chain(run_id: str, failure: dict[str, Any], steps: list[Any]) -> RootCause:
+    """The culprit of a live run's incident, from its recorded steps (``StepRecord``-like)."""
+    position = int(failure.get("position", -1))
+    trigger = str(failure.get("trigger", "exception"))
+    agent = str(failure.get("agent", ""))
+    at = next((s for s in steps if s.position == position), None)
+    what = f"{at.kind} {at.name}" if at is not None else "the workflow"
+    chain = [f"#{position} {what} ({agent}) failed: {failure.get('message', '')}"]
+    culprit = position
+    confidence = 0.9
+    if trigger == "stale_handoff":
+        reason = failure.get("evidence", {}).get("reason", "")
+        chain.append(f"#{position} the message was sent from stale state: {reason}")
+    else:
+        producers = [s for s in steps if s.position < position and s.agent == agent and s.kind in CALL_KINDS]
+        if producers:
+            culprit = producers[-1].position
+            chain.append(
+                f"#{culprit} {producers[-1].kind} {producers[-1].name} produced the data the check judged"
+            )
+        else:
+            confidence = 0.6  # the failing step itself: nothing earlier of that agent made its data
+        receives = [
+            s for s in steps if s.position < position and s.agent == agent and s.kind == "handoff_receive"
+        ]
+        if receives:
+            chain.append(f"#{receives[-1].position} its input arrived by hand-off {receives[-1].name}")
+    evidence = failure.get("evidence", {})
+    if evidence:
+        chain.append("evidence: " + json.dumps(evidence, default=str, sort_keys=True))
+    return RootCause(run_id, agent, culprit, confidence, chain, "runtime_chain")
+
+
+def fit_attribution(truth: pl.DataFrame, steps: pl.DataFrame, seed: int = 0) -> tuple[Any, int]:
+    """Fit the attribution model on runs with a known decisive step; returns (model, candidates).
+
+    ``truth`` has ``run_id, mistake_step``; ``steps`` the normalised step spans of those runs.
+    """
+    rows: list[np.ndarray] = []
+    labels: list[int] = []
+    by_run = dict(truth.select("run_id", "mistake_step").iter_rows())
+    for (run_id,), run in steps.filter(pl.col("run_id").is_in(list(by_run))).group_by(["run_id"]):
+        run = run.unique("step_index", keep="first").sort("step_index")
+        features = step_features(run["agent"].to_list(), run["content"].to_list())
+        rows.extend(features)
+        labels.extend(int(i == by_run[run_id]) for i in run["step_index"].to_list())
+    if not rows or sum(labels) == 0:
+        raise ValueError("no runs with a known decisive step among the normalised spans")
+    model = make_model(seed).fit(np.vstack(rows), np.array(labels))
+    return model, len(rows)
+
+
+def attribute_run(run_id: str, run: pl.DataFrame, model: Any | None, version: str = "") -> RootCause:
+    """The culprit of one failed run from its step spans, by the model (or the first error step)."""
+    run = run.unique("step_index", keep="first").sort("step_index")
+    agents, contents = run["agent"].to_list(), run["content"].to_list()
+    indices, spans = run["step_index"].to_list(), run["span_id"].to_list()
+    if not agents:
+        return RootCause(run_id, "", -1, 0.0, ["the run recorded no steps"], "first_error")
+    if model is None:
+        errors = [i for i, s in enumerate(run["status"].to_list()) if s == "error"]
+        best = errors[0] if errors else len(agents) - 1
+        why = "the first step that ended in error" if errors else "the last step (no step ended in error)"
+        return RootCause(
+            run_id,
+            agents[best],
+            indices[best],
+            0.3,
+            [f"#{indices[best]} {why}"],
+            "first_error",
+            span_id=spans[best],
+        )
+    features = step_features(agents, contents)
+    scores = model.predict_proba(np.vstack(features))[:, 1]
+    best = int(np.argmax(scores))
+    share = float(scores[best] / max(scores.sum(), 1e-9))
+    fired = [
+        name
+        for name, value in zip(STEP_FEATURE_NAMES, features[best], strict=True)
+        if name in _TELLING and value
+    ]
+    ranked = np.argsort(-scores)[:3]
+    evidence = [
+        f"#{indices[best]} by {agents[best]} scored highest of {len(agents)} steps "
+        f"({share:.0%} of the run's score)",
+        "runners-up: "
+        + ", ".join(
+            f"#{indices[i]} {agents[i]} ({scores[i] / max(scores.sum(), 1e-9):.0%})" for i in ranked[1:]
+        ),
+    ]
+    if fired:
+        evidence.append("signals on that step: " + ", ".join(fired))
+    snippet = contents[best].strip().replace("\n", " ")
+    evidence.append(f"it said: {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+    return RootCause(
+        run_id,
+        agents[best],
+        indices[best],
+        share,
+        evidence,
+        "attribution_model",
+        span_id=spans[best],
+        model_version=version,
+    )
+
+
+def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
+    """``omium_root_causes`` rows (without the stamp)."""
+    return [
+        {
+            "run_id": c.run_id,
+            "agent": c.agent,
+            "step_index": c.step_index,
+            "span_id": c.span_id,
+            "confidence": c.confidence,
+            "failure_class": c.failure_class,
+            "evidence": json.dumps(c.evidence),
+            "method": c.method,
+            "model_version": c.model_version,
+        }
+        for c in causes
+    ]
+
+
+__all__ = ["ATTRIBUTION_MODEL", "RootCause", "attribute_run", "fit_attribution", "rows", "runtime_chain"]

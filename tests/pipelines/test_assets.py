@@ -1,0 +1,181 @@
+"""Every asset materialises on demo and imported runs, its checks pass, and the outputs are right."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from omium.config import Settings
+from omium.pipelines import spans
+from omium.pipelines.defs import assets as A
+from omium.pipelines.defs.resources import WarehouseResource
+from omium.warehouse import ClickHouseWarehouse
+from tests.pipelines.conftest import Seeded
+
+DAILY = [A.normalized_spans, A.run_edges, A.agent_graph, A.step_features, A.run_features, A.failure_labels]
+MODELS = [A.failure_classifier, A.failure_predictor, A.failure_predictions, A.root_causes]
+
+
+def resources(warehouse: ClickHouseWarehouse, tmp_path: Path) -> dict[str, object]:
+    """The pipelines' resource on the test's own database (and the session's one chdb directory)."""
+    return {
+        "warehouse": WarehouseResource(
+            mode="embedded", database=warehouse.database, home=HOME[0], models_dir=str(tmp_path / "models")
+        )
+    }
+
+
+HOME: list[str] = [""]
+
+
+@pytest.fixture(autouse=True)
+def _home(settings: Settings) -> None:
+    HOME[0] = str(settings.home)
+
+
+def build_everything(warehouse: ClickHouseWarehouse, tmp_path: Path) -> list[dg.AssetCheckEvaluation]:
+    checks = []
+    res = resources(warehouse, tmp_path)
+    for day in spans.days_with_spans(warehouse):
+        result = dg.materialize(DAILY, partition_key=str(day), resources=res)
+        assert result.success
+        checks += result.get_asset_check_evaluations()
+    result = dg.materialize(
+        MODELS, resources=res, run_config={"ops": {"failure_predictions": {"config": {"all_runs": True}}}}
+    )
+    assert result.success
+    return checks + result.get_asset_check_evaluations()
+
+
+def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: Path) -> None:
+    wh = seeded.warehouse
+    checks = build_everything(wh, tmp_path)
+    failing = [(c.asset_key.to_user_string(), c.check_name, c.description) for c in checks if not c.passed]
+    assert not failing
+    names = {(c.asset_key.to_user_string(), c.check_name) for c in checks}
+    assert ("root_causes", "every_failed_run_has_a_root_cause") in names and len(names) >= 14
+
+    # Normalised spans: agents resolved for live and imported steps alike.
+    agents = {
+        r["agent"]
+        for r in wh.query_rows(
+            "SELECT DISTINCT agent FROM omium_normalized_spans FINAL WHERE step_index >= 0"
+        )
+    }
+    assert {"terms_generator", "credit_scorer", "airline_agent", "customer"} <= agents
+
+    # Edges: the live hand-off chain and imported turn-taking.
+    edges = {
+        (r["source"], r["target"], r["kind"])
+        for r in wh.query_rows("SELECT source, target, kind FROM omium_run_edges FINAL")
+    }
+    assert ("kyc_verification_agent", "credit_scorer", "handoff") in edges
+    assert ("customer", "airline_agent", "sequence") in edges
+    stale = wh.query_rows(
+        "SELECT errors, detail FROM omium_run_edges FINAL WHERE run_id = 'live-stale' AND kind = 'handoff' AND errors > 0"
+    )
+    assert stale and stale[0]["detail"] == "stale"
+    graph = wh.query_rows(
+        "SELECT * FROM omium_agent_edges FINAL WHERE source = 'customer' AND target = 'airline_agent'"
+    )
+    assert graph[0]["runs"] == 80 and graph[0]["calls"] > 80
+
+    # Labels: ground truth, incidents and clean runs, in the taxonomy.
+    labels = {r["run_id"]: r for r in wh.query_rows("SELECT * FROM omium_failure_labels FINAL")}
+    assert labels["live-ok-1"]["failed"] is False
+    assert labels["live-halluc"]["failed"] and labels["live-halluc"]["failure_class"] == "specification"
+    assert labels["live-stale"]["failure_class"] == "state_synchronisation"
+    tau_failed = [r for r in seeded.imported if r.source == "tau_bench" and r.failed]
+    assert all(labels[r.run_id]["failed"] for r in tau_failed)
+    assert sum(1 for r in labels.values() if r["label_source"] == "ground_truth") == 120
+
+    # Models are registered with their evaluation, and score runs.
+    models = {r["model_name"]: r for r in wh.query_rows("SELECT * FROM omium_models FINAL")}
+    assert {"failure_classifier", "failure_predictor_k4", "root_cause_attribution"} <= set(models)
+    evaluation = json.loads(models["failure_predictor_k4"]["metrics"])
+    assert evaluation["runs"] >= 120 and 0.0 <= evaluation["auroc_mean"] <= 1.0
+    risks = wh.query_rows("SELECT run_id, risk FROM omium_predictions FINAL WHERE k = 4")
+    assert len(risks) == len(labels) and all(0 <= r["risk"] <= 1 for r in risks)
+
+    # Every failed run has a root cause, on a step of its own run.
+    causes = {r["run_id"]: r for r in wh.query_rows("SELECT * FROM omium_root_causes FINAL")}
+    failed = {run_id for run_id, r in labels.items() if r["failed"]}
+    assert failed <= set(causes)
+    halluc = causes["live-halluc"]
+    assert halluc["method"] == "runtime_chain" and halluc["agent"] == "terms_generator"
+    assert any("produced the data" in line for line in json.loads(halluc["evidence"]))
+    who = next(r for r in seeded.imported if r.source == "who_and_when")
+    assert (
+        causes[who.run_id]["step_index"] == who.mistake_step
+        and causes[who.run_id]["method"] == "ground_truth"
+    )
+    tau = causes[tau_failed[0].run_id]
+    assert tau["method"] == "attribution_model" and 0 <= tau["step_index"] < len(tau_failed[0].steps)
+    assert tau["agent"] == tau_failed[0].steps[tau["step_index"]].agent
+    classes = wh.query_rows("SELECT run_id, failure_class FROM omium_failure_classes FINAL")
+    assert {r["run_id"] for r in classes} == failed
+
+
+def _foreign_spans(warehouse: ClickHouseWarehouse, attributes: list[dict[str, str]]) -> None:
+    """Spans from some other instrumentation, exported the collector's way."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from omium.warehouse.span_exporter import WarehouseSpanExporter
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(WarehouseSpanExporter(warehouse)))
+    tracer = provider.get_tracer("foreign")
+    with tracer.start_as_current_span("workflow"):
+        for i, attrs in enumerate(attributes):
+            with tracer.start_as_current_span(f"step {i}", attributes={"omium.step_index": str(i), **attrs}):
+                pass
+    provider.shutdown()
+
+
+def test_a_check_fails_when_its_output_is_wrong(warehouse: ClickHouseWarehouse, tmp_path: Path) -> None:
+    # One step names its agent the OpenInference way, one under no convention at all.
+    _foreign_spans(
+        warehouse, [{"agent.name": "planner", "input.value": "plan"}, {"input.value": "who said this?"}]
+    )
+    (day,) = spans.days_with_spans(warehouse)
+    result = dg.materialize(
+        [A.normalized_spans], partition_key=str(day), resources=resources(warehouse, tmp_path)
+    )
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["all_spans_normalised"].passed
+    assert not checks["step_spans_have_agents"].passed
+    assert checks["step_spans_have_agents"].metadata["anonymous"].value == 1
+    agents = [
+        r["agent"]
+        for r in warehouse.query_rows(
+            "SELECT agent FROM omium_normalized_spans FINAL WHERE step_index >= 0 ORDER BY step_index"
+        )
+    ]
+    assert agents == ["planner", ""]
+
+
+def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Path) -> None:
+    from omium.pipelines.defs.automation import failed_runs_sensor
+
+    res = resources(seeded.warehouse, tmp_path)
+    with dg.build_sensor_context(resources=res) as context:
+        request = failed_runs_sensor(context)
+        assert isinstance(request, dg.RunRequest)
+        run_ids = request.run_config["ops"]["root_causes"]["config"]["run_ids"]
+        assert {"live-halluc", "live-stale"} <= set(run_ids) and "live-ok-1" not in run_ids
+        # The daily build never ran: the request still produces root causes for exactly those runs.
+        result = dg.materialize(
+            [A.root_causes], resources=res, run_config=request.run_config, selection=[A.root_causes.key]
+        )
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+        explained = {
+            r["run_id"] for r in seeded.warehouse.query_rows("SELECT run_id FROM omium_root_causes FINAL")
+        }
+        assert set(run_ids) == explained
+        # Nothing new since: the sensor skips and keeps its cursor.
+        context.update_cursor(context.cursor)
+        assert isinstance(failed_runs_sensor(context), dg.SkipReason)
