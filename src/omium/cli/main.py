@@ -44,6 +44,8 @@ def _register() -> None:
         console,
         data_import,
         demo,
+        export,
+        pipelines,
         policy,
         recovery,
         replay,
@@ -74,6 +76,8 @@ def _register() -> None:
     app.command("incidents")(review.incidents)
     app.command("console")(console.console)
     app.add_typer(data_import.app, name="import")
+    app.add_typer(export.app, name="export")
+    app.add_typer(pipelines.app, name="pipelines")
 
 
 _register()
