@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -137,6 +138,32 @@ def test_run_detail_flags_the_stale_edge(stack: RemoteStore) -> None:
         "Stale hand-off kyc_verification_agent → credit_scorer" in w and "name is now Jane Doe-Smith" in w
         for w in warnings
     ), warnings
+
+
+def test_run_detail_shows_what_the_pipelines_derived(
+    stack: RemoteStore, warehouse: Any, settings: Any, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from omium.pipelines.defs import assets
+    from omium.pipelines.defs.resources import WarehouseResource
+
+    resource = WarehouseResource(
+        mode="embedded", database=settings.database, home=str(settings.home), models_dir=str(tmp_path)
+    )
+    (day,) = {
+        r["day"] for r in warehouse.query_rows("SELECT DISTINCT toDate(Timestamp) AS day FROM otel_traces")
+    }
+    daily = [a for a in assets.ALL_ASSETS if a.partitions_def is not None]
+    assert dg.materialize(daily, partition_key=str(day), resources={"warehouse": resource}).success
+    rest = [a for a in assets.ALL_ASSETS if a.partitions_def is None]
+    config = {"ops": {"failure_predictions": {"config": {"all_runs": True}}}}
+    assert dg.materialize(rest, resources={"warehouse": resource}, run_config=config).success
+    at = show(page("run_detail", run="k-halluc"), "Root cause")
+    text = " ".join(m.value for m in at.markdown)
+    assert "Pipeline analysis" in text
+    assert "of **terms_generator** · specification · runtime_chain" in text
+    assert "Predicted risk of failure: first 2 turns" in text
 
 
 def test_unknown_run(stack: RemoteStore) -> None:

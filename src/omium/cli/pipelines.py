@@ -18,8 +18,12 @@ app = typer.Typer(help="Build the derived tables: features, labels, models, pred
 
 @app.command("build")
 def build(
-    day: list[str] = typer.Option(None, "--day", help="YYYY-MM-DD to build (repeatable; default every day with spans)."),
-    models: bool = typer.Option(True, "--models/--no-models", help="Also train the models and explain failures."),
+    day: list[str] = typer.Option(
+        None, "--day", help="YYYY-MM-DD to build (repeatable; default every day with spans)."
+    ),
+    models: bool = typer.Option(
+        True, "--models/--no-models", help="Also train the models and explain failures."
+    ),
 ) -> None:
     """Materialise the daily assets for each day, then the models, predictions and root causes."""
     import dagster as dg
@@ -60,7 +64,9 @@ def build(
 
 def _report(result: object, what: str) -> None:
     checks = result.get_asset_check_evaluations()  # type: ignore[attr-defined]
-    failing = [f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description}" for c in checks if not c.passed]
+    failing = [
+        f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description}" for c in checks if not c.passed
+    ]
     if not result.success:  # type: ignore[attr-defined]
         failure = next((e for e in result.all_events if e.is_step_failure), None)  # type: ignore[attr-defined]
         detail = failure.step_failure_data.error.message.strip() if failure else "see the Dagster log above"

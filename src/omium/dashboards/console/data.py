@@ -141,6 +141,23 @@ def events(run_id: str) -> list[EventRecord]:
     return store().events(run_id)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def analysis(run_id: str) -> dict[str, Any]:
+    """What the pipelines derived for a run: its root cause, failure class and predicted risk (if built)."""
+    wh = warehouse()
+    cause = wh.query_rows(
+        "SELECT agent, step_index, confidence, failure_class, evidence, method, model_version "
+        "FROM omium_root_causes FINAL WHERE run_id = {run_id:String}",
+        {"run_id": run_id},
+    )
+    risk = wh.query_rows(
+        "SELECT k, argMax(risk, predicted_at) AS risk FROM omium_predictions FINAL "
+        "WHERE run_id = {run_id:String} GROUP BY k ORDER BY k",
+        {"run_id": run_id},
+    )
+    return {"cause": cause[0] if cause else None, "risk": {int(r["k"]): float(r["risk"]) for r in risk}}
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def handoffs(run_id: str) -> pl.DataFrame:
     """The run's hand-offs (``depends_on`` as JSON text: tables cannot show maps)."""

@@ -112,6 +112,22 @@ if section == "Root cause":
         st.markdown("**Suggested fixes**")
         for suggestion in cause.suggestions:
             st.markdown(f"- {suggestion}")
+    derived = data.analysis(run_id)
+    if derived["cause"] or derived["risk"]:
+        st.markdown("**Pipeline analysis** (Dagster: root causes, failure class, predicted risk)")
+    if derived["cause"]:
+        found = derived["cause"]
+        st.markdown(
+            f"Root cause: step #{found['step_index']} of **{found['agent']}** · {found['failure_class']} · "
+            f"{found['method']} (confidence {found['confidence']:.2f})"
+        )
+        for line in json.loads(found["evidence"]):
+            st.markdown(f"- {line}")
+    if derived["risk"]:
+        st.markdown(
+            "Predicted risk of failure: "
+            + " · ".join(f"first {k} turns {risk:.0%}" for k, risk in derived["risk"].items())
+        )
 if section == "Audit trail":
     rows = [
         {
