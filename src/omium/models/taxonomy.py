@@ -65,16 +65,17 @@ TRIGGERS = {
 NOT_FAILURES = frozenset({"high_value_operation"})
 
 # Free-text reasons (imported ground truth, reviewers' notes) -> MAST code, first match wins. The
-# order puts the specific before the general: "failed to verify" is verification, not a tool error.
+# order puts the specific before the general: "failed to verify" is verification, not a tool error,
+# and "ignored the Verification_Expert" is ignoring another agent, whatever that agent is called.
 _REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
     (re.compile(pattern, re.I), code, cls)
     for pattern, code, cls in (
         (r"stale|out[- ]of[- ]date|outdated|conflict|race|overwr", "", STATE_SYNCHRONISATION),
         (r"schema|format(ted)? (wrong|incorrect)|malformed|protocol|parse", "", COMMUNICATION_PROTOCOL),
+        (r"ignor|overlook|disregard|did not (use|consider)", "FM-2.5", INTER_AGENT_MISALIGNMENT),
         (r"verif|double[- ]check|validat|did not check|didn't check", "FM-3.2", SPECIFICATION),
         (r"prematur|too early|stopp?ed before|terminat", "FM-3.1", SPECIFICATION),
         (r"repeat|loop|again and again|redundant", "FM-1.3", SPECIFICATION),
-        (r"ignor|overlook|disregard|did not (use|consider)", "FM-2.5", INTER_AGENT_MISALIGNMENT),
         (r"clarif|ambigu|misunderst|misinterpret|misread", "FM-2.2", INTER_AGENT_MISALIGNMENT),
         (r"derail|off[- ]topic|irrelevant|deviat", "FM-2.3", INTER_AGENT_MISALIGNMENT),
         (r"withh[oe]ld|did not (share|provide|pass)|omit", "FM-2.4", INTER_AGENT_MISALIGNMENT),
