@@ -1,0 +1,211 @@
+"""The failure risk dashboard: predicted failure risk of runs, failure classes and root causes."""
+
+from __future__ import annotations
+
+from ._panels import barchart, dashboard, field, link, stat, table, timeseries
+from ._plugin import Json
+from ._trace_explorer import RUN_LINK
+from ._variables import custom_variable
+
+_IN_FLIGHT_RUN = "('queued', 'running', 'paused')"
+
+# The latest prediction per run (predictions are re-made as a run advances).
+_LATEST_RISK = """(
+    SELECT run_id,
+           argMax(risk, predicted_at) AS latest_risk,
+           argMax(steps_seen, predicted_at) AS latest_steps_seen,
+           argMax(model_version, predicted_at) AS latest_model,
+           max(predicted_at) AS last_predicted_at
+    FROM omium_predictions FINAL
+    WHERE $__timeFilter(predicted_at)
+    GROUP BY run_id
+)"""
+
+RISK_SUMMARY = f"""
+SELECT count() AS scored_runs,
+       round(avgOrDefault(p.latest_risk), 3) AS mean_risk,
+       countIf(p.latest_risk >= $risk_threshold) AS high_risk,
+       countIf(p.latest_risk >= $risk_threshold AND r.status IN {_IN_FLIGHT_RUN}) AS high_risk_in_flight
+FROM {_LATEST_RISK} AS p
+LEFT JOIN (SELECT run_id, status FROM omium_runs FINAL) AS r ON r.run_id = p.run_id
+"""  # noqa: S608
+
+RISK_DISTRIBUTION = f"""
+SELECT concat(toString(bucket * 10), '-', toString(bucket * 10 + 10), '%') AS risk, runs
+FROM (SELECT arrayJoin(range(10)) AS bucket) AS b
+LEFT JOIN (
+    SELECT least(toUInt8(floor(latest_risk * 10)), 9) AS bucket, count() AS runs
+    FROM {_LATEST_RISK}
+    GROUP BY bucket
+) AS c USING bucket
+ORDER BY bucket
+"""  # noqa: S608
+
+RISK_OVER_TIME = """
+SELECT $__timeInterval(predicted_at) AS time, avg(risk) AS mean_risk, quantile(0.9)(risk) AS p90_risk
+FROM omium_predictions FINAL
+WHERE $__timeFilter(predicted_at)
+GROUP BY time
+ORDER BY time
+"""
+
+AT_RISK_RUNS = f"""
+SELECT p.run_id AS run_id, r.workflow AS workflow, r.status AS status, r.started_at AS started_at,
+       round(p.latest_risk, 3) AS risk, p.latest_steps_seen AS steps_seen, p.latest_model AS model_version,
+       p.last_predicted_at AS predicted_at
+FROM {_LATEST_RISK} AS p
+INNER JOIN (SELECT run_id, workflow, status, started_at FROM omium_runs FINAL) AS r ON r.run_id = p.run_id
+WHERE r.status IN {_IN_FLIGHT_RUN}
+ORDER BY risk DESC, started_at
+LIMIT 25
+"""  # noqa: S608
+
+FAILURE_CLASSES = """
+SELECT failure_class, sum(predicted) AS predicted, sum(labelled) AS labelled
+FROM (
+    SELECT failure_class, count() AS predicted, 0 AS labelled
+    FROM omium_failure_classes FINAL
+    WHERE $__timeFilter(classified_at)
+    GROUP BY failure_class
+    UNION ALL
+    SELECT failure_class, 0 AS predicted, count() AS labelled
+    FROM omium_failure_labels FINAL
+    WHERE $__dateFilter(day) AND failed
+    GROUP BY failure_class
+)
+WHERE failure_class NOT IN ('', 'none')
+GROUP BY failure_class
+ORDER BY predicted + labelled DESC
+"""
+
+FAILURE_LABELS = """
+SELECT failure_class, mast_code, label_source, count() AS runs
+FROM omium_failure_labels FINAL
+WHERE $__dateFilter(day) AND failed
+GROUP BY failure_class, mast_code, label_source
+ORDER BY runs DESC
+"""
+
+ROOT_CAUSES = """
+SELECT run_id, agent, step_index, round(confidence, 3) AS confidence, failure_class, evidence, method,
+       model_version, created_at
+FROM omium_root_causes FINAL
+WHERE $__timeFilter(created_at)
+ORDER BY created_at DESC, confidence DESC
+LIMIT 100
+"""
+
+ROOT_CAUSE_AGENTS = """
+SELECT agent, count() AS runs
+FROM omium_root_causes FINAL
+WHERE $__timeFilter(created_at)
+GROUP BY agent
+ORDER BY runs DESC
+LIMIT 15
+"""
+
+_RISK_STEPS = {
+    "mode": "absolute",
+    "steps": [
+        {"color": "green", "value": None},
+        {"color": "orange", "value": 0.5},
+        {"color": "red", "value": 0.8},
+    ],
+}
+
+
+def failure_risk() -> Json:
+    """Predicted failure risk of runs, failure classes and root causes."""
+    panels = [
+        stat(
+            "Risk",
+            (0, 0, 24, 4),
+            RISK_SUMMARY,
+            "Runs scored in the time range (latest prediction each), and those at or above the threshold.",
+            overrides=[
+                field("mean_risk", unit="percentunit"),
+                field("high_risk_in_flight", color={"mode": "fixed", "fixedColor": "red"}),
+            ],
+        ),
+        barchart(
+            "Risk distribution",
+            (0, 4, 8, 9),
+            RISK_DISTRIBUTION,
+            "Runs by their latest predicted failure risk.",
+            "risk",
+        ),
+        timeseries(
+            "Predicted risk over time",
+            (8, 4, 16, 9),
+            RISK_OVER_TIME,
+            "Mean and 90th percentile of the predictions made.",
+            unit="percentunit",
+        ),
+        table(
+            "Runs in flight by risk",
+            (0, 13, 24, 9),
+            AT_RISK_RUNS,
+            "Queued, running and paused runs, riskiest first.",
+            overrides=[
+                field("run_id", links=link("Traces of this run", RUN_LINK)),
+                field(
+                    "risk",
+                    unit="percentunit",
+                    thresholds=_RISK_STEPS,
+                    custom__cellOptions={"type": "color-background"},
+                ),
+            ],
+        ),
+        barchart(
+            "Failure classes",
+            (0, 22, 12, 9),
+            FAILURE_CLASSES,
+            "Failed runs by class: as the classifier predicts them and as labelled.",
+            "failure_class",
+        ),
+        table(
+            "Failure labels",
+            (12, 22, 12, 9),
+            FAILURE_LABELS,
+            "Labelled failures by class, MAST code and where the label came from.",
+        ),
+        table(
+            "Root causes",
+            (0, 31, 16, 10),
+            ROOT_CAUSES,
+            "The agent and step each failed run is attributed to, with the evidence.",
+            overrides=[
+                field("run_id", links=link("Traces of this run", RUN_LINK)),
+                field("confidence", unit="percentunit"),
+            ],
+        ),
+        barchart(
+            "Root-cause agents",
+            (16, 31, 8, 10),
+            ROOT_CAUSE_AGENTS,
+            "The agents failed runs are most often attributed to.",
+            "agent",
+        ),
+    ]
+    return dashboard(
+        "omium-failure-risk",
+        "Omium / Failure risk",
+        "Which runs are likely to fail, how failures classify, and which agents cause them.",
+        panels,
+        variables=[custom_variable("risk_threshold", "High risk at", ["0.5", "0.7", "0.9"])],
+        time_from="now-7d",
+        tags=["failures"],
+    )
+
+
+__all__ = [
+    "AT_RISK_RUNS",
+    "FAILURE_CLASSES",
+    "FAILURE_LABELS",
+    "RISK_DISTRIBUTION",
+    "RISK_OVER_TIME",
+    "RISK_SUMMARY",
+    "ROOT_CAUSES",
+    "ROOT_CAUSE_AGENTS",
+    "failure_risk",
+]
