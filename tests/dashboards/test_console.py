@@ -19,6 +19,8 @@ from omium.collector.server import RunningServer
 from omium.examples.company_x import workflow as company_x
 from omium.recovery import supervise
 from omium.recovery.worker import Worker
+from omium.sdk import runs as sdk_runs
+from omium.sdk import tracing
 from omium.sdk.remote_store import RemoteStore
 
 APP = str(Path(__file__).resolve().parents[2] / "src/omium/dashboards/console/streamlit_app.py")
@@ -39,6 +41,10 @@ def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     st.cache_resource.clear()
     st.cache_data.clear()
     store = RemoteStore(server.url, token="test-token")
+    # Spans go to the server's OTLP endpoint, as an instrumented app's would (the pipelines read them).
+    previous = tracing._provider
+    provider = sdk_runs._warehouse_tracer_provider(store)
+    tracing.configure(provider)
     for run_id, scenario in SCENARIOS.items():
         company_x.seed_customer(store, f"cust-{run_id}")
         outcome = supervise(
@@ -50,6 +56,9 @@ def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
             sleep=lambda s: None,
         )
         assert outcome.status == ("paused" if scenario in ("hallucination", "high_value") else "completed")
+    provider.force_flush()
+    provider.shutdown()
+    tracing.configure(previous)
     server.state.store.flush()  # type: ignore[attr-defined]  # the console reads the warehouse, behind the journal
     stop = threading.Event()
     worker = Worker(

@@ -388,7 +388,7 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
             prefixes = [prediction.first_turns(r, k) for r in runs]
             metrics: dict[str, Any] = {"k": k, "runs": len(y), "failed": sum(y)}
             if len(set(y)) == 2 and len(set(groups)) >= 5:
-                metrics |= prediction.evaluate(prefixes, y, groups, k=k, seeds=1)
+                metrics |= prediction.evaluate(runs, y, groups, k=k, seeds=1)
             if len(set(y)) == 2:
                 model = prediction.make_predictor().fit(prefixes, y)
                 saved = registry.save(
@@ -483,7 +483,8 @@ class RootCauseConfig(dg.Config):
 
 FAILED_RUNS = f"""
 SELECT l.run_id AS run_id, l.failure_class AS failure_class, c.failure_class AS assigned,
-       g.mistake_agent AS mistake_agent, g.mistake_step AS mistake_step, g.mistake_reason AS mistake_reason,
+       g.mistake_agent AS mistake_agent, if(g.run_id != '', g.mistake_step, -1) AS mistake_step,
+       g.mistake_reason AS mistake_reason,
        o.attributes['failure'] AS failure, i.trigger AS trigger, i.message AS incident_message,
        i.position AS position, i.agent AS agent
 FROM (SELECT * FROM omium_failure_labels FINAL WHERE failed) AS l
