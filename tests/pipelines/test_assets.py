@@ -157,7 +157,16 @@ def _foreign_spans(warehouse: ClickHouseWarehouse, attributes: list[dict[str, st
 def test_a_check_fails_when_its_output_is_wrong(warehouse: ClickHouseWarehouse, tmp_path: Path) -> None:
     # One step names its agent the OpenInference way, one under no convention at all.
     _foreign_spans(
-        warehouse, [{"agent.name": "planner", "input.value": "plan"}, {"input.value": "who said this?"}]
+        warehouse,
+        [
+            {
+                "agent.name": "planner",
+                "input.value": "plan",
+                "llm.token_count.prompt": "7",
+                "session.id": "s1",
+            },
+            {"input.value": "who said this?"},
+        ],
     )
     (day,) = spans.days_with_spans(warehouse)
     result = dg.materialize(
@@ -174,6 +183,11 @@ def test_a_check_fails_when_its_output_is_wrong(warehouse: ClickHouseWarehouse, 
         )
     ]
     assert agents == ["planner", ""]
+    # OpenInference's names resolve like the GenAI conventions' (REFERENCE.md section 3).
+    (planner,) = warehouse.query_rows(
+        "SELECT input_tokens, session, content FROM omium_normalized_spans FINAL WHERE agent = 'planner'"
+    )
+    assert planner == {"input_tokens": 7, "session": "s1", "content": "plan"}
 
 
 def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Path) -> None:
