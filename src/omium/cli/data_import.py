@@ -36,3 +36,39 @@ def tau_bench(file: Path = typer.Argument(..., help="A tau-bench trajectories JS
     from omium.importers import read_tau_bench
 
     _write(read_tau_bench(file))
+
+
+@app.command("langgraph")
+def langgraph(
+    spec: str = typer.Argument(..., help="MODULE:GRAPH, a StateGraph or compiled graph."),
+    policy: Path = typer.Option(
+        Path("omium-policy.yaml"), "--policy", help="Where to write the starter policy."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing policy file."),
+) -> None:
+    """Inspect a LangGraph workflow: agents, suggested checkpoints, hand-offs; write a starter policy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from omium.adapters.inspection import inspect_langgraph, load_object
+    from omium.errors import ConfigError
+    from omium.recovery.policy import Policy
+
+    report = inspect_langgraph(load_object(spec), name=spec)
+    console = Console()
+    console.print(
+        f"[bold]{report.name}[/bold]: {len(report.agents)} agents, entry {', '.join(report.entry) or '-'}"
+    )
+    table = Table("agent", "checkpoint suggested", "hands off to")
+    for agent in report.agents:
+        targets = [f"{h.target}{'?' if h.conditional else ''}" for h in report.handoffs if h.source == agent]
+        table.add_row(agent, f"after {agent}", ", ".join(targets) or "(end)")
+    console.print(table)
+    if policy.exists() and not force:
+        raise ConfigError(f"{policy} exists; pass --force to overwrite it")
+    text = report.policy_yaml()
+    Policy.from_yaml(text, source=str(policy))  # what we write must pass `omium policy check`
+    policy.write_text(text)
+    console.print(
+        f"wrote {policy} (check it with `omium policy check {policy}`); '?' marks a conditional route"
+    )

@@ -155,10 +155,10 @@ def attribute(model, agents: Sequence[str], contents: Sequence[str]) -> Attribut
 
 
 __all__ = [
-    "Attribution",
-    "Candidate",
     "PATTERNS",
     "STEP_FEATURE_NAMES",
+    "Attribution",
+    "Candidate",
     "attribute",
     "candidates",
     "make_model",

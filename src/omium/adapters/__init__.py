@@ -1,0 +1,6 @@
+"""Framework adapters: Omium beneath LangGraph, the OpenAI Agents SDK and AG2, each behind its own extra.
+
+Every adapter gives an existing workflow Omium's checkpoints, traces, hand-off validation and
+recovery without rewriting it; :mod:`omium.adapters.inspection` reads a workflow's structure for
+``omium import``.
+"""
