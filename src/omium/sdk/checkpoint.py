@@ -25,9 +25,14 @@ from omium.sdk.store import CheckpointRecord, StepRecord
 logger = logging.getLogger(__name__)
 
 
-def _record_checkpoint(
+def record_checkpoint(
     context: RunContext, name: str, start: int, values: dict[str, Any]
 ) -> CheckpointRecord | None:
+    """Record a checkpoint named ``name`` of the running run (adapters checkpoint at framework steps).
+
+    ``start`` is the position the checkpointed stretch began at and ``values`` what to save beside
+    the recorded outputs; returns the record, or None when replaying one already recorded.
+    """
     outputs = {
         str(position): record.output_hash
         for position, record in sorted(context.recorded.items())
@@ -91,7 +96,7 @@ class Checkpoint:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         if kind is None:
-            self.record = _record_checkpoint(current(), self.name, self._start, self.values)
+            self.record = record_checkpoint(current(), self.name, self._start, self.values)
             if self.record is not None:
                 tracing.annotate(
                     {
@@ -181,7 +186,7 @@ class Transaction:
                     context.store.record_step(record)
             for record in held:
                 context.recorded[record.position] = record
-            _record_checkpoint(context, self.name, self._start, {})
+            record_checkpoint(context, self.name, self._start, {})
             self.outcome = "committed"
             tracing.annotate({semconv.OMIUM_TRANSACTION_OUTCOME: self.outcome})
             self._span.__exit__(None, None, None)
@@ -217,4 +222,4 @@ class Transaction:
                 logger.exception("compensation of transaction %r failed", self.name)
 
 
-__all__ = ["Checkpoint", "Transaction", "register_compensation"]
+__all__ = ["Checkpoint", "Transaction", "record_checkpoint", "register_compensation"]
