@@ -1,0 +1,117 @@
+"""Review gates: pause a conversation before an agent's turn until a person approves it.
+
+A paused conversation holds no process. The run is stored as ``paused`` awaiting review, the way
+Omium's recovery supervisor pauses runs, so the same tools act on it: ``omium review RUN
+--approve`` (or :func:`omium.recovery.review`) approves the gate, and running the conversation
+again with the same run id — in this process or another — replays the finished turns from the
+record and carries on past the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from omium.recovery import audit
+from omium.recovery.supervisor import (
+    AWAITING_ATTRIBUTE,
+    FAILURE_ATTRIBUTE,
+    INCIDENT_ATTRIBUTE,
+    Failure,
+)
+from omium.sdk.context import RunContext
+from omium.sdk.guards import APPROVALS_ATTRIBUTE
+from omium.sdk.store import CheckpointStore
+
+TRIGGER = "review_gate"
+
+
+@dataclass(frozen=True)
+class ReviewGate:
+    """Pause before ``before``'s turn number ``occurrence`` (1: its first) until approved.
+
+    Example:
+        >>> gate = ReviewGate("reviewer", reason="a person signs off the code before review")
+    """
+
+    before: str
+    occurrence: int = 1
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        """The gate's name in the run's records."""
+        return f"review before {self.before}" + (f" #{self.occurrence}" if self.occurrence != 1 else "")
+
+    def applies(self, agent: str, occurrence: int) -> bool:
+        """Whether the gate stands before ``agent``'s turn number ``occurrence``."""
+        return agent == self.before and occurrence == self.occurrence
+
+
+def gate_key(context: RunContext, position: int) -> str:
+    """What an approval of the gate at ``position`` is stored as (stable across resumes)."""
+    return f"{context.call_key_for(position)}:review"
+
+
+def approved(context: RunContext, key: str) -> bool:
+    """Whether a reviewer approved the gate ``key`` of the run."""
+    run = context.store.get_run(context.run_id)
+    return key in json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]"))
+
+
+def pause(
+    store: CheckpointStore,
+    run_id: str,
+    *,
+    gate: str,
+    key: str,
+    agent: str,
+    position: int,
+    message: str,
+    evidence: dict[str, Any],
+) -> str:
+    """Store the run as paused awaiting review of ``gate``; returns the incident id.
+
+    Approving it (``omium.recovery.review(run_id, "approve")``) adds ``key`` to the run's approvals.
+    """
+    incident = uuid.uuid4().hex[:12]
+    failure = Failure(
+        trigger=TRIGGER,
+        error_type="ApprovalRequired",
+        message=message,
+        position=position,
+        step=gate,
+        agent=agent,
+        check=gate,
+        evidence={**evidence, "gate": key},
+    )
+    run = store.get_run(run_id)
+    store.update_run(
+        run_id,
+        run.version,
+        status="paused",
+        error="",
+        attributes={
+            AWAITING_ATTRIBUTE: "review",
+            INCIDENT_ATTRIBUTE: incident,
+            FAILURE_ATTRIBUTE: failure.to_json(),
+        },
+    )
+    audit.record(
+        store,
+        run_id,
+        "paused",
+        reason=message,
+        after=failure.evidence,
+        incident=incident,
+        awaiting="review",
+        trigger=TRIGGER,
+        agent=agent,
+        position=position,
+    )
+    return incident
+
+
+__all__ = ["TRIGGER", "ReviewGate", "approved", "gate_key", "pause"]

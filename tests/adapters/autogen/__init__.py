@@ -1,0 +1,1 @@
+"""The AG2 adapter: traced, checkpointed, validated and reviewable AG2 conversations."""

@@ -1,0 +1,50 @@
+"""A process that runs the example conversation against a journaled store, for the cross-process tests.
+
+    python conversation_process.py JOURNAL_DIR RUN_ID crash|pause
+
+``crash``: the process is killed (SIGKILL) when the reviewer's model is called, after the planner's
+and the coder's turns completed. ``pause``: a review gate before the reviewer pauses the run and the
+process exits. Either way the store's journal is left for the next process, which recovers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from team_example import PLAN_CHECK, BatchMemoryStore, crew
+
+from omium.adapters.autogen import ReviewGate
+from omium.sdk.journal import JournaledStore
+
+
+def kill_self(messages: Any) -> str:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "never"
+
+
+async def main(directory: Path, run_id: str, mode: str) -> None:
+    # No background flush: everything stays in the journal, which a kill -9 does not lose.
+    store = JournaledStore(BatchMemoryStore(), directory, flush_interval=3600)
+    if mode == "crash":
+        team_crew = crew()
+        team_crew.models["reviewer"].script = kill_self
+        team = team_crew.team(handoffs=[PLAN_CHECK])
+    else:
+        team_crew = crew()
+        team = team_crew.team(handoffs=[PLAN_CHECK], reviews=[ReviewGate("reviewer")])
+    outcome = await team.run(team_crew.sequential, "Write fib", run_id=run_id, store=store)
+    result = {"status": outcome.status, "calls": team_crew.calls(), "tool_runs": len(team_crew.tool_runs)}
+    print(json.dumps(result), flush=True)
+    os._exit(0)  # leave the journal as a crashed process would (close() would move it away)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
