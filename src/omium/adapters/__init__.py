@@ -2,5 +2,6 @@
 
 Every adapter gives an existing workflow Omium's checkpoints, traces, hand-off validation and
 recovery without rewriting it; :mod:`omium.adapters.inspection` reads a workflow's structure for
-``omium import``.
+``omium import``. :mod:`omium.adapters.langgraph` is a LangGraph checkpointer (``OmiumSaver``)
+that keeps graph threads in Omium's store.
 """
