@@ -91,7 +91,16 @@ def contents(state: Any) -> list[str]:
 
 
 def test_public_names() -> None:
-    assert omium.adapters.langgraph.__all__ == ["OmiumSaver"]
+    assert "OmiumSaver" in omium.adapters.langgraph.__all__
+
+
+def test_a_thread_run_through_a_graph_has_its_run_record(store: CheckpointStore) -> None:
+    # LangGraph reads a thread (get_tuple) before its first write: the run must still be made.
+    saver = OmiumSaver(store)
+    graph = support_graph(saver, Counter())
+    graph.invoke({"messages": [HumanMessage("hello")]}, config("t-listed"))
+    assert "langgraph:t-listed" in {r.run_id for r in store.list_runs()}
+    assert {c.config["configurable"]["thread_id"] for c in saver.list(None)} >= {"t-listed"}
 
 
 def test_resume_after_a_failure_runs_no_finished_node_again(store: CheckpointStore) -> None:

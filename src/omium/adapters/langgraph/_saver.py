@@ -326,7 +326,7 @@ class OmiumSaver(BaseCheckpointSaver[int]):
         """The thread's run, made on its first write; its numbering, set up on first use here."""
         run_id = run_id_of(thread_id)
         sequences = self._shared.sequences
-        if not sequences.known(run_id):
+        if run_id not in self._shared.runs:
             try:
                 self.store.create_run(
                     RunRecord(
@@ -336,9 +336,15 @@ class OmiumSaver(BaseCheckpointSaver[int]):
                         attributes={"adapter": "langgraph", "thread_id": str(thread_id)},
                     )
                 )
-                sequences.advance(run_id, 0)
+                made = True
             except ConflictError:
-                self._read(run_id)  # a thread written before: number past its records
+                made = False  # a thread written before (by this process or another)
+            self._shared.runs.add(run_id)
+            if not sequences.known(run_id):
+                if made:
+                    sequences.advance(run_id, 0)
+                else:
+                    self._read(run_id)  # number past its records
         return run_id
 
     def _parent(self, run_id: str, ns: str, checkpoint_id: str) -> _Parent | None:

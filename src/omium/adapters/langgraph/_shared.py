@@ -182,6 +182,9 @@ class Shared:
         self.blobs = BlobCache(store)
         self.threads = Threads(store)
         self.sequences = Sequences()
+        # Threads whose run record exists (made here or found made). Separate from the numbering:
+        # reading a thread (get_tuple before the first put) sets up its numbering, not its run.
+        self.runs: set[str] = set()
 
 
 _lock = threading.Lock()
