@@ -27,6 +27,14 @@ class StoreConformance:
         with pytest.raises(NotFoundError):
             store.get_blob("0" * 64)
 
+    def test_many_blobs_are_read_at_once(self, store: CheckpointStore) -> None:
+        values = [dumps({"message": i}) for i in range(50)] + [bytes(range(256))]
+        keys = [store.put_blob(v) for v in values]
+        assert store.get_blobs([*keys, keys[0]]) == dict(zip(keys, values, strict=True))
+        assert store.get_blobs([]) == {}
+        with pytest.raises(NotFoundError):
+            store.get_blobs([keys[0], "0" * 64])
+
     def test_runs_are_created_once(self, store: CheckpointStore) -> None:
         run = store.create_run(RunRecord("r1", "onboarding", attributes={"customer": "jane"}))
         loaded = store.get_run("r1")

@@ -28,8 +28,8 @@ from omium.sdk.store import (
 )
 
 READS = frozenset(
-    {"get_blob", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state", "events"}
-    | {"commands"}
+    {"get_blob", "get_blobs", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state"}
+    | {"events", "commands"}
 )
 WRITES = frozenset(
     {

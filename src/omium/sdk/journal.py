@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -212,6 +213,11 @@ class JournaledStore(LocalStore):
     def get_blob(self, digest: str) -> bytes:
         found = self._overlay._blobs.get(digest)
         return found if found is not None else self._backing.get_blob(digest)
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        found = {d: self._overlay._blobs[d] for d in digests if d in self._overlay._blobs}
+        rest = [d for d in digests if d not in found]
+        return found | (self._backing.get_blobs(rest) if rest else {})
 
     # --- runs
     def get_run(self, run_id: str) -> RunRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -57,6 +58,10 @@ class RemoteStore(CheckpointStore):
 
     def get_blob(self, digest: str) -> bytes:
         return base64.b64decode(self._call("get_blob", digest=digest))
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        found = self._call("get_blobs", digests=list(dict.fromkeys(digests)))
+        return {d: base64.b64decode(data) for d, data in found.items()}
 
     def create_run(self, run: RunRecord) -> RunRecord:
         return RunRecord(**self._call("create_run", run=run.__dict__))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -218,6 +218,14 @@ class CheckpointStore(ABC):
     @abstractmethod
     def get_blob(self, digest: str) -> bytes:
         """The bytes stored under ``digest``; :class:`NotFoundError` if none."""
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of every digest, by digest (:class:`NotFoundError` if any is unknown).
+
+        Stores that can read many values in one round trip override this: reading a long
+        history back (a LangGraph thread of 1,000 messages) is then one query, not 1,000.
+        """
+        return {d: self.get_blob(d) for d in dict.fromkeys(digests)}
 
     # --- runs
     @abstractmethod

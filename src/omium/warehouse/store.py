@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import base64
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from omium.errors import NotFoundError
@@ -51,6 +52,10 @@ LIMIT {{limit:UInt32}}
 
 BLOB_EXISTS = "SELECT count() FROM omium_state_blobs WHERE hash = {hash:String}"
 SELECT_BLOB = "SELECT base64Encode(data) AS data FROM omium_state_blobs WHERE hash = {hash:String} LIMIT 1"
+SELECT_BLOBS = (
+    "SELECT toString(hash) AS hash, any(base64Encode(data)) AS data FROM omium_state_blobs "
+    "WHERE hash IN {hashes:Array(String)} GROUP BY hash"
+)
 
 INSERT_STEP = """
 INSERT INTO omium_steps (run_id, position, attempt, kind, name, agent, status, input_hash, output_hash,
@@ -191,6 +196,17 @@ class WarehouseStore(LocalStore):
         if not rows:
             raise NotFoundError(f"no stored value {digest!r}")
         return base64.b64decode(rows[0]["data"])
+
+    def get_blobs(self, digests: Sequence[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return {}
+        rows = self._warehouse.query_rows(SELECT_BLOBS, {"hashes": wanted})
+        found = {r["hash"]: base64.b64decode(r["data"]) for r in rows}
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            raise NotFoundError(f"no stored value {missing[0]!r} ({len(missing)} of {len(wanted)} unknown)")
+        return found
 
     def _put_run(self, run: RunRecord) -> None:
         self._insert_run(run)
