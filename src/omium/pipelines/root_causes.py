@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from omium.models import culprit
 from omium.models.attribution import STEP_FEATURE_NAMES, make_model, step_features
 
 ATTRIBUTION_MODEL = "root_cause_attribution"
-CALL_KINDS = ("llm", "tool", "step")
 # The step features worth naming as evidence when they fire on the chosen step.
 _TELLING = (
     "after_tool",
@@ -58,35 +58,27 @@ class RootCause:
 
 def runtime_chain(run_id: str, failure: dict[str, Any], steps: list[Any]) -> RootCause:
     """The culprit of a live run's incident, from its recorded steps (``StepRecord``-like)."""
-    position = int(failure.get("position", -1))
-    trigger = str(failure.get("trigger", "exception"))
-    agent = str(failure.get("agent", ""))
-    at = next((s for s in steps if s.position == position), None)
+    found = culprit.trace(failure, steps)
+    at = found.failed
     what = f"{at.kind} {at.name}" if at is not None else "the workflow"
-    chain = [f"#{position} {what} ({agent}) failed: {failure.get('message', '')}"]
-    culprit = position
+    chain = [f"#{found.position} {what} ({found.agent}) failed: {failure.get('message', '')}"]
     confidence = 0.9
-    if trigger == "stale_handoff":
+    if found.trigger == "stale_handoff":
         reason = failure.get("evidence", {}).get("reason", "")
-        chain.append(f"#{position} the message was sent from stale state: {reason}")
-    else:
-        producers = [s for s in steps if s.position < position and s.agent == agent and s.kind in CALL_KINDS]
-        if producers:
-            culprit = producers[-1].position
-            chain.append(
-                f"#{culprit} {producers[-1].kind} {producers[-1].name} produced the data the check judged"
-            )
-        else:
-            confidence = 0.6  # the failing step itself: nothing earlier of that agent made its data
-        receives = [
-            s for s in steps if s.position < position and s.agent == agent and s.kind == "handoff_receive"
-        ]
-        if receives:
-            chain.append(f"#{receives[-1].position} its input arrived by hand-off {receives[-1].name}")
+        chain.append(f"#{found.position} the message was sent from stale state: {reason}")
+    elif found.producer is None:
+        confidence = 0.6  # the failing step itself: nothing earlier of that agent made its data
+    if found.producer is not None:
+        producer = found.producer
+        chain.append(
+            f"#{producer.position} {producer.kind} {producer.name} produced the data the check judged"
+        )
+    if found.receive is not None:
+        chain.append(f"#{found.receive.position} its input arrived by hand-off {found.receive.name}")
     evidence = failure.get("evidence", {})
     if evidence:
         chain.append("evidence: " + json.dumps(evidence, default=str, sort_keys=True))
-    return RootCause(run_id, agent, culprit, confidence, chain, "runtime_chain")
+    return RootCause(run_id, found.agent, found.culprit, confidence, chain, "runtime_chain")
 
 
 def fit_attribution(truth: pl.DataFrame, steps: pl.DataFrame, seed: int = 0) -> tuple[Any, int]:

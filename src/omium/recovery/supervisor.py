@@ -154,7 +154,7 @@ def supervise(
     chosen = _policy_of(fn, policy)
     run_id = run_id or uuid.uuid4().hex
     rng = rng or random.Random()
-    _check_not_awaiting(store, run_id)
+    check_not_awaiting(store, run_id)
     seen: list[str] = []
     outcome = Outcome(run_id, "running")
     while True:
@@ -233,7 +233,8 @@ def supervise(
         return outcome
 
 
-def _check_not_awaiting(store: CheckpointStore, run_id: str) -> None:
+def check_not_awaiting(store: CheckpointStore, run_id: str) -> None:
+    """:class:`ConflictError` if ``run_id`` is paused awaiting a review (an unknown run passes)."""
     try:
         run = store.get_run(run_id)
     except NotFoundError:
@@ -374,4 +375,12 @@ def resume(
     return outcome
 
 
-__all__ = ["Failure", "Outcome", "classify", "last_checkpoint_before", "resume", "supervise"]
+__all__ = [
+    "Failure",
+    "Outcome",
+    "check_not_awaiting",
+    "classify",
+    "last_checkpoint_before",
+    "resume",
+    "supervise",
+]

@@ -26,7 +26,7 @@ from omium.adapters.autogen.review import ReviewGate
 from omium.adapters.autogen.session import Session, Stop, session_of
 from omium.errors import ApprovalRequired, ConflictError, HandoffRejected, NotFoundError
 from omium.recovery import audit
-from omium.recovery.supervisor import AWAITING_ATTRIBUTE
+from omium.recovery.supervisor import check_not_awaiting
 from omium.sdk import llm, runs
 from omium.sdk.context import RunContext, current, maybe_current
 from omium.sdk.store import CheckpointStore
@@ -233,15 +233,11 @@ def _stop_error(stop: Stop) -> BaseException:
 
 
 def _refuse_unreviewed(store: CheckpointStore, run_id: str) -> None:
+    check_not_awaiting(store, run_id)  # paused for review: the supervisor's rule
     try:
         run = store.get_run(run_id)
     except NotFoundError:
         return
-    if run.status == "paused" and run.attributes.get(AWAITING_ATTRIBUTE):
-        raise ConflictError(
-            f"run {run_id!r} is paused awaiting {run.attributes[AWAITING_ATTRIBUTE]}: review it first "
-            f"(omium review {run_id} --approve | --reject)"
-        )
     if run.status == "rejected":
         raise ConflictError(f"run {run_id!r} was rejected in review; start a new run")
 

@@ -28,11 +28,11 @@ from langgraph.errors import GraphInterrupt
 from langgraph.types import Command, interrupt
 
 from omium.adapters.langgraph._saver import OmiumSaver
-from omium.adapters.langgraph._thread import RUN_PREFIX, WORKFLOW, run_id_of
+from omium.adapters.langgraph._thread import RUN_PREFIX, run_id_of, thread_run
 from omium.errors import ConflictError, HandoffRejected, NotFoundError, OmiumError
 from omium.recovery import audit
 from omium.sdk.consensus import check_constraints
-from omium.sdk.store import CheckpointStore, RunRecord
+from omium.sdk.store import CheckpointStore
 
 AWAITING = "review"  # the run attribute ``awaiting`` of a thread paused at a review gate
 GATE = "omium.review_gate"  # marks an interrupt value as a review gate's
@@ -303,10 +303,8 @@ def _ensure_run(store: CheckpointStore, run_id: str) -> None:
         return
     except NotFoundError:
         pass
-    thread_id = run_id.removeprefix(RUN_PREFIX)
-    attributes = {"adapter": "langgraph", "thread_id": thread_id}
     with contextlib.suppress(ConflictError):  # the saver made it meanwhile
-        store.create_run(RunRecord(run_id, WORKFLOW, status="completed", attributes=attributes))
+        store.create_run(thread_run(run_id.removeprefix(RUN_PREFIX)))
 
 
 def _jsonable(value: Any) -> Any:

@@ -79,10 +79,11 @@ from omium.adapters.langgraph._thread import (
     Thread,
     node_path,
     run_id_of,
+    thread_run,
     write_key,
 )
 from omium.errors import ConflictError
-from omium.sdk.store import CheckpointRecord, CheckpointStore, LocalStore, RunRecord, StepRecord
+from omium.sdk.store import CheckpointRecord, CheckpointStore, LocalStore, StepRecord
 
 # Aliases: inside the class, ``list`` is the method.
 Names = list[str]
@@ -328,14 +329,7 @@ class OmiumSaver(BaseCheckpointSaver[int]):
         sequences = self._shared.sequences
         if run_id not in self._shared.runs:
             try:
-                self.store.create_run(
-                    RunRecord(
-                        run_id,
-                        WORKFLOW,
-                        status="completed",
-                        attributes={"adapter": "langgraph", "thread_id": str(thread_id)},
-                    )
-                )
+                self.store.create_run(thread_run(thread_id))
                 made = True
             except ConflictError:
                 made = False  # a thread written before (by this process or another)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from omium.sdk.store import CheckpointRecord, CheckpointStore, StepRecord
+from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
 
 WORKFLOW = "langgraph"  # the RunRecord.workflow of a LangGraph thread
 RUN_PREFIX = "langgraph:"  # run_id = RUN_PREFIX + thread_id
@@ -27,6 +27,16 @@ Key = tuple[str, str]  # (checkpoint_ns, checkpoint_id)
 def run_id_of(thread_id: object) -> str:
     """The Omium run that holds a LangGraph thread."""
     return f"{RUN_PREFIX}{thread_id}"
+
+
+def thread_run(thread_id: object) -> RunRecord:
+    """The run record a LangGraph thread is kept under (made on its first write)."""
+    return RunRecord(
+        run_id_of(thread_id),
+        WORKFLOW,
+        status="completed",
+        attributes={"adapter": "langgraph", "thread_id": str(thread_id)},
+    )
 
 
 def node_path(checkpoint_ns: str) -> str:

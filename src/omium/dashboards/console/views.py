@@ -16,9 +16,8 @@ import plotly.graph_objects as go
 import polars as pl
 
 from omium.dashboards.console import data
+from omium.models import culprit
 from omium.sdk.store import RunRecord
-
-CALL_KINDS = ("llm", "tool", "step")
 
 
 def choose_run(label: str, key: str) -> RunRecord:
@@ -255,38 +254,26 @@ def root_cause(run_id: str) -> RootCause | None:
     failed = [s for s in records if s.status == "failed"]
     if not failure and not failed:
         return None
-    position = int(failure.get("position", failed[-1].position if failed else -1))
-    trigger = failure.get("trigger", "exception")
+    found = culprit.trace(failure, records, default_position=failed[-1].position if failed else -1)
+    position, trigger, agent, at = found.position, found.trigger, found.agent, found.failed
     evidence = failure.get("evidence", {})
-    at = next((s for s in records if s.position == position), None)
-    agent = failure.get("agent") or (at.agent if at else "")
     what = f"{at.kind} {at.name}" if at is not None else "the workflow"
     message = failure.get("message") or (at.error if at is not None else "")
     chain = [f"#{position} {what} ({agent}) failed: {message}"]
-    culprit_agent, culprit_position = agent, position
     if trigger == "stale_handoff":
         chain.append(f"#{position} the message was sent from stale state: {evidence.get('reason', '')}")
-    else:
-        # The data a guard or detector judged came from the agent's last model or tool call before it.
-        producers = [
-            s for s in records if s.position < position and s.agent == agent and s.kind in CALL_KINDS
-        ]
-        if producers:
-            producer = producers[-1]
-            culprit_position = producer.position
-            output = data.readable(producer.output_hash)
-            chain.append(f"#{producer.position} {producer.kind} {producer.name} produced: {_short(output)}")
-        receives = [
-            s for s in records if s.position < position and s.agent == agent and s.kind == "handoff_receive"
-        ]
-        if receives:
-            chain.append(f"#{receives[-1].position} its input arrived by hand-off {receives[-1].name}")
+    if found.producer is not None:
+        producer = found.producer
+        output = data.readable(producer.output_hash)
+        chain.append(f"#{producer.position} {producer.kind} {producer.name} produced: {_short(output)}")
+    if found.receive is not None:
+        chain.append(f"#{found.receive.position} its input arrived by hand-off {found.receive.name}")
     expected = str(evidence.get("allowed", evidence.get("threshold", "")))
     actual = ", ".join(f"{k} = {v}" for k, v in evidence.items() if k not in ("allowed", "threshold", "gate"))
     return RootCause(
         summary=f"{trigger} in {agent or 'the workflow'}",
-        agent=culprit_agent,
-        position=culprit_position,
+        agent=agent,
+        position=found.culprit,
         chain=chain,
         expected=expected,
         actual=actual,
