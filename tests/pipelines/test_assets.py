@@ -209,5 +209,4 @@ def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Pat
         }
         assert set(run_ids) == explained
         # Nothing new since: the sensor skips and keeps its cursor.
-        context.update_cursor(context.cursor)
         assert isinstance(failed_runs_sensor(context), dg.SkipReason)

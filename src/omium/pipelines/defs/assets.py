@@ -315,7 +315,7 @@ def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
         for run_id, cls in zip(known["run_id"].to_list(), y, strict=True):
             out.append({"run_id": run_id, "failure_class": cls, "confidence": 1.0, "model_version": "label"})
         feats.insert_rows(wh, "omium_failure_classes", out, stamp="classified_at")
-    beats = not metrics.get("evaluated") or metrics["accuracy"] >= metrics["majority_accuracy"] - 0.05
+    beats = not metrics.get("evaluated") or metrics["accuracy"] >= metrics["majority_accuracy"]
     return dg.MaterializeResult(
         metadata={
             "version": version,
