@@ -1,8 +1,9 @@
-"""``omium import who-and-when DIR`` and ``omium import tau-bench FILE``."""
+"""``omium import``: failure data (who-and-when, tau-bench) and workflows (langgraph, crewai)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -47,23 +48,45 @@ def langgraph(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing policy file."),
 ) -> None:
     """Inspect a LangGraph workflow: agents, suggested checkpoints, hand-offs; write a starter policy."""
+    from omium.adapters.inspection import inspect_langgraph, load_object
+
+    _report(inspect_langgraph(load_object(spec), name=spec), policy, force)
+
+
+@app.command("crewai")
+def crewai(
+    spec: str = typer.Argument(..., help="MODULE:CREW, a crewai.Crew."),
+    policy: Path = typer.Option(
+        Path("omium-policy.yaml"), "--policy", help="Where to write the starter policy."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing policy file."),
+) -> None:
+    """Inspect a CrewAI crew: agents, a checkpoint after each task, hand-offs; write a starter policy."""
+    from omium.adapters.inspection import inspect_crewai, load_object
+
+    _report(inspect_crewai(load_object(spec), name=spec), policy, force)
+
+
+def _report(report: Any, policy: Path, force: bool) -> None:
+    """Print what an inspection found and write its starter policy (checked before writing)."""
     from rich.console import Console
     from rich.table import Table
 
-    from omium.adapters.inspection import inspect_langgraph, load_object
     from omium.errors import ConfigError
     from omium.recovery.policy import Policy
 
-    report = inspect_langgraph(load_object(spec), name=spec)
     console = Console()
     console.print(
-        f"[bold]{report.name}[/bold]: {len(report.agents)} agents, entry {', '.join(report.entry) or '-'}"
+        f"[bold]{report.name}[/bold] ({report.framework}): {len(report.agents)} agents, "
+        f"entry {', '.join(report.entry) or '-'}"
     )
-    table = Table("agent", "checkpoint suggested", "hands off to")
-    for agent in report.agents:
+    table = Table("checkpoint suggested", "agent", "hands off to")
+    for checkpoint, agent in report.step_rows():
         targets = [f"{h.target}{'?' if h.conditional else ''}" for h in report.handoffs if h.source == agent]
-        table.add_row(agent, f"after {agent}", ", ".join(targets) or "(end)")
+        table.add_row(checkpoint, agent, ", ".join(targets) or "(end)")
     console.print(table)
+    if report.reviews:
+        console.print(f"review gates suggested: {', '.join(report.reviews)}")
     if policy.exists() and not force:
         raise ConfigError(f"{policy} exists; pass --force to overwrite it")
     text = report.policy_yaml()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import doctest
 
 import omium.adapters.autogen as adapter
-from omium.adapters.autogen import handoffs, review, termination, testing
+from omium.adapters import handoffs, review
+from omium.adapters.autogen import termination, testing
 
 
 def test_public_names() -> None:

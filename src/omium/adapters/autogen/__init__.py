@@ -39,10 +39,8 @@ In an AG2 network, add Omium's stop transition to the workflow graph —
 ``with_stop(TransitionGraph.sequence([...]))`` — so a stop closes the channel.
 """
 
-from omium.adapters.autogen.handoffs import HandoffCheck, Verdict
 from omium.adapters.autogen.middleware import OmiumMiddleware
 from omium.adapters.autogen.recording import transcript
-from omium.adapters.autogen.review import ReviewGate
 from omium.adapters.autogen.team import Outcome, Team, instrument
 from omium.adapters.autogen.termination import (
     OmiumStopped,
@@ -52,6 +50,8 @@ from omium.adapters.autogen.termination import (
     stop_transition,
     with_stop,
 )
+from omium.adapters.handoffs import HandoffCheck, Verdict
+from omium.adapters.review import ReviewGate
 
 __all__ = [
     "HandoffCheck",

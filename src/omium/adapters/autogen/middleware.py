@@ -40,7 +40,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 
 from omium import semconv
-from omium.adapters.autogen import handoffs, review
+from omium.adapters import handoffs, review
 from omium.adapters.autogen.recording import request_text
 from omium.adapters.autogen.session import Session, Stop, TurnCall
 from omium.adapters.autogen.termination import stop_response

@@ -19,14 +19,13 @@ from typing import Any
 from ag2 import Agent
 from opentelemetry import context as otel_context
 
-from omium.adapters.autogen import review
-from omium.adapters.autogen.handoffs import HandoffCheck
+from omium.adapters import review
 from omium.adapters.autogen.middleware import OmiumMiddleware
-from omium.adapters.autogen.review import ReviewGate
 from omium.adapters.autogen.session import Session, Stop, session_of
-from omium.errors import ApprovalRequired, ConflictError, HandoffRejected, NotFoundError
+from omium.adapters.handoffs import HandoffCheck
+from omium.adapters.review import ReviewGate
+from omium.errors import ApprovalRequired, HandoffRejected
 from omium.recovery import audit
-from omium.recovery.supervisor import check_not_awaiting
 from omium.sdk import llm, runs
 from omium.sdk.context import RunContext, current, maybe_current
 from omium.sdk.store import CheckpointStore
@@ -126,7 +125,7 @@ class Team:
         """
         store = store or self.store or runs.default_store()
         run_id = run_id or self.run_id or uuid.uuid4().hex
-        _refuse_unreviewed(store, run_id)
+        review.refuse_unreviewed(store, run_id)
         holder: list[Session] = []
         flow = self._workflow(conversation, self.name, holder)
         try:
@@ -230,16 +229,6 @@ def _stop_error(stop: Stop) -> BaseException:
         check=str(stop.evidence.get("gate_name", "")),
         evidence=dict(stop.evidence),
     )
-
-
-def _refuse_unreviewed(store: CheckpointStore, run_id: str) -> None:
-    check_not_awaiting(store, run_id)  # paused for review: the supervisor's rule
-    try:
-        run = store.get_run(run_id)
-    except NotFoundError:
-        return
-    if run.status == "rejected":
-        raise ConflictError(f"run {run_id!r} was rejected in review; start a new run")
 
 
 def _agents(targets: Any) -> list[Agent[Any]]:

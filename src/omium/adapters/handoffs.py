@@ -6,9 +6,10 @@ reply must be: a pydantic model (the reply is read as JSON) and/or Omium constra
 hand-off log (``sender->receiver``) as ``acked`` or ``rejected`` with the reason, beside the
 hand-offs :class:`omium.Consensus` records, so the console shows both alike.
 
-A rejected hand-off never reaches the next agent, and the check never raises inside AG2: the
-turn's reply is replaced by a stop message that a termination condition acts on (see
-:mod:`omium.adapters.autogen.termination`).
+The checks are the same for every framework adapter; each stops a rejected hand-off before it
+reaches the next agent in its framework's own way: AG2 replaces the turn's reply with a stop
+message a termination condition acts on (never raising inside AG2), CrewAI aborts the task from its
+post-step hook.
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ class HandoffCheck:
         per_field = any(key not in _VALUE_RULES for key in (self.constraints or {}))
         return parse_json if self.schema is not None or per_field else None
 
-    def validate(self, text: str) -> Verdict:
-        """Check one reply; never raises for a bad reply (the verdict says why it is bad)."""
+    def validate(self, text: Any) -> Verdict:
+        """Check one reply; never raises for a bad reply (the verdict says why it is bad).
+
+        ``text`` is usually the reply's text; an already structured value (a framework's parsed
+        output) is checked as it is, without parsing.
+        """
         value: Any = text
         parser = self._parser()
-        if parser is not None:
+        if parser is not None and isinstance(text, str):
             try:
                 value = parser(text)
             except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
@@ -96,7 +101,7 @@ class HandoffCheck:
                 return Verdict(False, [f"does not match {self.schema.__name__}: {problems}"], value)
         try:
             violations = check_constraints(value, self.constraints)
-        except Exception as error:  # a failing user check is a rejection, not a crash inside AG2
+        except Exception as error:  # a failing user check is a rejection, not a crash in the framework
             violations = [f"constraint check failed: {type(error).__name__}: {error}"]
         return Verdict(not violations, violations, value)
 
@@ -118,7 +123,7 @@ class Verdict:
         return "; ".join(self.violations)
 
 
-def record(context: RunContext, check: HandoffCheck, text: str, verdict: Verdict, key: str) -> HandoffRecord:
+def record(context: RunContext, check: HandoffCheck, text: Any, verdict: Verdict, key: str) -> HandoffRecord:
     """Append the checked reply to the run's hand-off log (``acked`` or ``rejected``)."""
     store = context.store
     payload: Any = text

@@ -1,10 +1,10 @@
-"""Review gates: pause a conversation before an agent's turn until a person approves it.
+"""Review gates: pause a run before an agent's turn (or task) until a person approves it.
 
-A paused conversation holds no process. The run is stored as ``paused`` awaiting review, the way
+A paused run holds no process. The run is stored as ``paused`` awaiting review, the way
 Omium's recovery supervisor pauses runs, so the same tools act on it: ``omium review RUN
---approve`` (or :func:`omium.recovery.review`) approves the gate, and running the conversation
-again with the same run id — in this process or another — replays the finished turns from the
-record and carries on past the gate.
+--approve`` (or :func:`omium.recovery.review`) approves the gate, and running the workflow again
+with the same run id — in this process or another — takes the finished turns or tasks from the
+record and carries on past the gate. AG2 and CrewAI adapters share these gates.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from omium.errors import ConflictError, NotFoundError
 from omium.recovery import audit
 from omium.recovery.supervisor import (
     AWAITING_ATTRIBUTE,
     FAILURE_ATTRIBUTE,
     INCIDENT_ATTRIBUTE,
     Failure,
+    check_not_awaiting,
 )
 from omium.sdk.context import RunContext
 from omium.sdk.guards import APPROVALS_ATTRIBUTE
@@ -30,7 +32,7 @@ TRIGGER = "review_gate"
 
 @dataclass(frozen=True)
 class ReviewGate:
-    """Pause before ``before``'s turn number ``occurrence`` (1: its first) until approved.
+    """Pause before ``before``'s turn (or task) number ``occurrence`` (1: its first) until approved.
 
     Example:
         >>> gate = ReviewGate("reviewer", reason="a person signs off the code before review")
@@ -114,4 +116,19 @@ def pause(
     return incident
 
 
-__all__ = ["TRIGGER", "ReviewGate", "approved", "gate_key", "pause"]
+def refuse_unreviewed(store: CheckpointStore, run_id: str) -> None:
+    """Refuse to run ``run_id`` again while it awaits review, or after it was rejected in review.
+
+    Raises:
+        ConflictError: the run is paused awaiting review, or was rejected.
+    """
+    check_not_awaiting(store, run_id)  # paused for review: the supervisor's rule
+    try:
+        run = store.get_run(run_id)
+    except NotFoundError:
+        return
+    if run.status == "rejected":
+        raise ConflictError(f"run {run_id!r} was rejected in review; start a new run")
+
+
+__all__ = ["TRIGGER", "ReviewGate", "approved", "gate_key", "pause", "refuse_unreviewed"]
