@@ -1,4 +1,4 @@
-"""The README's SDK example runs as written, and a second run answers from the record."""
+"""The README's SDK example runs as written (a second run answers from the record); CI runs its test command."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ def test_readme_sdk_example(tmp_path: Path) -> None:
         assert result.stdout.strip() == "offer for Jane Smith at score 720"
     # At a normal exit everything journaled was moved into the warehouse.
     assert all(path.stat().st_size == 0 for path in (tmp_path / "home" / "journal").glob("*.jsonl"))
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    section = README.read_text().split("Run the tests:", 1)[1]
+    command = section.split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
+    assert "pytest" in command and ".venv-crewai" in command
+    assert command in (README.parent / ".ci" / "run").read_text().splitlines()

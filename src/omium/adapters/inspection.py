@@ -168,8 +168,9 @@ def inspect_crewai(crew: Any, name: str = "") -> WorkflowReport:
         for before, after in itertools.pairwise(tasks):
             add(role(before), role(after), type(after).__name__ == "ConditionalTask")
     for task in tasks:
-        for source in getattr(task, "context", None) or []:
-            if hasattr(source, "description"):  # CrewAI's NOT_SPECIFIED sentinel is not a task
+        named = getattr(task, "context", None)
+        for source in named if isinstance(named, list) else []:  # else CrewAI's NOT_SPECIFIED
+            if hasattr(source, "description"):
                 add(role(source), role(task), type(task).__name__ == "ConditionalTask")
     entry = (manager_role,) if process == "hierarchical" else (role(tasks[0]),)
     if process == "hierarchical" and manager_role not in agents:
