@@ -11,6 +11,7 @@ from omium.adapters.crewai import TASK_KIND, HandoffCheck, ReviewGate, guardrail
 from omium.adapters.crewai.testing import final
 from omium.errors import ConflictError, GuardViolation
 from omium.recovery import review
+from omium.recovery.worker import Worker, enqueue
 from omium.sdk import serde
 from omium.testing import Runtime
 from tests.adapters.crewai.onboarding import KYC_CHECK, onboarding
@@ -239,3 +240,33 @@ def test_a_crew_not_under_omium_is_left_alone(rt: Runtime) -> None:
     assert isinstance(plain.crew, Crew) and result.raw == "Email sent to Ada"
     assert rt.spans.get_finished_spans() == ()
     assert rt.store.list_runs() == []
+
+
+def test_an_approved_run_is_resumed_by_an_omium_worker(rt: Runtime) -> None:
+    gate = ReviewGate("email")
+    instrument(onboarding().crew, reviews=[gate]).kickoff({"customer": "Ada"}, run_id="by-worker")
+    review("by-worker", "approve", store=rt.store)  # what `omium review RUN --approve` does,
+    enqueue(rt.store, "by-worker", "resume")  # and then it queues the resume for a worker
+
+    hosted = onboarding()
+    flow = instrument(hosted.crew, reviews=[gate]).workflow()
+    command = Worker(rt.store, {"onboarding": flow}).run_once()
+    assert command is not None and command.status == "done", command
+    assert json.loads(command.result)["status"] == "completed"
+    assert rt.store.get_run("by-worker").status == "completed"
+    # The worker resumed with the run's recorded inputs ({"customer": "Ada"}) from the gate on.
+    assert hosted.calls() == {"kyc": 0, "credit": 0, "terms": 0, "email": 2}
+    assert hosted.tool_runs()["send_email"] == ["Ada"]
+
+
+def test_a_task_that_fails_after_a_guardrail_verdict_is_not_blamed_on_the_guardrail(rt: Runtime) -> None:
+    down = RuntimeError("model provider is down")
+    team = onboarding(
+        {"terms": [final("Offer: $20,000 at APR 0%"), down, down, down]},
+        guardrail=guardrail(_apr_in_range, name="apr_in_range"),
+        guardrail_retries=2,
+    )
+    with pytest.raises(Exception, match="provider is down") as caught:
+        instrument(team.crew).kickoff({"customer": "Ada"}, run_id="guard-3")
+    assert not isinstance(caught.value, GuardViolation)
+    assert "provider is down" in rt.store.get_run("guard-3").error

@@ -364,7 +364,8 @@ class OmiumCrew:
             session.open.pop(task_id)
             running.model_calls += spans.write_calls(session, call, spans.take(task_id), self.capture_content)
             judged = running.guard_failures.get(task_id)
-            if judged and session.stop is None:
+            # CrewAI gives up on a guardrail with "... Last error: MESSAGE": only then did the guard fail.
+            if judged and session.stop is None and judged[-1]["message"] in str(error):
                 last = judged[-1]
                 failure = GuardViolation(
                     f"guardrail {last['guardrail']} on {call.agent}'s task {call.name!r} still failed after "
