@@ -26,12 +26,13 @@ logger = logging.getLogger(__name__)
 
 
 def record_checkpoint(
-    context: RunContext, name: str, start: int, values: dict[str, Any]
+    context: RunContext, name: str, start: int, values: dict[str, Any], *, agent: str | None = None
 ) -> CheckpointRecord | None:
     """Record a checkpoint named ``name`` of the running run (adapters checkpoint at framework steps).
 
     ``start`` is the position the checkpointed stretch began at and ``values`` what to save beside
-    the recorded outputs; returns the record, or None when replaying one already recorded.
+    the recorded outputs; ``agent`` is who reached it (default: the innermost agent running).
+    Returns the record, or None when replaying one already recorded.
     """
     outputs = {
         str(position): record.output_hash
@@ -48,7 +49,7 @@ def record_checkpoint(
         run_id=context.run_id,
         seq=context.next_checkpoint_seq,
         name=name,
-        agent=context.agent,
+        agent=context.agent if agent is None else agent,
         step_index=context.next_position,
         state_hash=context.store.put_blob(serde.dumps(state)),
     )

@@ -19,13 +19,12 @@ from typing import Any
 from ag2 import Agent
 from opentelemetry import context as otel_context
 
-from omium.adapters import review
+from omium.adapters import review, stops
 from omium.adapters.autogen.middleware import OmiumMiddleware
 from omium.adapters.autogen.session import Session, Stop, session_of
 from omium.adapters.handoffs import HandoffCheck
 from omium.adapters.review import ReviewGate
 from omium.errors import ApprovalRequired, HandoffRejected
-from omium.recovery import audit
 from omium.sdk import llm, runs
 from omium.sdk.context import RunContext, current, maybe_current
 from omium.sdk.store import CheckpointStore
@@ -130,33 +129,12 @@ class Team:
         flow = self._workflow(conversation, self.name, holder)
         try:
             result = await runs.arun(flow, *args, run_id=run_id, store=store, **kwargs)
-        except HandoffRejected as error:
+        except (HandoffRejected, ApprovalRequired) as error:
             stop = holder[0].stop if holder else None
-            if stop is None or stop.kind != "handoff rejected":
+            status = stops.settle(store, run_id, error, stop, {"turn": stop.turn} if stop else {})
+            if status is None or stop is None:
                 raise
-            audit.record(
-                store,
-                run_id,
-                "failed",
-                reason=str(error),
-                incident=str(stop.evidence.get("incident", "")),
-            )
-            return self._outcome(run_id, "rejected", holder, reason=stop.reason)
-        except ApprovalRequired as error:
-            stop = holder[0].stop if holder else None
-            if stop is None or stop.kind != "awaiting review":
-                raise
-            review.pause(
-                store,
-                run_id,
-                gate=str(stop.evidence["gate_name"]),
-                key=str(stop.evidence["gate"]),
-                agent=stop.agent,
-                position=stop.position,
-                message=str(error),
-                evidence={"turn": stop.turn},
-            )
-            return self._outcome(run_id, "paused", holder, reason=stop.reason)
+            return self._outcome(run_id, status, holder, reason=stop.reason)
         return self._outcome(run_id, "completed", holder, result=result)
 
     def workflow(self, conversation: Callable[..., Awaitable[Any]], *, name: str | None = None) -> Any:

@@ -26,13 +26,12 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode
 
 from omium import semconv
-from omium.adapters import handoffs, review
+from omium.adapters import handoffs, review, stops
 from omium.adapters.crewai import spans
 from omium.adapters.crewai.session import Session, Stop, TaskCall, agent_role
 from omium.adapters.handoffs import HandoffCheck
 from omium.adapters.review import ReviewGate
 from omium.errors import ApprovalRequired, ConflictError, GuardViolation, HandoffRejected, OmiumError
-from omium.recovery import audit
 from omium.sdk import runs
 from omium.sdk.context import current
 from omium.sdk.store import CheckpointStore
@@ -128,7 +127,8 @@ def _pre_step(ctx: Any) -> None:
             }
             waiting = ApprovalRequired(reason, trigger=review.TRIGGER, check=gate.name, evidence=evidence)
             raise _abort(
-                running, Stop("awaiting review", reason, role, call.name, call.position, waiting, evidence)
+                running,
+                Stop(stops.AWAITING_REVIEW, reason, role, call.name, call.position, waiting, evidence),
             )
     call.span = spans.start_task_span(session, call, owner.name, owner.capture_content)
     spans.watch(str(ctx.task.id))
@@ -165,7 +165,7 @@ def _post_step(ctx: Any) -> None:
             evidence = {"incident": incident, "channel": message.channel, "seq": message.seq}
             raise _abort(
                 running,
-                Stop("handoff rejected", reason, call.agent, call.name, call.position, error, evidence),
+                Stop(stops.HANDOFF_REJECTED, reason, call.agent, call.name, call.position, error, evidence),
             )
     session.complete(call, output)
     if call.span is not None and owner.capture_content:
@@ -268,29 +268,12 @@ class OmiumCrew:
         flow = self._workflow(self.name, holder)
         try:
             result = runs.run(flow, inputs, run_id=run_id, store=store)
-        except HandoffRejected as error:
+        except (HandoffRejected, ApprovalRequired) as error:
             stop = holder[0].session.stop if holder else None
-            if stop is None or stop.kind != "handoff rejected":
+            status = stops.settle(store, run_id, error, stop, {"task": stop.task} if stop else {})
+            if status is None or stop is None:
                 raise
-            audit.record(
-                store, run_id, "failed", reason=str(error), incident=str(stop.evidence.get("incident", ""))
-            )
-            return self._outcome(run_id, "rejected", holder, reason=stop.reason)
-        except ApprovalRequired as error:
-            stop = holder[0].session.stop if holder else None
-            if stop is None or stop.kind != "awaiting review":
-                raise
-            review.pause(
-                store,
-                run_id,
-                gate=str(stop.evidence["gate_name"]),
-                key=str(stop.evidence["gate"]),
-                agent=stop.agent,
-                position=stop.position,
-                message=str(error),
-                evidence={"task": stop.task},
-            )
-            return self._outcome(run_id, "paused", holder, reason=stop.reason)
+            return self._outcome(run_id, status, holder, reason=stop.reason)
         return self._outcome(run_id, "completed", holder, result=result)
 
     def workflow(self, *, name: str | None = None) -> Any:

@@ -19,8 +19,9 @@ from opentelemetry.trace import Span
 
 from omium.errors import NonDeterminismError
 from omium.sdk import serde
+from omium.sdk.checkpoint import record_checkpoint
 from omium.sdk.context import RunContext
-from omium.sdk.store import CheckpointRecord, StepRecord, now_us
+from omium.sdk.store import StepRecord, now_us
 
 TASK_KIND = "crewai.task"
 
@@ -92,7 +93,6 @@ class Session:
     def __init__(self, context: RunContext, otel_parent: Any) -> None:
         self.context = context
         self.otel_parent = otel_parent  # the run's span: task spans hang under it
-        self.outputs: dict[str, str] = {}  # position -> output hash, for checkpoints
         self.occurrences: dict[str, int] = {}
         self.open: dict[str, TaskCall] = {}  # by CrewAI task id
         self.stop: Stop | None = None
@@ -118,7 +118,6 @@ class Session:
             task.output = decode_output(data, task)
             role = agent_role(task) or recorded.agent
             self.occurrences[role] = self.occurrences.get(role, 0) + 1
-            self.outputs[str(position)] = recorded.output_hash
             context.next_checkpoint_seq += 1  # its checkpoint is recorded already
             context.replayed += 1
             self.replayed += 1
@@ -162,7 +161,6 @@ class Session:
         output_hash = store.put_blob(serde.dumps(encode_output(output)))
         step = self._step(call, "completed", output_hash=output_hash)
         self.context.recorded[call.position] = step
-        self.outputs[str(call.position)] = output_hash
         self._checkpoint(call)
         self.context.executed += 1
         self.executed += 1
@@ -200,25 +198,14 @@ class Session:
         return step
 
     def _checkpoint(self, call: TaskCall) -> None:
-        context = self.context
-        name = f"task-{call.position}"
-        state = {
-            "name": name,
-            "position": context.next_position,
-            "outputs": dict(self.outputs),
-            "values": {"task": call.name, "agent": call.agent},
-        }
-        context.store.add_checkpoint(
-            CheckpointRecord(
-                run_id=context.run_id,
-                seq=context.next_checkpoint_seq,
-                name=name,
-                agent=call.agent,
-                step_index=context.next_position,
-                state_hash=context.store.put_blob(serde.dumps(state)),
-            )
+        # The outputs of every finished task so far (restored ones included), by position.
+        record_checkpoint(
+            self.context,
+            f"task-{call.position}",
+            0,
+            {"task": call.name, "agent": call.agent},
+            agent=call.agent,
         )
-        context.next_checkpoint_seq += 1
 
 
 __all__ = [
