@@ -13,6 +13,7 @@ from omium.errors import ConflictError, GuardViolation
 from omium.recovery import review
 from omium.recovery.worker import Worker, enqueue
 from omium.sdk import serde
+from omium.sdk.store import MemoryStore, StepRecord
 from omium.testing import Runtime
 from tests.adapters.crewai.onboarding import KYC_CHECK, onboarding
 
@@ -270,3 +271,19 @@ def test_a_task_that_fails_after_a_guardrail_verdict_is_not_blamed_on_the_guardr
         instrument(team.crew).kickoff({"customer": "Ada"}, run_id="guard-3")
     assert not isinstance(caught.value, GuardViolation)
     assert "provider is down" in rt.store.get_run("guard-3").error
+
+
+class _RefusingStore(MemoryStore):
+    """A store that cannot record a finished task (a full disk, say)."""
+
+    def record_step(self, step: StepRecord) -> None:
+        if step.status == "completed":
+            raise OSError("No space left on device")
+        super().record_step(step)
+
+
+def test_a_task_omium_cannot_record_stops_the_crew_instead_of_being_carried_past(rt: Runtime) -> None:
+    team = onboarding()
+    with pytest.raises(OSError, match="No space left"):
+        instrument(team.crew).kickoff({"customer": "Ada"}, run_id="full-1", store=_RefusingStore())
+    assert team.calls() == {"kyc": 2, "credit": 0, "terms": 0, "email": 0}

@@ -13,10 +13,11 @@ and acting only on crews being run by Omium) and its event bus (:mod:`omium.adap
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +29,10 @@ from opentelemetry.trace import Status, StatusCode
 from omium import semconv
 from omium.adapters import handoffs, review, stops
 from omium.adapters.crewai import spans
-from omium.adapters.crewai.session import Session, Stop, TaskCall, agent_role
+from omium.adapters.crewai.session import Session, Stop, TaskCall, agent_role, task_name
 from omium.adapters.handoffs import HandoffCheck
 from omium.adapters.review import ReviewGate
-from omium.errors import ApprovalRequired, ConflictError, GuardViolation, HandoffRejected, OmiumError
+from omium.errors import ApprovalRequired, ConflictError, GuardViolation, HandoffRejected
 from omium.sdk import runs
 from omium.sdk.context import current
 from omium.sdk.store import CheckpointStore
@@ -101,18 +102,40 @@ def _abort(running: _Running, stop: Stop) -> HookAborted:
     return HookAborted(stop.reason, source="omium")
 
 
+OMIUM_ERROR = "omium error"
+
+
+def _fail_closed(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """CrewAI swallows a hook's exceptions (other than ``HookAborted``) and carries on; a task
+    Omium could not record must not be carried past, so any error stops the crew instead."""
+
+    @functools.wraps(hook)
+    def guarded(ctx: Any) -> None:
+        try:
+            return hook(ctx)
+        except HookAborted:
+            raise
+        except Exception as error:
+            running = _running_for(ctx)
+            if running is None:
+                raise
+            name = task_name(ctx.task)
+            stop = Stop(
+                OMIUM_ERROR, f"{type(error).__name__}: {error}", str(ctx.agent_role or ""), name, -1, error
+            )
+            raise _abort(running, stop) from error
+
+    return guarded
+
+
+@_fail_closed
 def _pre_step(ctx: Any) -> None:
     running = _running_for(ctx)
     if running is None:
         return None
     session, owner = running.session, running.owner
     role = ctx.agent_role or agent_role(ctx.task, ctx.agent)
-    try:
-        call = session.begin(ctx.task, role, _text(ctx.payload))
-    except OmiumError as error:  # CrewAI swallows other exceptions from hooks: stop it ourselves
-        raise _abort(
-            running, Stop("omium error", str(error), role, str(ctx.task.name or ""), -1, error)
-        ) from error
+    call = session.begin(ctx.task, role, _text(ctx.payload))
     gate = owner.gate_for(role, call.occurrence)
     if gate is not None:
         key = review.gate_key(session.context, call.position)
@@ -136,6 +159,7 @@ def _pre_step(ctx: Any) -> None:
     return None
 
 
+@_fail_closed
 def _post_step(ctx: Any) -> None:
     running = _running_for(ctx)
     if running is None:
