@@ -12,7 +12,7 @@ from omium.adapters.crewai.testing import final
 from omium.errors import ConflictError, GuardViolation
 from omium.recovery import review
 from omium.recovery.worker import Worker, enqueue
-from omium.sdk import serde
+from omium.sdk import runs, serde
 from omium.sdk.store import MemoryStore, StepRecord
 from omium.testing import Runtime
 from tests.adapters.crewai.onboarding import KYC_CHECK, onboarding
@@ -287,3 +287,17 @@ def test_a_task_omium_cannot_record_stops_the_crew_instead_of_being_carried_past
     with pytest.raises(OSError, match="No space left"):
         instrument(team.crew).kickoff({"customer": "Ada"}, run_id="full-1", store=_RefusingStore())
     assert team.calls() == {"kyc": 2, "credit": 0, "terms": 0, "email": 0}
+
+
+def test_a_rolled_back_crew_reruns_only_the_tasks_after_the_checkpoint(rt: Runtime) -> None:
+    instrument(onboarding().crew).kickoff({"customer": "Ada"}, run_id="back-1")
+    runs.rollback("back-1", "task-1", store=rt.store)  # what `omium rollback back-1 --to task-1` does
+
+    again = onboarding({"terms": [final("Offer: $20,000 at APR 5.9%")]})
+    outcome = instrument(again.crew).kickoff({"customer": "Ada"}, run_id="back-1")
+    assert outcome.status == "completed"
+    assert (outcome.executed, outcome.replayed) == (2, 2)
+    assert again.calls() == {"kyc": 0, "credit": 0, "terms": 1, "email": 2}
+    assert outcome.result is not None and outcome.result["tasks"][2] == "Offer: $20,000 at APR 5.9%"
+    live = [c.name for c in runs.live_checkpoints(rt.store, rt.store.get_run("back-1"))]
+    assert live == ["task-0", "task-1", "task-2", "task-3"]
