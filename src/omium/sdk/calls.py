@@ -29,6 +29,44 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def record_call(
+    context: RunContext,
+    *,
+    position: int,
+    kind: str,
+    name: str,
+    agent: str,
+    status: str,
+    inputs: Any,
+    key: str,
+    started_at: int,
+    output_hash: str = "",
+    error: str = "",
+) -> StepRecord:
+    """Record a call a framework made (an AG2 turn, a CrewAI task) as the run's step at ``position``.
+
+    Adapters use it where the framework, not :func:`invoke`, runs the call; ``inputs`` is stored
+    by content address as the step's input.
+    """
+    store = context.store
+    record = StepRecord(
+        run_id=context.run_id,
+        position=position,
+        kind=kind,
+        name=name,
+        status=status,
+        agent=agent,
+        input_hash=store.put_blob(serde.dumps(inputs)),
+        output_hash=output_hash,
+        error=error,
+        idempotency_key=key,
+        started_at=started_at,
+        ended_at=now_us(),
+    )
+    store.record_step(record)
+    return record
+
+
 @dataclass(frozen=True)
 class CallDefinition:
     """What a decorator attached: the call's name and kind, its retry policy and compensation."""

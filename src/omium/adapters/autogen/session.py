@@ -22,6 +22,7 @@ from omium.adapters.autogen.recording import (
 )
 from omium.errors import NonDeterminismError, ReplayDivergence
 from omium.sdk import serde
+from omium.sdk.calls import record_call
 from omium.sdk.context import RunContext
 from omium.sdk.store import CheckpointRecord, StepRecord, now_us
 
@@ -176,25 +177,19 @@ class Session:
     def _step(
         self, call: TurnCall, status: str, request: str, output_hash: str = "", error: str = ""
     ) -> StepRecord:
-        store = self.context.store
-        step = StepRecord(
-            run_id=self.context.run_id,
+        return record_call(
+            self.context,
             position=call.position,
             kind=TURN_KIND,
             name=call.agent,
-            status=status,
             agent=call.agent,
-            input_hash=store.put_blob(
-                serde.dumps({"agent": call.agent, "turn": call.turn, "request": request})
-            ),
+            status=status,
+            inputs={"agent": call.agent, "turn": call.turn, "request": request},
+            key=call.key,
+            started_at=call.started_at,
             output_hash=output_hash,
             error=error,
-            idempotency_key=call.key,
-            started_at=call.started_at,
-            ended_at=now_us(),
         )
-        store.record_step(step)
-        return step
 
     def _checkpoint(self, call: TurnCall, output_hash: str) -> None:
         context = self.context

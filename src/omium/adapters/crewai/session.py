@@ -19,6 +19,7 @@ from opentelemetry.trace import Span
 
 from omium.errors import NonDeterminismError
 from omium.sdk import serde
+from omium.sdk.calls import record_call
 from omium.sdk.checkpoint import record_checkpoint
 from omium.sdk.context import RunContext
 from omium.sdk.store import StepRecord, now_us
@@ -177,25 +178,19 @@ class Session:
         return self.stop
 
     def _step(self, call: TaskCall, status: str, output_hash: str = "", error: str = "") -> StepRecord:
-        store = self.context.store
-        step = StepRecord(
-            run_id=self.context.run_id,
+        return record_call(
+            self.context,
             position=call.position,
             kind=TASK_KIND,
             name=call.name,
-            status=status,
             agent=call.agent,
-            input_hash=store.put_blob(
-                serde.dumps({"task": call.name, "agent": call.agent, "context": call.request})
-            ),
+            status=status,
+            inputs={"task": call.name, "agent": call.agent, "context": call.request},
+            key=call.key,
+            started_at=call.started_at,
             output_hash=output_hash,
             error=error,
-            idempotency_key=call.key,
-            started_at=call.started_at,
-            ended_at=now_us(),
         )
-        store.record_step(step)
-        return step
 
     def _checkpoint(self, call: TaskCall) -> None:
         # The outputs of every finished task so far (restored ones included), by position.

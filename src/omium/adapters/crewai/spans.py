@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from omium import semconv
 from omium.adapters.crewai.session import Session, TaskCall
+from omium.adapters.genai import text, tokens
 from omium.sdk import llm, tracing
 
 logger = logging.getLogger(__name__)
@@ -97,30 +98,6 @@ def take(task_id: str) -> list[Any]:
 
 def _ns(moment: datetime | None) -> int | None:
     return int(moment.timestamp() * 1_000_000_000) if moment is not None else None
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=str, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _tokens(usage: Any) -> dict[str, int]:
-    if not isinstance(usage, dict):
-        return {}
-    found: dict[str, int] = {}
-    for key, names in (
-        (semconv.GEN_AI_USAGE_INPUT_TOKENS, ("prompt_tokens", "input_tokens")),
-        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, ("completion_tokens", "output_tokens")),
-    ):
-        for name in names:
-            if isinstance(usage.get(name), int):
-                found[key] = usage[name]
-                break
-    return found
 
 
 def start_task_span(session: Session, call: TaskCall, workflow: str, capture: bool) -> Span:
@@ -191,12 +168,12 @@ def _chat_span(parent: Any, base: dict[str, Any], start: Any, end: Any, capture:
     if provider is not None and getattr(provider, "provider", None):
         attributes[semconv.GEN_AI_PROVIDER_NAME] = str(provider.provider)
     if isinstance(end, LLMCallCompletedEvent):
-        attributes.update(_tokens(end.usage))
+        attributes.update(tokens(end.usage))
         if capture:
             if start is not None and start.messages is not None:
-                attributes[semconv.GEN_AI_INPUT_MESSAGES] = _text(start.messages)
+                attributes[semconv.GEN_AI_INPUT_MESSAGES] = text(start.messages)
             attributes[semconv.GEN_AI_OUTPUT_MESSAGES] = json.dumps(
-                [{"role": "assistant", "content": _text(end.response)}]
+                [{"role": "assistant", "content": text(end.response)}]
             )
     span = tracing.tracer().start_span(
         f"chat {model}",
@@ -218,9 +195,9 @@ def _tool_span(parent: Any, base: dict[str, Any], start: Any, end: Any, capture:
         semconv.GEN_AI_TOOL_NAME: end.tool_name,
     }
     if capture:
-        attributes["gen_ai.tool.call.arguments"] = _text(end.tool_args)
+        attributes["gen_ai.tool.call.arguments"] = text(end.tool_args)
         if isinstance(end, ToolUsageFinishedEvent):
-            attributes["gen_ai.tool.call.result"] = _text(end.output)
+            attributes["gen_ai.tool.call.result"] = text(end.output)
     started = end.started_at if isinstance(end, ToolUsageFinishedEvent) else None
     if started is None and start is not None:
         started = start.timestamp
@@ -236,7 +213,7 @@ def _tool_span(parent: Any, base: dict[str, Any], start: Any, end: Any, capture:
     )
     if isinstance(end, ToolUsageErrorEvent):
         span.set_attribute("error.type", "ToolUsageError")
-        span.set_status(Status(StatusCode.ERROR, _text(end.error)))
+        span.set_status(Status(StatusCode.ERROR, text(end.error)))
     span.end(end_time=_ns(finished))
 
 

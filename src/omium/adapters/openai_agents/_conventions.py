@@ -8,7 +8,6 @@ contents follow :data:`omium.sdk.llm.CAPTURE_CONTENT`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from agents.tracing.span_data import (
@@ -26,37 +25,10 @@ from agents.tracing.span_data import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from omium import semconv
+from omium.adapters.genai import text, tokens
 from omium.sdk import llm
 
 PREFIX = "openai_agents"
-
-
-def text(value: Any) -> str:
-    """An attribute value for structured data: JSON, else its string."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=str, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def tokens(usage: Any) -> dict[str, int]:
-    """Input/output token counts from a usage mapping or object (either naming scheme)."""
-    if usage is None:
-        return {}
-    get = usage.get if isinstance(usage, dict) else lambda key: getattr(usage, key, None)
-    found: dict[str, int] = {}
-    for key, names in (
-        (semconv.GEN_AI_USAGE_INPUT_TOKENS, ("input_tokens", "prompt_tokens")),
-        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, ("output_tokens", "completion_tokens")),
-    ):
-        for name in names:
-            value = get(name)
-            if isinstance(value, int):
-                found[key] = value
-                break
-    return found
 
 
 def set_error(otel_span: Any, error: Any) -> None:
