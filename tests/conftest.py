@@ -127,7 +127,7 @@ class ServerProcess:
         response = httpx.post(
             f"{self.url}/v1/sql",
             json={"query": query, "parameters": params},
-            headers={"accept": "application/json"},
+            headers={"accept": "application/json", "authorization": "Bearer test-token"},
             timeout=60,
         )
         response.raise_for_status()
