@@ -7,6 +7,7 @@ never at import time, so tests and embedding applications can pass their own.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,12 +53,56 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: set[st
     return raw.rstrip("/")
 
 
-def _token_file(home: Path) -> str | None:
-    """The token a local server left for local clients (see ``omium.collector.server``)."""
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
     try:
-        return (home / "api-token").read_text().strip() or None
-    except OSError:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in (env.get(name) or "").split(",") if part.strip())
+
+
+# What a token may look like: `secrets.token_urlsafe` output or an operator's printable secret.
+_TOKEN = re.compile(r"^[\x21-\x7e]{16,512}$")
+
+
+def read_token_file(path: Path) -> str | None:
+    """The token a local server left at ``path`` for local clients, if the file holds one.
+
+    A missing, unreadable, empty or garbled file (someone overwrote it) counts as no token, so a
+    server regenerates it instead of failing to start.
+    """
+    try:
+        text = path.read_bytes()[:1024].decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
         return None
+    return text if _TOKEN.match(text) else None
+
+
+def ensure_home(home: Path) -> Path:
+    """Create ``$OMIUM_HOME`` readable by this user only (0700), and tighten one that Omium made
+    earlier with looser modes: it holds the API token, runs, prompts and customer data.
+
+    A directory that holds none of Omium's files (``OMIUM_HOME=/tmp``, say) is left as it is.
+    """
+    existed = home.is_dir()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ours = not existed or any((home / name).exists() for name in ("api-token", "warehouse", "journal"))
+    try:
+        info = home.stat()
+        if ours and info.st_uid == os.getuid() and info.st_mode & 0o077:
+            home.chmod(0o700)
+    except OSError:
+        pass
+    return home
 
 
 @dataclass(frozen=True)
@@ -68,8 +113,13 @@ class Settings:
         home: ``OMIUM_HOME``, where the embedded warehouse and local state live (default ``./.omium``).
         server_url: ``OMIUM_SERVER_URL``, the Omium server's HTTP address.
         clickhouse_url: ``OMIUM_CLICKHOUSE_URL``; unset means the embedded chdb warehouse.
-        api_token: ``OMIUM_API_TOKEN``, required for writes through the SQL API and whenever
-            the server binds beyond loopback.
+        api_token: ``OMIUM_API_TOKEN``: every API call but health and loopback OTLP ingest needs
+            it. Unset, a local server generates one into ``$OMIUM_HOME/api-token`` (0600), which
+            local clients read (then ``api_token_from_file`` is true).
+        api_token_from_file: the token came from ``$OMIUM_HOME/api-token``, not from the operator;
+            such a token never allows binding beyond loopback.
+        ingest_token: ``OMIUM_INGEST_TOKEN``: when set, OTLP ingest needs it (or the API token);
+            beyond loopback, ingest needs one of them anyway.
         database: ``OMIUM_DATABASE``, the ClickHouse database holding Omium's tables.
         host: ``OMIUM_HOST``, the address the server binds (loopback unless configured).
         http_port: ``OMIUM_HTTP_PORT``, OTLP/HTTP, control and SQL API (4318).
@@ -81,6 +131,21 @@ class Settings:
             the collector answers 503 (bounds memory under overload).
         max_body_bytes: ``OMIUM_MAX_BODY_BYTES``, cap on a decompressed OTLP body (64 MiB).
         fsync: ``OMIUM_FSYNC``, fsync every insert (survives power loss, not only process death).
+        max_pending_bytes: ``OMIUM_MAX_PENDING_BYTES``, bytes of accepted OTLP not yet durable
+            before the collector answers 503 (256 MiB).
+        max_api_body_bytes: ``OMIUM_MAX_API_BODY_BYTES``, cap on an API request body (16 MiB).
+        max_connections: ``OMIUM_MAX_CONNECTIONS``, open HTTP connections; more are closed at once.
+        max_requests: ``OMIUM_MAX_REQUESTS``, HTTP requests in progress before 503 + Retry-After
+            (health checks are never refused).
+        header_timeout: ``OMIUM_HEADER_TIMEOUT_SECONDS``, time a client has to send a request's
+            line and headers (10 s); idle or trickling sockets are closed after it.
+        body_timeout: ``OMIUM_BODY_TIMEOUT_SECONDS``, time a client has to send a request's body
+            once its headers arrived (60 s).
+        shutdown_seconds: ``OMIUM_SHUTDOWN_SECONDS``, grace given to requests in progress on SIGTERM.
+        allowed_hosts: ``OMIUM_ALLOWED_HOSTS`` (comma-separated): ``Host`` names accepted besides
+            loopback names on a loopback server (a defence against DNS rebinding).
+        allowed_origins: ``OMIUM_ALLOWED_ORIGINS`` (comma-separated): browser origins allowed to
+            make state-changing calls; by default none (a request with an ``Origin`` is refused).
     """
 
     home: Path = field(default_factory=lambda: Path(".omium"))
@@ -96,6 +161,17 @@ class Settings:
     max_pending_spans: int = 200_000
     max_body_bytes: int = 64 * 1024 * 1024
     fsync: bool = False
+    api_token_from_file: bool = False
+    ingest_token: str | None = None
+    max_pending_bytes: int = 256 * 1024 * 1024
+    max_api_body_bytes: int = 16 * 1024 * 1024
+    max_connections: int = 512
+    max_requests: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    shutdown_seconds: float = 5.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,11 +180,15 @@ class Settings:
         database = env.get("OMIUM_DATABASE") or DEFAULT_DATABASE
         if not database.replace("_", "").isalnum():
             raise ConfigError(f"OMIUM_DATABASE must be letters, digits and '_', got {database!r}")
+        home = Path(env.get("OMIUM_HOME") or ".omium")
+        file_token = None if env.get("OMIUM_API_TOKEN") else read_token_file(home / "api-token")
         settings = cls(
-            home=Path(env.get("OMIUM_HOME") or ".omium"),
+            home=home,
             server_url=_url(env, "OMIUM_SERVER_URL", DEFAULT_SERVER_URL, {"http", "https"}) or "",
             clickhouse_url=_url(env, "OMIUM_CLICKHOUSE_URL", None, {"http", "https", "clickhouse", "chdb"}),
-            api_token=env.get("OMIUM_API_TOKEN") or _token_file(Path(env.get("OMIUM_HOME") or ".omium")),
+            api_token=env.get("OMIUM_API_TOKEN") or file_token,
+            api_token_from_file=file_token is not None,
+            ingest_token=env.get("OMIUM_INGEST_TOKEN") or None,
             database=database,
             host=env.get("OMIUM_HOST") or "127.0.0.1",
             http_port=_int(env, "OMIUM_HTTP_PORT", 4318),
@@ -118,6 +198,15 @@ class Settings:
             max_pending_spans=_int(env, "OMIUM_MAX_PENDING_SPANS", 200_000),
             max_body_bytes=_int(env, "OMIUM_MAX_BODY_BYTES", 64 * 1024 * 1024),
             fsync=_bool(env, "OMIUM_FSYNC", False),
+            max_pending_bytes=_int(env, "OMIUM_MAX_PENDING_BYTES", 256 * 1024 * 1024),
+            max_api_body_bytes=_int(env, "OMIUM_MAX_API_BODY_BYTES", 16 * 1024 * 1024),
+            max_connections=_int(env, "OMIUM_MAX_CONNECTIONS", 512),
+            max_requests=_int(env, "OMIUM_MAX_REQUESTS", 256),
+            header_timeout=_float(env, "OMIUM_HEADER_TIMEOUT_SECONDS", 10.0),
+            body_timeout=_float(env, "OMIUM_BODY_TIMEOUT_SECONDS", 60.0),
+            shutdown_seconds=_float(env, "OMIUM_SHUTDOWN_SECONDS", 5.0),
+            allowed_hosts=_names(env, "OMIUM_ALLOWED_HOSTS"),
+            allowed_origins=_names(env, "OMIUM_ALLOWED_ORIGINS"),
         )
         return settings
 
@@ -140,13 +229,23 @@ class Settings:
         """True when no ClickHouse server is configured (chdb in the server process)."""
         return self.clickhouse_url is None or self.clickhouse_url.startswith("chdb:")
 
+    @property
+    def loopback(self) -> bool:
+        """True when the server binds this machine's loopback interface only."""
+        return self.host in LOOPBACK_HOSTS
+
     def check_bind(self) -> None:
-        """Refuse to expose an unauthenticated server beyond loopback."""
-        if self.host not in LOOPBACK_HOSTS and not self.api_token:
+        """Refuse to expose a server beyond loopback unless the operator chose its token.
+
+        A token generated into (or read from) ``$OMIUM_HOME/api-token`` does not count: exposing
+        the server must be a decision, not a side effect of an earlier local run.
+        """
+        if not self.loopback and (not self.api_token or self.api_token_from_file):
             raise ConfigError(
                 f"OMIUM_HOST={self.host!r} exposes the server beyond this machine; "
-                "set OMIUM_API_TOKEN so that writes and queries need a token"
+                "set OMIUM_API_TOKEN (and, for OTLP ingest, OMIUM_INGEST_TOKEN if agents should "
+                "not hold the API token) so that every call needs a token"
             )
 
 
-__all__ = ["DEFAULT_DATABASE", "DEFAULT_SERVER_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE", "DEFAULT_SERVER_URL", "Settings", "ensure_home", "read_token_file"]

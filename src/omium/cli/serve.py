@@ -13,8 +13,11 @@ def serve(
     grpc_port: int = typer.Option(None, help="OTLP/gRPC port (default 4317; -1 disables)."),
 ) -> None:
     """Run the Omium server: OTLP ingest (HTTP + gRPC), control API and SQL API."""
+    import os
+
     from omium.collector.server import start
 
+    os.umask(0o077)  # warehouse, journal and spool files are for this user only
     settings = Settings.from_env()
     changes: dict[str, object] = {}
     if host is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -89,6 +90,46 @@ def _wait_for_server(settings: Settings, procs: list[tuple[Child, subprocess.Pop
         time.sleep(0.2)
 
 
+def _stop_on_signal(signum: int, frame: object) -> None:
+    # SIGTERM (docker, systemd, Kubernetes) and SIGHUP end `omium up` the way Ctrl-C does, through
+    # the `finally` that stops every child; their default action would kill this process alone.
+    raise KeyboardInterrupt
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GRACE_SECONDS = 15.0
+
+
+def stop_children(procs: list[subprocess.Popen[bytes]], grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM each child's process group, wait up to ``grace`` seconds, then SIGKILL whatever is
+    left, grandchildren included (Dagster's webserver, daemon and code server)."""
+    import psutil
+
+    descendants: list[psutil.Process] = []
+    for proc in procs:
+        try:
+            descendants += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            pass
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    _, alive = psutil.wait_procs(descendants, timeout=max(0.1, deadline - time.monotonic()))
+    for leftover in alive:
+        with contextlib.suppress(psutil.Error):
+            leftover.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def up(
     worker: list[str] = typer.Option(
         None, "--worker", help=f"MODULE[:WORKFLOW] a worker hosts (repeatable; default {DEFAULT_WORKER_APP})."
@@ -98,23 +139,26 @@ def up(
     settings = Settings.from_env()
     console = Console()
     procs: list[tuple[Child, subprocess.Popen[bytes]]] = []
+    os.umask(0o077)  # the warehouse, journal and Dagster's home are for this user only
+    for signum in STOP_SIGNALS[1:]:
+        signal.signal(signum, _stop_on_signal)
     try:
         for child in children(settings, worker or None):
             if child.name != "server":
                 # Companions reach the warehouse through the server: in embedded mode only one
                 # process may open it, so none may start before the server answers.
                 _wait_for_server(settings, procs)
-            # Ctrl-C between starting a child and noting it would orphan it: hold SIGINT until noted.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # A stop signal between starting a child and noting it would orphan it: hold them.
+            signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
             try:
                 if "DAGSTER_HOME" in child.env:
                     os.makedirs(child.env["DAGSTER_HOME"], exist_ok=True)
                 proc = subprocess.Popen(child.argv, env=os.environ | child.env, start_new_session=True)
                 procs.append((child, proc))
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
             console.print(f"[green]started[/green] {child.name:<8} pid {proc.pid:<7} {child.url}")
-        console.print("Ctrl-C stops everything.")
+        console.print("Ctrl-C (or SIGTERM) stops everything.")
         while True:
             for child, proc in procs:
                 code = proc.poll()
@@ -125,13 +169,8 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
-        for _, proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, proc in procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        # A second signal while stopping must not abandon the children half-way.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        stop_children([proc for _, proc in procs])
     raise typer.Exit(0)

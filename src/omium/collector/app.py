@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from omium._version import __version__
 from omium.collector import control_api, otlp_http, sql_api
+from omium.collector.access import AccessControl
 from omium.collector.state import ServerState
 
 SERVER_HEADER = "x-omium-server"
@@ -35,14 +38,36 @@ async def version(request: Request) -> JSONResponse:
 
 
 async def stats(request: Request) -> JSONResponse:
-    """The span writer's counters."""
+    """The span writer's counters, requests refused at the door, and quarantined control records."""
     state: ServerState = request.app.state.omium
-    return JSONResponse(vars(state.writer.stats) | {"pending_spans": state.writer.pending_spans})
+    body = vars(state.writer.stats) | {"pending_spans": state.writer.pending_spans}
+    quarantine = getattr(state.store, "quarantine_stats", None)
+    if callable(quarantine):
+        body |= quarantine()
+    body["refused_requests"] = dict(state.access.refused) if state.access is not None else {}
+    return JSONResponse(body)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-body: nothing was acknowledged and nobody reads this answer.
+    return Response(status_code=400)
 
 
 def create_app(state: ServerState) -> Starlette:
-    """Build the ASGI application around ``state``."""
+    """Build the ASGI application around ``state``, behind :class:`AccessControl`."""
+
+    def access(app: object) -> AccessControl:
+        state.access = AccessControl(app, state.settings)  # type: ignore[arg-type]
+        return state.access
+
     app = Starlette(
+        middleware=[Middleware(access)],
+        exception_handlers={HTTPException: _http_error, ClientDisconnect: _client_gone},
         routes=[
             Route("/v1/traces", otlp_http.export_traces, methods=["POST"]),
             Route("/v1/health", health, methods=["GET"]),

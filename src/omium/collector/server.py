@@ -14,9 +14,10 @@ import uvicorn
 
 from omium.collector.app import create_app
 from omium.collector.otlp_grpc import start_grpc_server
+from omium.collector.protocol import bounded_protocol
 from omium.collector.state import ServerState
 from omium.collector.writer import SpanWriter
-from omium.config import Settings
+from omium.config import Settings, ensure_home
 from omium.sdk.journal import JournaledStore
 from omium.sdk.store import CheckpointStore
 from omium.warehouse.connection import Warehouse, connect
@@ -24,8 +25,8 @@ from omium.warehouse.store import WarehouseStore
 
 logger = logging.getLogger(__name__)
 
-# More requests in flight than this get 503 from uvicorn instead of queuing in memory.
-HTTP_CONCURRENCY_LIMIT = 256
+# Idle keep-alive connections are closed after this; half-sent requests by the protocol's deadlines.
+KEEP_ALIVE_SECONDS = 15
 
 
 def build_state(settings: Settings, warehouse: Warehouse | None = None) -> ServerState:
@@ -52,18 +53,27 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
 
 def ensure_token(settings: Settings) -> Settings:
     """A server with no configured token makes one and leaves it in ``$OMIUM_HOME/api-token``
-    (mode 0600), where local clients (`omium`, the SDK) pick it up: writes always need a token."""
+    (mode 0600, in a 0700 home), where local clients (`omium`, the SDK) pick it up: every API
+    call needs a token. A token read from that file earlier is kept, so clients stay valid."""
+    ensure_home(settings.home)
     if settings.api_token:
         return settings
     import secrets
 
-    path = settings.token_path
-    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(token)
-    return settings.with_(api_token=token)
+    path = settings.token_path
+    # Write a new file and rename it over the old one: never follows a link planted at the path,
+    # never leaves a half-written token, and a file of the wrong mode is replaced, not reused.
+    scratch = path.with_name(f".api-token.{os.getpid()}")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(token)
+        os.replace(scratch, path)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+    return settings.with_(api_token=token, api_token_from_file=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -111,8 +121,9 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
 
     A port of 0 picks a free one; the bound ports are on the returned :class:`RunningServer`.
     """
-    settings = ensure_token(settings)
+    # Before a token is generated: a generated token must never make exposing the server possible.
     settings.check_bind()
+    settings = ensure_token(settings)
     # Bind first: a taken port fails before anything was opened or started.
     sock = _bind(settings.host, settings.http_port)
     http_port = sock.getsockname()[1]
@@ -133,8 +144,17 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
     config = uvicorn.Config(
         create_app(state),
         log_level="warning",
-        limit_concurrency=HTTP_CONCURRENCY_LIMIT,
-        timeout_keep_alive=30,
+        # Connections and requests are bounded by the protocol and AccessControl instead: uvicorn's
+        # limit counts idle sockets, so a few hundred of them refused every client (503).
+        limit_concurrency=None,
+        http=bounded_protocol(
+            max_connections=settings.max_connections,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+        ),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # On SIGTERM, requests still running after this are cancelled (their queries too).
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_seconds)),
         access_log=False,
     )
     server = uvicorn.Server(config)

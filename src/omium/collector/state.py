@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omium.collector.writer import SpanWriter
 from omium.config import Settings
 from omium.sdk.store import CheckpointStore
 from omium.warehouse.connection import Warehouse
+
+if TYPE_CHECKING:
+    from omium.collector.access import AccessControl
 
 
 @dataclass
@@ -18,3 +22,4 @@ class ServerState:
     warehouse: Warehouse
     writer: SpanWriter
     store: CheckpointStore
+    access: AccessControl | None = None
