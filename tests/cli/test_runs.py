@@ -61,6 +61,7 @@ def recorded(server: RunningServer, warehouse: ClickHouseWarehouse, monkeypatch:
     with pytest.raises(RuntimeError):
         omium.run(onboarding, "ann", True, run_id="bad-run")
     monkeypatch.setenv("OMIUM_SERVER_URL", server.url)
+    monkeypatch.setenv("OMIUM_API_TOKEN", "test-token")
     monkeypatch.setenv("OMIUM_DATABASE", warehouse.database)
 
 
@@ -83,7 +84,11 @@ def test_runs_show(recorded: None) -> None:
 
 
 def test_unknown_run_exits_2(recorded: None, server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
-    env = os.environ | {"OMIUM_SERVER_URL": server.url, "OMIUM_DATABASE": warehouse.database}
+    env = os.environ | {
+        "OMIUM_SERVER_URL": server.url,
+        "OMIUM_API_TOKEN": "test-token",
+        "OMIUM_DATABASE": warehouse.database,
+    }
     result = subprocess.run(
         [sys.executable, "-m", "omium.cli.main", "runs", "show", "no-such-run"],
         env=env,

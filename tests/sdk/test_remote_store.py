@@ -28,15 +28,18 @@ class TestRemoteStore(StoreConformance):
         remote.close()
 
 
-def test_writes_need_the_token(server: RunningServer) -> None:
+def test_reads_and_writes_need_the_token(server: RunningServer) -> None:
     anonymous = RemoteStore(server.url)
     try:
         with pytest.raises(AuthError):
             anonymous.create_run(RunRecord("x", "wf"))
-        assert anonymous.list_runs() == []  # reads are open on loopback
+        with pytest.raises(AuthError):  # runs carry prompts and customer data: reads too
+            anonymous.list_runs()
     finally:
         anonymous.close()
-    assert httpx.post(f"{server.url}/v1/store/drop_everything", json={"args": {}}).status_code == 404
+    authorised = {"authorization": "Bearer test-token"}
+    unknown = httpx.post(f"{server.url}/v1/store/drop_everything", json={"args": {}}, headers=authorised)
+    assert unknown.status_code == 404
 
 
 @tool

@@ -74,8 +74,9 @@ def demo(
         raise typer.BadParameter("executions and concurrency must be at least 1")
     settings = Settings.from_env()
     console = Console()
-    with stack(settings, console) as (url, local_store):
-        store = local_store or RemoteStore(url, token=settings.api_token)
+    with stack(settings, console) as (url, local_store, token):
+        settings = settings.with_(api_token=token)
+        store = local_store or RemoteStore(url, token=token)
         omium.init(store=store)
         register_detector(company_x.UNSUPPORTED_CLAIMS)
         batch = uuid.uuid4().hex[:6]

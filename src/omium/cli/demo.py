@@ -20,20 +20,14 @@ from omium.config import Settings
 
 
 @contextlib.contextmanager
-def _server(settings: Settings, console: Console) -> Iterator[str]:
-    """The running server's URL: an existing one, or one started here on the embedded warehouse."""
-    with stack(settings, console) as (url, _):
-        yield url
-
-
-@contextlib.contextmanager
-def stack(settings: Settings, console: Console) -> Iterator[tuple[str, Any]]:
-    """The server's URL and, when it was started here, its store (None for a server elsewhere)."""
+def stack(settings: Settings, console: Console) -> Iterator[tuple[str, Any, str | None]]:
+    """The server's URL, its store when it was started here (None for a server elsewhere), and
+    the API token to call it with (a server started here may have generated it)."""
     from omium.warehouse.remote import server_answers
 
     if server_answers(settings.server_url):
         console.print(f"using the Omium server at {settings.server_url}")
-        yield settings.server_url, None
+        yield settings.server_url, None, settings.api_token
         return
     from omium.collector.server import serving
 
@@ -46,7 +40,7 @@ def stack(settings: Settings, console: Console) -> Iterator[tuple[str, Any]]:
         running = context.__enter__()
     console.print(f"started an embedded Omium server at {running.url} (warehouse {settings.warehouse_path})")
     try:
-        yield running.url, running.state.store
+        yield running.url, running.state.store, running.state.settings.api_token
     finally:
         context.__exit__(None, None, None)
 
@@ -63,7 +57,7 @@ def demo(
 
     settings = Settings.from_env()
     console = Console()
-    with _server(settings, console) as url:
+    with stack(settings, console) as (url, _, token):
         payloads = sample.requests(requests, spans_per_request, seed=int(time.time()))
         started = time.perf_counter()
         with (
@@ -86,7 +80,7 @@ def demo(
                     raise typer.Exit(1)
                 progress.advance(task, spans_per_request)
         elapsed = time.perf_counter() - started
-        with RemoteWarehouse(url, token=settings.api_token) as warehouse:
+        with RemoteWarehouse(url, token=token) as warehouse:
             totals = queries.span_totals(warehouse).row(0, named=True)
             agents = queries.agent_summary(warehouse)
         console.print(

@@ -14,12 +14,20 @@ def status() -> None:
     """Show the server's health and what the warehouse holds; exit 1 when no server answers."""
     settings = Settings.from_env()
     console = Console()
+    headers = {"authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
     try:
         health = httpx.get(f"{settings.server_url}/v1/health", timeout=2).json()
-        stats = httpx.get(f"{settings.server_url}/v1/stats", timeout=2).json()
+        answer = httpx.get(f"{settings.server_url}/v1/stats", timeout=2, headers=headers)
+        stats = answer.json()
     except (httpx.HTTPError, ValueError):
         console.print(f"[red]no Omium server at {settings.server_url}[/red] (start one with `omium serve`)")
         raise typer.Exit(1) from None
+    if answer.status_code == 401:
+        console.print(
+            f"[red]the server at {settings.server_url} refused this client's token[/red]: set "
+            "OMIUM_API_TOKEN, or OMIUM_HOME to the server's home (its api-token file)"
+        )
+        raise typer.Exit(1)
     from omium.warehouse import queries
     from omium.warehouse.remote import RemoteWarehouse
 
