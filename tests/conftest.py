@@ -123,11 +123,16 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    @property
+    def token(self) -> str:
+        """The API token: the one configured, or the one the server generated in its home."""
+        return self.env.get("OMIUM_API_TOKEN") or (self.home / "api-token").read_text().strip()
+
     def sql(self, query: str, **params: object) -> list[list[object]]:
         response = httpx.post(
             f"{self.url}/v1/sql",
             json={"query": query, "parameters": params},
-            headers={"accept": "application/json", "authorization": "Bearer test-token"},
+            headers={"accept": "application/json", "authorization": f"Bearer {self.token}"},
             timeout=60,
         )
         response.raise_for_status()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -88,19 +89,21 @@ def read_token_file(path: Path) -> str | None:
 
 
 def ensure_home(home: Path) -> Path:
-    """Create ``$OMIUM_HOME`` readable by this user only (0700), and tighten one that Omium made
-    earlier with looser modes: it holds the API token, runs, prompts and customer data.
+    """Create ``$OMIUM_HOME`` readable by this user only (0700), and tighten an existing one:
+    it holds the API token, runs, prompts and customer data.
 
-    A directory that holds none of Omium's files (``OMIUM_HOME=/tmp``, say) is left as it is.
+    Directories that are plainly shared are left as they are: one with the sticky bit (``/tmp``),
+    the user's home directory, and the working directory.
     """
-    existed = home.is_dir()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ours = not existed or any((home / name).exists() for name in ("api-token", "warehouse", "journal"))
     try:
         info = home.stat()
-        if ours and info.st_uid == os.getuid() and info.st_mode & 0o077:
+        resolved = home.resolve()
+        plain = (Path.home().resolve(), Path.cwd().resolve())
+        shared = bool(info.st_mode & stat.S_ISVTX) or resolved in plain
+        if not shared and info.st_uid == os.getuid() and info.st_mode & 0o077:
             home.chmod(0o700)
-    except OSError:
+    except (OSError, RuntimeError):
         pass
     return home
 
