@@ -33,7 +33,9 @@ def test_children_include_the_server() -> None:
 
 
 @pytest.mark.integration
-def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_up_serves_and_a_stop_signal_stops_everything(tmp_path: Path, stop: signal.Signals) -> None:
+    """Ctrl-C, and SIGTERM as docker, systemd and Kubernetes send it, leave no process behind."""
     port = free_port()
     env = os.environ | {
         "OMIUM_HOME": str(tmp_path),
@@ -59,7 +61,7 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             time.sleep(0.2)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         assert descendants
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         assert proc.wait(60) == 0
         _, alive = psutil.wait_procs(descendants, timeout=30)
         assert not alive, f"children left running: {alive}"
