@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -244,8 +245,11 @@ print(json.dumps({"system": "DBOS (SQLite)", "per_step_ms": per_step * 1e3, "byt
 )
 
 
-def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
-    """Run one system's script; each JSON line it prints is one row."""
+def run_peer(
+    python: Path, code: str, args: argparse.Namespace, work: Path, src: str | None = None
+) -> list[dict[str, object]]:
+    """Run one system's script; each JSON line it prints is one row. ``src``: run Omium from that
+    source tree instead of this one (``--baseline``); its rows are named "baseline ..."."""
     script = work / "peer.py"
     script.write_text(textwrap.dedent(code))
     result = subprocess.run(
@@ -262,10 +266,31 @@ def run_peer(python: Path, code: str, args: argparse.Namespace, work: Path) -> l
         capture_output=True,
         text=True,
         timeout=3600,
+        env=os.environ | ({"PYTHONPATH": str(Path(src).resolve())} if src else {}),
     )
     if result.returncode != 0:
         raise RuntimeError(f"{python} failed:\\n{result.stderr[-3000:]}")
-    return [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines() if line.startswith("{")]
+    for row in rows if src else []:
+        row["system"] = f"baseline {row['system']}"
+    return rows
+
+
+def _medians(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One row per system: the median of each number over the rounds, in first-seen order."""
+    import statistics
+
+    grouped: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        grouped.setdefault(str(row["system"]), []).append(row)
+    out = []
+    for group in grouped.values():
+        merged = dict(group[0])
+        for key, value in group[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] = statistics.median(float(r[key]) for r in group)  # type: ignore[arg-type]
+        out.append(merged)
+    return out
 
 
 def main() -> None:
@@ -277,20 +302,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--crash-at", type=int, default=90)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--baseline", help="another Omium source tree (its src/) to run beside this one")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each Omium tree (alternating)")
+    parser.add_argument("--skip-peers", action="store_true", help="Omium only (with --baseline)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.turns, args.repeats, args.crash_at = 30, 60, 2, 20
     BENCH_DIR.mkdir(exist_ok=True)
-    peers = [
-        ("omium", Path(sys.executable), OMIUM),
-        ("langgraph", peer_python("langgraph", "langgraph langgraph-checkpoint-sqlite"), LANGGRAPH),
-        ("dbos", peer_python("dbos", "dbos"), DBOS),
-    ]
+    omiums: list[tuple[str, Path, str, str | None]] = [("omium", Path(sys.executable), OMIUM, None)]
+    if args.baseline:
+        omiums.append(("omium baseline", Path(sys.executable), OMIUM, args.baseline))
+    peers: list[tuple[str, Path, str, str | None]] = []
+    for round_ in range(args.rounds):
+        peers += omiums if round_ % 2 == 0 else omiums[::-1]
+    if not args.skip_peers:
+        peers += [
+            ("langgraph", peer_python("langgraph", "langgraph langgraph-checkpoint-sqlite"), LANGGRAPH, None),
+            ("dbos", peer_python("dbos", "dbos"), DBOS, None),
+        ]
     results = []
-    for name, python, code in peers:
+    for name, python, code, src in peers:
         with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
             print(f"running {name}...", flush=True)
-            results.extend(run_peer(python, code, args, Path(tmp)))
+            results.extend(run_peer(python, code, args, Path(tmp), src))
+    if args.rounds > 1 or args.baseline:
+        results = _medians(results)
     print()
     print(
         f"{args.steps}-step workflow, 1 KB per step; bytes after {args.turns} turns; crash at {args.crash_at}"
@@ -304,6 +340,14 @@ def main() -> None:
         str(row["system"]).split(" (")[0] + (" remote" if "remote" in str(row["system"]) else ""): row
         for row in results
     }
+    if args.baseline:
+        for kind in ("Omium", "Omium remote"):
+            new, old = by_system[kind], by_system[f"baseline {kind}"]
+            ratio = float(new["per_step_ms"]) / float(old["per_step_ms"])  # type: ignore[arg-type]
+            print(f"{kind} per-step overhead, this tree / baseline (median of {args.rounds}): {ratio:.3f}x")
+    if args.skip_peers:
+        (BENCH_DIR / "checkpoint.json").write_text(json.dumps(results, indent=2))
+        return
     omium, remote, langgraph = (
         by_system["Omium"],
         by_system["Omium remote"],

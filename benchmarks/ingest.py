@@ -4,6 +4,8 @@ One command, both systems in one run on this machine:
 
     python benchmarks/ingest.py                 # full run (Phoenix installs into .bench/ once)
     python benchmarks/ingest.py --quick         # smaller, for a smoke check
+    python benchmarks/ingest.py --baseline ../old/src --rounds 3 --skip-phoenix
+                                                # this tree against another Omium, same run
 
 Pre-encoded OTLP protobuf requests of 1,000 realistic agent spans each are posted by
 concurrent clients. Reported per system: sustained spans/s (until every span is stored and
@@ -68,23 +70,31 @@ def trace_ids(bodies: list[bytes], n: int, rng: random.Random) -> list[str]:
     return ids
 
 
-def run_omium(args: argparse.Namespace, work: Path) -> dict[str, object]:
+TOKEN = "bench-token"
+
+
+def run_omium(args: argparse.Namespace, work: Path, src: str | None = None) -> dict[str, object]:
+    """Omium's server from this tree, or from the source tree ``src`` (``--baseline``)."""
     port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_process(
-        [sys.executable, "-m", "omium.cli.main", "serve"],
-        {"OMIUM_HOME": str(work / "omium"), "OMIUM_HTTP_PORT": str(port), "OMIUM_GRPC_PORT": str(grpc_port)},
-        work / "omium.log",
-    )
+    env = {
+        "OMIUM_HOME": str(work / "omium"),
+        "OMIUM_HTTP_PORT": str(port),
+        "OMIUM_GRPC_PORT": str(grpc_port),
+        "OMIUM_API_TOKEN": TOKEN,
+    }
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    proc = start_process([sys.executable, "-m", "omium.cli.main", "serve"], env, work / "omium.log")
     try:
         wait_until(lambda: httpx.get(f"{url}/v1/health").status_code == 200, 120, "the Omium server")
         bodies = payloads(args.requests, seed=1)
         post_all(f"{url}/v1/traces", bodies[:3], SPANS_PER_REQUEST, 1)  # warm-up (not counted)
         with RssSampler(proc.pid) as rss:
             load = post_all(f"{url}/v1/traces", bodies[3:], SPANS_PER_REQUEST, args.concurrency)
-        result = summarise("Omium", load, rss.peak)
+        result = summarise("Omium" if src is None else f"Omium baseline ({src})", load, rss.peak)
         # Fill to the lookup size through the same ingest path, then time trace-by-id lookups.
-        with RemoteWarehouse(url) as warehouse:
+        with RemoteWarehouse(url, token=TOKEN) as warehouse:
             stored = int(warehouse.scalar("SELECT count() FROM otel_traces"))
             seed = 100
             while stored < args.lookup_spans:
@@ -183,6 +193,15 @@ def summarise(name: str, load: LoadResult, peak_rss: int) -> dict[str, object]:
     }
 
 
+def _median_row(rows: list[dict[str, object]]) -> dict[str, object]:
+    """One row per tree: the median of each number over its rounds."""
+    out = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, (int, float)):
+            out[key] = median([float(row[key]) for row in rows])  # type: ignore[arg-type]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,15 +213,28 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=200)
     parser.add_argument("--skip-phoenix", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--baseline", help="another Omium source tree (its src/) to run beside this one")
+    parser.add_argument("--rounds", type=int, default=1, help="Omium runs per tree (medians reported)")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.phoenix_requests, args.lookup_spans, args.lookups = 30, 5, 30_000, 30
     BENCH_DIR.mkdir(exist_ok=True)
     results = []
+    trees: list[str | None] = [None] + ([args.baseline] if args.baseline else [])
+    runs: dict[str | None, list[dict[str, object]]] = {tree: [] for tree in trees}
+    for round_ in range(args.rounds):
+        # Alternate the order so that neither tree always runs on a warmer machine.
+        for tree in trees if round_ % 2 == 0 else trees[::-1]:
+            with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+                print(
+                    f"Omium {tree or '(this tree)'} round {round_ + 1} (embedded warehouse, OTLP/HTTP):",
+                    flush=True,
+                )
+                runs[tree].append(run_omium(args, Path(tmp), tree))
+    for tree in trees:
+        results.append(_median_row(runs[tree]))
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
         work = Path(tmp)
-        print("Omium (embedded warehouse, OTLP/HTTP protobuf):", flush=True)
-        results.append(run_omium(args, work))
         if not args.skip_phoenix:
             print("Arize Phoenix (OTLP/HTTP protobuf, SQLite):", flush=True)
             results.append(run_phoenix(args, work))
@@ -223,9 +255,16 @@ def main() -> None:
     print(" | ".join(keys))
     for row in results:
         print(" | ".join(f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
-    if len(results) == 2:
-        ratio = float(results[0]["spans_per_s"]) / float(results[1]["spans_per_s"])  # type: ignore[arg-type]
-        print(f"\nOmium / Phoenix sustained ingest: {ratio:.1f}x")
+    rate = {str(row["system"]).split(" (")[0]: float(row["spans_per_s"]) for row in results}  # type: ignore[arg-type]
+    if not args.skip_phoenix:
+        peer = float(results[-1]["spans_per_s"])  # type: ignore[arg-type]
+        print(f"\nOmium / Phoenix sustained ingest: {rate['Omium'] / peer:.1f}x")
+    if args.baseline:
+        print(
+            f"this tree / baseline, median of {args.rounds}: ingest {rate['Omium'] / rate['Omium baseline']:.3f}x, "
+            f"p50 latency {float(results[0]['p50_ms']) / float(results[1]['p50_ms']):.3f}x, "  # type: ignore[arg-type]
+            f"lookup p50 {float(results[0]['lookup_p50_ms']) / float(results[1]['lookup_p50_ms']):.3f}x"  # type: ignore[arg-type]
+        )
     (BENCH_DIR / "ingest.json").write_text(json.dumps(results, indent=2))
 
 
