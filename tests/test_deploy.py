@@ -94,3 +94,17 @@ def test_grafana_datasource_provisioning_matches_the_plugin() -> None:
     assert dashboards["providers"][0]["type"] == "file"
     grafana = _compose()["services"]["grafana"]
     assert grafana["environment"]["GF_INSTALL_PLUGINS"] == "grafana-clickhouse-datasource"
+
+
+def test_compose_runs_omium_commands_that_exist() -> None:
+    """Every `omium ...` command line in the compose file parses (options included)."""
+    from typer.testing import CliRunner
+
+    from omium.cli.main import app
+
+    runner = CliRunner()
+    commands = [s["command"] for s in _compose()["services"].values() if s.get("command", [None])[0] == "omium"]
+    assert len(commands) >= 3
+    for command in commands:
+        result = runner.invoke(app, [*command[1:], "--help"])
+        assert result.exit_code == 0, f"{command}: {result.output}"

@@ -14,6 +14,12 @@ from omium.errors import ConfigError
 
 def console(
     port: int = typer.Option(None, help="Port (default OMIUM_CONSOLE_PORT, 8501)."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Address to bind. The console has no login of its own and acts with the API token: "
+        "bind beyond loopback only behind an authenticating proxy (or in a container whose port "
+        "is published on loopback).",
+    ),
 ) -> None:
     """Serve the console; it reads the warehouse through the Omium server (or ClickHouse directly)."""
     try:
@@ -24,7 +30,7 @@ def console(
     app = Path(__file__).resolve().parents[1] / "dashboards" / "console" / "streamlit_app.py"
     argv = [
         sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", settings.host,
+        "--server.address", host,
         "--server.port", str(port or settings.console_port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
