@@ -67,7 +67,7 @@ def test_a_rejection_is_reported_to_the_model_which_carries_on(rt: Runtime) -> N
 def test_under_supervision_the_run_is_paused_for_review_and_resumed(rt: Runtime) -> None:
     triage, _ = flows.support(SCRIPT, with_refund=True)
     flow = agent_workflow(triage, name="refunds")
-    policy = Policy(triggers={"high_value_operation": True})
+    policy = Policy(rollback_triggers={"high_value_operation": True})
     outcome = supervise(flow, "refund Jane", run_id="refund-3", policy=policy)
     assert outcome.status == "paused" and outcome.failure is not None
     assert outcome.failure.check == "tool_approval" and outcome.failure.agent == "billing"
