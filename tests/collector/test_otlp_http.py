@@ -205,3 +205,129 @@ def test_times_past_2262_are_rejected_not_fatal(
         assert response.status_code == 200
         assert ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 2
     assert _count(warehouse) == 8
+
+
+def _json_post(server: RunningServer, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/traces", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+
+
+def _healthy(server: RunningServer) -> bool:
+    return httpx.get(f"{server.url}/v1/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"resourceSpans": [{"x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}]}",
+    ],
+    ids=["list", "under-a-key", "objects"],
+)
+def test_deeply_nested_json_is_400(server: RunningServer, body: bytes) -> None:
+    response = _json_post(server, body)
+    assert response.status_code == 400
+    assert response.json()["code"] == 3 and "nested" in response.json()["message"]
+    assert _healthy(server)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "\ud800"}]}]}]}',
+        rb'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "\udfff\ud800"}]}]}]}',
+        rb'{"\ud800": 1}',
+        b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "\xff\xfe"}]}]}]}',
+    ],
+    ids=["value", "id", "key", "not-utf8"],
+)
+def test_lone_surrogates_and_bad_utf8_are_400(server: RunningServer, body: bytes) -> None:
+    response = _json_post(server, body)
+    assert response.status_code == 400
+    assert response.json()["code"] == 3
+    response.content.decode("utf-8")  # the error body is valid text
+    assert _healthy(server)
+
+
+def _kvlist(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {"stringValue": "leaf"}
+    for level in range(depth):
+        value = {"kvlistValue": {"values": [{"key": f"k{level}", "value": value}]}}
+    return value
+
+
+def test_structured_attributes_of_real_depth_are_taken(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    # Ten levels of key-value lists inside an event's attribute: deeper than instrumentations nest.
+    span = {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "name": "deep",
+        "startTimeUnixNano": "1544712660000000000",
+        "events": [{"name": "e", "attributes": [{"key": "payload", "value": _kvlist(10)}]}],
+        "attributes": [{"key": "payload", "value": _kvlist(10)}],
+    }
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    response = _json_post(server, json.dumps(body).encode())
+    assert response.status_code == 200, response.text
+    stored = warehouse.scalar("SELECT SpanAttributes['payload'] FROM otel_traces")
+    assert json.loads(stored)["k9"]["k8"]["k7"]
+    # ... while nesting past the limit is refused, not parsed.
+    span["attributes"] = [{"key": "payload", "value": _kvlist(20)}]
+    assert _json_post(server, json.dumps(body).encode()).status_code == 400
+
+
+DAY_NS = 86_400 * 10**9
+
+
+@pytest.mark.parametrize("native_min", [10**9, 0], ids=["python", "engine"])
+def test_a_request_over_200_days_is_stored_whole(
+    server: RunningServer, warehouse: ClickHouseWarehouse, native_min: int
+) -> None:
+    # otel_traces is partitioned by day and one insert may touch only 100 partitions; spans of
+    # 200 different days are valid all the same: split, stored, answered 200 (never 503 for ever).
+    server.state.writer.native_min_spans = native_min
+    request = _one_request(400, seed=17)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    for index, span in enumerate(spans):
+        span.start_time_unix_nano = 1_600_000_000 * 10**9 + (index % 200) * DAY_NS
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_000
+    response = _post(server, request.SerializeToString())
+    assert response.status_code == 200, response.content
+    assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    assert _count(warehouse) == 400
+    assert warehouse.scalar("SELECT uniqExact(toDate(Timestamp)) FROM otel_traces") == 200
+    assert server.state.writer.stats.split_inserts == 1
+
+
+def test_multi_member_gzip_is_read_whole(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+    # Two protobuf requests concatenated are one request holding both's spans (repeated fields
+    # append); gzipped separately and concatenated, they are one valid gzip body.
+    first, second = sample.requests(1, 10, seed=41)[0], sample.requests(1, 15, seed=42)[0]
+    body = gzip.compress(first) + gzip.compress(second) + b"\x00" * 8
+    response = _post(server, body, **{"content-encoding": "gzip"})
+    assert response.status_code == 200
+    assert _count(warehouse) == 25
+
+
+def test_multi_member_gzip_is_capped_across_members(server: RunningServer) -> None:
+    cap = server.state.settings.max_body_bytes
+    object.__setattr__(server.state.settings, "max_body_bytes", 50_000)
+    try:
+        member = gzip.compress(b"\x00" * 30_000)
+        assert _post(server, member, **{"content-encoding": "gzip"}).status_code == 400  # not OTLP
+        assert _post(server, member * 2, **{"content-encoding": "gzip"}).status_code == 413
+        assert _post(server, member + b"garbage", **{"content-encoding": "gzip"}).status_code == 400
+    finally:
+        object.__setattr__(server.state.settings, "max_body_bytes", cap)
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "deflate", "br"])
+def test_other_encodings_are_415(server: RunningServer, encoding: str) -> None:
+    response = _post(server, b"\x28\xb5\x2f\xfd", **{"content-encoding": encoding})
+    assert response.status_code == 415
+    assert "gzip" in response.headers["accept-encoding"]
+    assert encoding in status_pb2.Status.FromString(response.content).message

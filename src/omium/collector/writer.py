@@ -1,11 +1,17 @@
 """The span writer: group commit of OTLP requests into ``otel_traces``, with backpressure.
 
-Requests wait in a bounded queue (counted in spans). One writer thread takes everything that is
-waiting, appends it to a spool file and inserts it with one statement, then acknowledges every
-request in the group. A request is acknowledged only after the insert returned, i.e. after its
-part is on disk: a ``kill -9`` after a 200 loses nothing. When the queue is full, ``submit``
+Requests wait in a bounded queue, counted in spans and in bytes. One writer thread takes
+everything that is waiting, appends it to a spool file and inserts it with one statement, then
+acknowledges every request in the group. A request is acknowledged only after the insert returned,
+i.e. after its part is on disk: a ``kill -9`` after a 200 loses nothing. When either budget is
+spent, ``submit`` (or :meth:`SpanWriter.reserve`, which counts a body while it is still being read)
 raises :class:`OverloadedError` and the caller answers 503 + ``Retry-After``, so memory stays
 bounded however hard clients push.
+
+``otel_traces`` is partitioned by day and ClickHouse refuses an insert that touches more than
+``max_partitions_per_insert_block`` (100) partitions, for ever: a group only takes requests whose
+span starts fit in that many days together, and a request that alone spans more is inserted a
+range of days at a time.
 """
 
 from __future__ import annotations
@@ -23,13 +29,20 @@ from pathlib import Path
 from google.protobuf.internal.encoder import _VarintBytes
 
 from omium.collector import native
-from omium.collector.otlp import decode_protobuf
+from omium.collector.otlp import decode_protobuf, prepare
 from omium.errors import OverloadedError, WarehouseError
 from omium.semconv import OTEL_TRACES_COLUMNS
 from omium.warehouse.connection import Warehouse
 from omium.warehouse.otlp_rows import SpanColumns, to_columns
 
 logger = logging.getLogger(__name__)
+
+# ClickHouse's default max_partitions_per_insert_block.
+MAX_PARTITIONS_PER_INSERT = 100
+# How ClickHouse words the refusal (a server configured below the default says it too).
+_PARTITION_LIMIT_ERROR = "max_partitions_per_insert_block"
+# Requests a group passes over (their days do not fit with the group's) before it stops looking.
+_MAX_PASSED_OVER = 64
 
 
 @dataclass
@@ -43,16 +56,52 @@ class WriterStats:
     python_batches: int = 0
     fallback_batches: int = 0
     failed_batches: int = 0
+    split_inserts: int = 0
     overloaded: int = 0
     last_batch_seconds: float = 0.0
     last_batch_spans: int = 0
+    last_batch_bytes: int = 0
 
 
 @dataclass
 class _Request:
     body: bytes
     spans: int
+    first_day: int
+    last_day: int
     future: Future[None] = field(default_factory=Future)
+
+
+class Reservation:
+    """Bytes of one request counted against the writer's byte budget while it is read and decoded.
+
+    Taken with :meth:`SpanWriter.reserve` before a body is read and grown as it arrives, so that
+    many large bodies in flight at once are refused before they are all in memory. Handed to
+    :meth:`SpanWriter.submit`, its bytes become the queued request's; whatever is left is given
+    back by :meth:`release` (or on leaving a ``with`` block).
+    """
+
+    def __init__(self, writer: SpanWriter) -> None:
+        self._writer = writer
+        self.held = 0
+
+    def grow(self, nbytes: int) -> None:
+        """Count ``nbytes`` more of this request.
+
+        Raises:
+            OverloadedError: the budget is spent by other requests (answer 503 + Retry-After).
+        """
+        self._writer._grow(self, nbytes)
+
+    def release(self) -> None:
+        """Give back what this reservation still holds."""
+        self._writer._release(self)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class SpanWriter:
@@ -62,6 +111,9 @@ class SpanWriter:
         warehouse: where ``otel_traces`` lives (the server's own connection).
         spool_dir: directory for the batch files the engine reads.
         max_pending_spans: spans accepted but not yet written before ``submit`` refuses.
+        max_pending_bytes: bytes of request bodies accepted (or being read, see :meth:`reserve`)
+            but not yet written before ``submit`` refuses. A single request larger than either
+            budget is still taken when nothing else waits.
         max_batch_spans: spans in one insert at most.
         native_ingest: let the engine decode protobuf (embedded chdb); otherwise, and for
             batches the engine path cannot take, decode in Python.
@@ -70,6 +122,8 @@ class SpanWriter:
             which light traffic should not pay in latency; under load every batch takes the
             engine path, since Python decoding would hold the GIL the server needs.
         writers: threads writing batches concurrently, each on its own session.
+        max_partitions_per_insert: ClickHouse's ``max_partitions_per_insert_block``; one insert
+            covers one day fewer than that, as a day in UTC can fall on two in the server's zone.
     """
 
     def __init__(
@@ -78,20 +132,25 @@ class SpanWriter:
         spool_dir: Path,
         *,
         max_pending_spans: int = 200_000,
+        max_pending_bytes: int = 256 * 1024 * 1024,
         max_batch_spans: int = 100_000,
         native_ingest: bool = True,
         native_min_spans: int = 2_000,
         writers: int = 2,
+        max_partitions_per_insert: int = MAX_PARTITIONS_PER_INSERT,
     ) -> None:
         self._warehouse = warehouse
         self._spool_dir = spool_dir
         self._max_pending = max_pending_spans
+        self._max_bytes = max_pending_bytes
         self._max_batch = max_batch_spans
+        self._max_days = max(1, max_partitions_per_insert - 1)
         self._native = native_ingest
         self.native_min_spans = native_min_spans
         self._writers = max(1, writers)
         self._queue: deque[_Request] = deque()
         self._pending_spans = 0
+        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._threads: list[threading.Thread] = []
@@ -102,6 +161,11 @@ class SpanWriter:
     def pending_spans(self) -> int:
         """Spans accepted and not yet durable."""
         return self._pending_spans
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of request bodies accepted or being read, and not yet durable."""
+        return self._pending_bytes
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -129,38 +193,90 @@ class SpanWriter:
 
     def retry_after(self) -> float:
         """Seconds a refused client should wait: the time to drain what is queued, at least 1."""
-        rate = (
-            self.stats.last_batch_spans / self.stats.last_batch_seconds
-            if self.stats.last_batch_seconds
-            else 0
-        )
-        if rate <= 0:
+        stats = self.stats
+        if not stats.last_batch_seconds:
             return 1.0
-        return max(1.0, min(30.0, round(self._pending_spans / rate, 1)))
+        drain = max(
+            self._pending_spans * stats.last_batch_seconds / max(1, stats.last_batch_spans),
+            self._pending_bytes * stats.last_batch_seconds / max(1, stats.last_batch_bytes),
+        )
+        return max(1.0, min(30.0, round(drain, 1)))
 
-    def submit(self, body: bytes, spans: int) -> Future[None]:
+    def _refuse_if_full(self, spans: int, nbytes: int, held: int) -> None:
+        """Raise :class:`OverloadedError` unless ``spans`` and ``nbytes`` more fit (lock held).
+
+        ``held`` is what the asking request has counted already; a request is taken past a
+        budget only when nothing but itself waits, or it could never be written.
+        """
+        if self._stopping:
+            raise OverloadedError("the server is shutting down", retry_after=5.0)
+        if self._pending_spans + spans > self._max_pending and self._pending_spans > 0:
+            reason = f"{self._pending_spans} spans are waiting to be written (limit {self._max_pending})"
+        elif self._pending_bytes + nbytes > self._max_bytes and self._pending_bytes > held:
+            reason = f"{self._pending_bytes} bytes are waiting to be written (limit {self._max_bytes})"
+        else:
+            return
+        self.stats.overloaded += 1
+        raise OverloadedError(reason, retry_after=self.retry_after())
+
+    def reserve(self) -> Reservation:
+        """Start counting a request's body against the byte budget before it is read.
+
+        Raises:
+            OverloadedError: either budget is already spent (answer 503 + Retry-After).
+        """
+        reservation = Reservation(self)
+        with self._cond:
+            self._refuse_if_full(1, 1, 0)
+        return reservation
+
+    def _grow(self, reservation: Reservation, nbytes: int) -> None:
+        with self._cond:
+            self._refuse_if_full(0, nbytes, reservation.held)
+            reservation.held += nbytes
+            self._pending_bytes += nbytes
+
+    def _release(self, reservation: Reservation) -> None:
+        with self._cond:
+            self._pending_bytes -= reservation.held
+            reservation.held = 0
+
+    def submit(
+        self,
+        body: bytes,
+        spans: int,
+        *,
+        days: tuple[int, int] | None = None,
+        reservation: Reservation | None = None,
+    ) -> Future[None]:
         """Queue a request body holding ``spans`` valid spans; the future resolves once durable.
+
+        Args:
+            body: The request, protobuf-encoded, holding only valid spans (see ``otlp.prepare``).
+            spans: How many spans it holds.
+            days: The first and last UTC day its spans start on (``Prepared.first_day`` and
+                ``last_day``); decoded from ``body`` when not given.
+            reservation: The bytes counted while the body was read: they become the request's.
 
         Raises:
             OverloadedError: the queue is full (the caller answers 503 with Retry-After).
         """
-        request = _Request(body, spans)
         if spans == 0:
-            request.future.set_result(None)
-            return request.future
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        if days is None:
+            prepared = prepare(decode_protobuf(body), body)
+            days = (prepared.first_day, prepared.last_day)
+        request = _Request(body, spans, days[0], days[1])
         with self._cond:
-            if self._stopping:
-                raise OverloadedError("the server is shutting down", retry_after=5.0)
-            # A request larger than the whole budget is still taken when nothing else waits,
-            # or it could never be written.
-            if self._pending_spans + spans > self._max_pending and self._pending_spans > 0:
-                self.stats.overloaded += 1
-                raise OverloadedError(
-                    f"{self._pending_spans} spans are waiting to be written (limit {self._max_pending})",
-                    retry_after=self.retry_after(),
-                )
+            held = reservation.held if reservation is not None else 0
+            self._refuse_if_full(spans, len(body) - held, held)
+            if reservation is not None:
+                reservation.held = 0
             self._queue.append(request)
             self._pending_spans += spans
+            self._pending_bytes += len(body) - held
             self._cond.notify()
         return request.future
 
@@ -169,11 +285,25 @@ class SpanWriter:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             batch: list[_Request] = []
-            total = 0
-            while self._queue and (not batch or total + self._queue[0].spans <= self._max_batch):
-                request = self._queue.popleft()
-                batch.append(request)
+            passed_over: list[_Request] = []
+            total = first = last = 0
+            while self._queue:
+                request = self._queue[0]
+                if batch and total + request.spans > self._max_batch:
+                    break
+                low = min(first, request.first_day) if batch else request.first_day
+                high = max(last, request.last_day) if batch else request.last_day
+                if batch and high - low >= self._max_days:
+                    # Its days and the group's would make one insert touch too many partitions:
+                    # leave it (at the head of the queue) for the next group.
+                    if len(passed_over) == _MAX_PASSED_OVER:
+                        break
+                    passed_over.append(self._queue.popleft())
+                    continue
+                batch.append(self._queue.popleft())
                 total += request.spans
+                first, last = low, high
+            self._queue.extendleft(reversed(passed_over))
             return batch, not self._queue
 
     def _run(self, warehouse: Warehouse) -> None:
@@ -182,6 +312,7 @@ class SpanWriter:
             if not batch:
                 return  # stopping and drained
             spans = sum(r.spans for r in batch)
+            nbytes = sum(len(r.body) for r in batch)
             started = time.perf_counter()
             errors: dict[int, BaseException] = {}
             try:
@@ -205,6 +336,7 @@ class SpanWriter:
             elapsed = time.perf_counter() - started
             with self._cond:
                 self._pending_spans -= spans
+                self._pending_bytes -= nbytes
             written = [r for i, r in enumerate(batch) if i not in errors]
             self.stats.batches += 1
             self.stats.spans_written += sum(r.spans for r in written)
@@ -212,6 +344,7 @@ class SpanWriter:
             if not errors:
                 self.stats.last_batch_seconds = elapsed
                 self.stats.last_batch_spans = spans
+                self.stats.last_batch_bytes = nbytes
             for index, request in enumerate(batch):
                 if index in errors:
                     request.future.set_exception(errors[index])
@@ -221,7 +354,10 @@ class SpanWriter:
     def _write(self, batch: list[_Request], warehouse: Warehouse, *, light: bool = False) -> None:
         # Python decoding holds the GIL: worth it for latency only when nothing else waits.
         small = light and sum(r.spans for r in batch) < self.native_min_spans
-        if self._native and not small:
+        # _take groups only requests whose days fit one insert; a request that alone spans more
+        # goes through Python, which inserts it a range of days at a time.
+        fits = max(r.last_day for r in batch) - min(r.first_day for r in batch) < self._max_days
+        if self._native and not small and fits:
             path = self._spool_dir / f"batch-{os.getpid()}-{next(self._seq)}.bin"
             try:
                 with open(path, "wb") as spool:
@@ -240,9 +376,24 @@ class SpanWriter:
         columns = SpanColumns()
         for request in batch:
             columns.extend(to_columns(decode_protobuf(request.body)))
-        if len(columns):
-            warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
+        parts = columns.split_by_day(self._max_days)
+        if len(parts) > 1:
+            self.stats.split_inserts += 1
+        for part in parts:
+            if len(part):
+                self._insert(part, warehouse)
         self.stats.python_batches += 1
 
+    def _insert(self, columns: SpanColumns, warehouse: Warehouse) -> None:
+        try:
+            warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
+        except WarehouseError as exc:
+            if _PARTITION_LIMIT_ERROR not in str(exc):
+                raise
+            # A server whose limit is below ClickHouse's default: one day at a time then.
+            logger.warning("the warehouse refused an insert of several days; inserting day by day")
+            for day in columns.split_by_day(1):
+                warehouse.insert("otel_traces", day.columns, OTEL_TRACES_COLUMNS)
 
-__all__ = ["SpanWriter", "WriterStats"]
+
+__all__ = ["MAX_PARTITIONS_PER_INSERT", "Reservation", "SpanWriter", "WriterStats"]
