@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -264,6 +265,20 @@ def test_an_exposed_server_wants_a_token_for_ingest(
             for t in ("ingest-secret", "test-token")
         ]
         assert ok == [200, 200]
+        # gRPC asks the same of its callers.
+        with grpc.insecure_channel(f"127.0.0.2:{running.grpc_port}") as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=lambda raw: raw,
+                response_deserializer=lambda raw: raw,
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                export(body, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as wrong:
+                export(body, timeout=10, metadata=[("authorization", "Bearer wrong")])
+            assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            export(body, timeout=10, metadata=[("authorization", "Bearer ingest-secret")])
         # The ingest token is not an API token.
         sql = httpx.post(
             f"http://127.0.0.2:{running.http_port}/v1/sql",

@@ -79,6 +79,14 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def ingest_tokens(settings: Settings) -> tuple[str, ...]:
+    """Tokens OTLP ingest (HTTP and gRPC) accepts; empty means open: a loopback server without
+    ``OMIUM_INGEST_TOKEN``."""
+    if not settings.ingest_token and settings.loopback:
+        return ()
+    return tuple(t for t in (settings.ingest_token, settings.api_token) if t)
+
+
 def body_cap(settings: Settings, path: str) -> int:
     """The largest request body the door at ``path`` reads (compressed OTLP bodies included)."""
     if path in INGEST_PATHS or path == "/v1/insert":
@@ -137,17 +145,22 @@ class AccessControl:
         if path in OPEN_PATHS and method in SAFE_METHODS:
             return None
         if path in INGEST_PATHS:
-            if (settings.ingest_token or not settings.loopback) and not token_in(
-                scope, settings.ingest_token, settings.api_token
-            ):
-                return 401, "OTLP ingest on this server needs a token ('Authorization: Bearer <token>')", {
-                    "www-authenticate": "Bearer"
-                }
+            tokens = ingest_tokens(settings)
+            if tokens and not token_in(scope, *tokens):
+                return (
+                    401,
+                    "OTLP ingest on this server needs a token ('Authorization: Bearer <token>')",
+                    {"www-authenticate": "Bearer"},
+                )
         elif not token_in(scope, settings.api_token):
-            return 401, (
-                "this call needs the server's API token ('Authorization: Bearer <token>'); "
-                "local clients read it from $OMIUM_HOME/api-token"
-            ), {"www-authenticate": "Bearer"}
+            return (
+                401,
+                (
+                    "this call needs the server's API token ('Authorization: Bearer <token>'); "
+                    "local clients read it from $OMIUM_HOME/api-token"
+                ),
+                {"www-authenticate": "Bearer"},
+            )
         if method not in SAFE_METHODS:
             origin = _header(scope, b"origin")
             if origin is not None and origin.strip().lower() not in settings.allowed_origins:
@@ -188,4 +201,4 @@ async def _answer(send: Send, status: int, message: str, headers: dict[str, str]
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["AccessControl", "body_cap", "host_name", "presented_token", "token_in"]
+__all__ = ["AccessControl", "body_cap", "host_name", "ingest_tokens", "presented_token", "token_in"]

@@ -13,6 +13,7 @@ holds fewer than the limit (grpc's own ``maximum_concurrent_rpcs`` answers witho
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -203,12 +204,45 @@ class _Refuse:
         _abort_with_retry(context, f"more than {self._limit} OTLP/gRPC calls in progress", 1.0)
 
 
-class _TraceHandler(grpc.GenericRpcHandler):
-    """Routes ``Export`` to the service while the pool holds fewer calls than ``limit``."""
+class _Unauthenticated:
+    """Answers a call without an accepted token, without reading its message."""
 
-    def __init__(self, service: TraceService, pool: _CountingPool, limit: int) -> None:
+    def __init__(self) -> None:
+        self.experimental_thread_pool = futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="omium-grpc-refuse"
+        )
+
+    def __call__(self, requests: Iterator[Any], context: grpc.ServicerContext) -> NoReturn:
+        context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "OTLP ingest on this server needs a token ('authorization: Bearer <token>' metadata)",
+        )
+        raise AssertionError("unreachable: abort raises")
+
+
+def _token_accepted(metadata: Any, tokens: tuple[str, ...]) -> bool:
+    """True when the call's ``authorization: Bearer`` metadata holds one of ``tokens``."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            given = value[7:].strip().encode()
+            return any(hmac.compare_digest(given, token.encode()) for token in tokens)
+    return False
+
+
+class _TraceHandler(grpc.GenericRpcHandler):
+    """Routes ``Export`` to the service while the pool holds fewer calls than ``limit``; with
+    ``tokens``, only calls that present one of them."""
+
+    def __init__(
+        self, service: TraceService, pool: _CountingPool, limit: int, tokens: tuple[str, ...] = ()
+    ) -> None:
         self._pool = pool
         self._limit = limit
+        self._tokens = tokens
+        self._unauthenticated = grpc.stream_unary_rpc_method_handler(
+            _Unauthenticated(),
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+        )
         self._export = grpc.unary_unary_rpc_method_handler(
             service.export_received,
             request_deserializer=_deserialize,
@@ -223,6 +257,8 @@ class _TraceHandler(grpc.GenericRpcHandler):
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         if handler_call_details.method != EXPORT_METHOD:
             return None
+        if self._tokens and not _token_accepted(handler_call_details.invocation_metadata, self._tokens):
+            return self._unauthenticated
         # grpc asks on its one serving thread, right before it submits the admitted call's task.
         return self._refuse if self._pool.calls >= self._limit else self._export
 
@@ -235,6 +271,7 @@ def start_grpc_server(
     *,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_concurrent_calls: int | None = None,
+    tokens: tuple[str, ...] = (),
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC server; returns it and the bound port (``port=0`` picks a free one).
 
@@ -248,6 +285,9 @@ def start_grpc_server(
         max_concurrent_calls: Calls held at once (running or waiting for a worker) before more are
             answered ``UNAVAILABLE`` + RetryInfo; default four per worker, as more would only
             queue in memory.
+        tokens: When given, a call must present one of them (``authorization: Bearer``
+            metadata) or is answered ``UNAUTHENTICATED`` (an exposed server, or
+            ``OMIUM_INGEST_TOKEN`` set).
     """
     limit = max_concurrent_calls if max_concurrent_calls is not None else workers * 4
     pool = _CountingPool(workers)
@@ -258,7 +298,7 @@ def start_grpc_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    server.add_generic_rpc_handlers((_TraceHandler(TraceService(writer), pool, limit),))
+    server.add_generic_rpc_handlers((_TraceHandler(TraceService(writer), pool, limit, tokens),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from omium.collector.access import ingest_tokens
 from omium.collector.app import create_app
 from omium.collector.otlp_grpc import start_grpc_server
 from omium.collector.protocol import bounded_protocol
@@ -42,6 +43,7 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
         warehouse,
         settings.home / "spool",
         max_pending_spans=settings.max_pending_spans,
+        max_pending_bytes=settings.max_pending_bytes,
         native_ingest=warehouse.mode == "embedded",
     )
     writer.start()
@@ -136,7 +138,13 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
     grpc_port = 0
     if settings.grpc_port >= 0:
         try:
-            grpc_server, grpc_port = start_grpc_server(state.writer, settings.host, settings.grpc_port)
+            grpc_server, grpc_port = start_grpc_server(
+                state.writer,
+                settings.host,
+                settings.grpc_port,
+                max_message_bytes=settings.max_body_bytes,
+                tokens=ingest_tokens(settings),
+            )
         except (OSError, RuntimeError) as exc:
             sock.close()
             state.writer.stop()
