@@ -40,16 +40,16 @@ def test_review_commands_and_incidents_over_http(server: RunningServer) -> None:
     )
     assert approved.status_code == 200 and approved.json()["result"]["status"] == "queued"
     assert httpx.post(f"{url}/review", json={"decision": "approve"}, headers=AUTH).status_code == 409
-    (queued,) = httpx.get(f"{url}/commands").json()["result"]
+    (queued,) = httpx.get(f"{url}/commands", headers=AUTH).json()["result"]
     assert (queued["kind"], queued["status"]) == ("resume", "queued")
     bad = httpx.post(f"{url}/commands", json={"kind": "explode"}, headers=AUTH)
     assert bad.status_code == 400 and "a command is one of" in bad.json()["error"]
 
     Worker(store, {"onboard_customer": company_x.onboard_customer}, name="api-worker").run_until_idle()
     assert store.get_run("h-1").status == "completed"
-    (incident,) = httpx.get(f"{url}/incidents").json()["result"]
+    (incident,) = httpx.get(f"{url}/incidents", headers=AUTH).json()["result"]
     assert incident["trigger"] == "policy_violation"
     assert incident["stages"][0] == "detected" and incident["stages"][-1] == "completed"
     assert any(e["kind"] == "edited" and e["actor"] == "dana" for e in incident["events"])
-    assert httpx.get(f"{server.url}/v1/runs/nope/incidents").status_code == 404
+    assert httpx.get(f"{server.url}/v1/runs/nope/incidents", headers=AUTH).status_code == 404
     store.close()

@@ -3,11 +3,17 @@ the warehouse themselves (in embedded mode, every process but the server).
 
 The server serialises compare-and-set writes in its own store, so runs in many processes share
 one consistent view. Reads are open on a loopback server; writes need the API token.
+
+Every body is checked against the store's types (:mod:`omium.collector.control_payloads`) before
+the store sees it: a client's mistake is a 400 naming the fields, never an acknowledged record
+that the warehouse refuses later, and never a 500.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -15,17 +21,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from omium.collector.auth import read_allowed, token_matches
-from omium.collector.state import ServerState
-from omium.errors import ConflictError, NotFoundError, OmiumError
-from omium.sdk.store import (
-    CheckpointRecord,
-    CheckpointStore,
-    CommandRecord,
-    EventRecord,
-    HandoffRecord,
-    RunRecord,
-    StepRecord,
+from omium.collector.control_payloads import (
+    ArgumentsModel,
+    CommandBody,
+    ReviewBody,
+    StoreBody,
+    arguments_model,
+    parse,
 )
+from omium.collector.jsonbody import load_json
+from omium.collector.state import ServerState
+from omium.errors import ConflictError, DecodeError, NotFoundError, OmiumError, WarehouseError
+from omium.recovery.audit import incidents
+from omium.recovery.review import review
+from omium.recovery.worker import enqueue
+from omium.sdk.store import CheckpointStore
 
 READS = frozenset(
     {"get_blob", "get_blobs", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state"}
@@ -48,14 +58,20 @@ WRITES = frozenset(
         "finish_command",
     }
 )
-RECORDS = {
-    "run": RunRecord,
-    "step": StepRecord,
-    "checkpoint": CheckpointRecord,
-    "message": HandoffRecord,
-    "event": EventRecord,
-    "command": CommandRecord,
-}
+# Built at import: a store signature the payload models cannot express fails here, not per request.
+ARGUMENTS: dict[str, type[ArgumentsModel]] = {method: arguments_model(method) for method in READS | WRITES}
+
+
+class Answer(JSONResponse):
+    """A JSON answer escaped to ASCII: a lone surrogate in a stored string or an error message
+    becomes ``\\udXXX`` instead of failing to encode (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _error(message: str, status: int, kind: str = "") -> Answer:
+    return Answer({"error": message} | ({"type": kind} if kind else {}), status_code=status)
 
 
 def _plain(value: Any) -> Any:
@@ -70,23 +86,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def call(store: CheckpointStore, method: str, args: dict[str, Any]) -> Any:
-    """Run one store method with JSON arguments; returns a JSON-ready result."""
-    for name, record_type in RECORDS.items():
-        if isinstance(args.get(name), dict):
-            args[name] = record_type(**args[name])
-    if method == "put_blob":
-        args["data"] = base64.b64decode(args["data"])
-    result = getattr(store, method)(**args)
+def call(store: CheckpointStore, method: str, args: ArgumentsModel) -> Any:
+    """Run one store method with validated arguments; returns a JSON-ready result."""
+    result = getattr(store, method)(**args.arguments())
     return None if result is None else _plain(result)
 
 
+async def _body(request: Request) -> Any:
+    """The request's JSON (:class:`DecodeError` for anything that is not sound JSON)."""
+    return load_json(await request.body())
+
+
 async def store_method(request: Request) -> JSONResponse:
-    """Dispatch ``/v1/store/{method}``."""
+    """Dispatch ``/v1/store/{method}``: the arguments are validated before the store sees them."""
     state: ServerState = request.app.state.omium
     method = request.path_params["method"]
     if method not in READS | WRITES:
-        return JSONResponse({"error": f"no store method {method!r}"}, status_code=404)
+        return _error(f"no store method {method[:80]!r}", 404)
     if method in WRITES and not token_matches(state.settings, request):
         return JSONResponse(
             {"error": "writes need the server's API token ('Authorization: Bearer <token>')"}, status_code=401
@@ -96,18 +112,11 @@ async def store_method(request: Request) -> JSONResponse:
             {"error": "this server is bound beyond loopback: reads need its API token"}, status_code=401
         )
     try:
-        body = await request.json()
-        args = body.get("args", {}) if isinstance(body, dict) else None
-        if not isinstance(args, dict):
-            raise ValueError('body must be {"args": {...}}')
-        result = await run_in_threadpool(call, state.store, method, args)
-    except NotFoundError as exc:
-        return JSONResponse({"error": str(exc), "type": "NotFoundError"}, status_code=404)
-    except ConflictError as exc:
-        return JSONResponse({"error": str(exc), "type": "ConflictError"}, status_code=409)
-    except (OmiumError, ValueError, TypeError, KeyError) as exc:
-        return JSONResponse({"error": f"bad request: {exc}"}, status_code=400)
-    return JSONResponse({"result": result})
+        body = parse(StoreBody, await _body(request), 'body (expected {"args": {...}})')
+        args = parse(ARGUMENTS[method], body.args, f"arguments for {method}")
+    except DecodeError as exc:
+        return _error(f"bad request: {exc}", 400)
+    return await _run_action(lambda: call(state.store, method, args))
 
 
 async def _guarded(request: Request, write: bool) -> JSONResponse | None:
@@ -121,78 +130,70 @@ async def _guarded(request: Request, write: bool) -> JSONResponse | None:
     return None
 
 
-async def _run_action(request: Request, action: Any) -> JSONResponse:
+async def _run_action(action: Callable[[], Any]) -> Answer:
     try:
         result = await run_in_threadpool(action)
     except NotFoundError as exc:
-        return JSONResponse({"error": str(exc), "type": "NotFoundError"}, status_code=404)
+        return _error(str(exc), 404, "NotFoundError")
     except ConflictError as exc:
-        return JSONResponse({"error": str(exc), "type": "ConflictError"}, status_code=409)
+        return _error(str(exc), 409, "ConflictError")
+    except WarehouseError as exc:  # the arguments were valid: the server's side failed
+        return _error(f"the warehouse failed: {exc}", 503, "WarehouseError")
     except OmiumError as exc:  # EditRefused, ConfigError: the reason is the answer
-        return JSONResponse({"error": str(exc), "type": type(exc).__name__}, status_code=422)
+        return _error(str(exc), 422, type(exc).__name__)
     except (ValueError, TypeError, KeyError) as exc:
-        return JSONResponse({"error": f"bad request: {exc}"}, status_code=400)
-    return JSONResponse({"result": _plain(result)})
+        return _error(f"bad request: {exc}", 400)
+    return Answer({"result": _plain(result)})
 
 
 async def review_run(request: Request) -> JSONResponse:
     """``POST /v1/runs/{run_id}/review`` ``{"decision", "edits", "reviewer", "reason"}``; an approval
     also queues the run to resume (a worker picks it up)."""
-    from omium.recovery.review import review
-    from omium.recovery.worker import enqueue
-
     if (refused := await _guarded(request, write=True)) is not None:
         return refused
     state: ServerState = request.app.state.omium
     run_id = request.path_params["run_id"]
     try:
-        body = await request.json()
-    except ValueError:
-        return JSONResponse({"error": "bad request: body must be JSON"}, status_code=400)
+        body = parse(ReviewBody, await _body(request), "review")
+    except DecodeError as exc:
+        return _error(f"bad request: {exc}", 400)
 
     def act() -> Any:
-        decision = body["decision"]
         record = review(
             run_id,
-            decision,
-            edits=body.get("edits") or {},
-            reviewer=str(body.get("reviewer", "api")),
-            reason=str(body.get("reason", "")),
+            body.decision,
+            edits=body.edits or {},
+            reviewer=body.reviewer,
+            reason=body.reason,
             store=state.store,
         )
-        if decision == "approve":
+        if body.decision == "approve":
             enqueue(state.store, run_id, "resume")
         return record
 
-    return await _run_action(request, act)
+    return await _run_action(act)
 
 
 async def run_commands(request: Request) -> JSONResponse:
     """``GET /v1/runs/{run_id}/commands`` lists them; ``POST`` ``{"kind", "payload"}`` queues one
     (resume, retry, replay, fork, test_fix) for a worker."""
-    from omium.recovery.worker import enqueue
-
     state: ServerState = request.app.state.omium
     run_id = request.path_params["run_id"]
     if request.method == "GET":
         if (refused := await _guarded(request, write=False)) is not None:
             return refused
-        return await _run_action(request, lambda: state.store.commands(run_id))
+        return await _run_action(lambda: state.store.commands(run_id))
     if (refused := await _guarded(request, write=True)) is not None:
         return refused
     try:
-        body = await request.json()
-    except ValueError:
-        return JSONResponse({"error": "bad request: body must be JSON"}, status_code=400)
-    return await _run_action(
-        request, lambda: enqueue(state.store, run_id, body["kind"], **(body.get("payload") or {}))
-    )
+        body = parse(CommandBody, await _body(request), "command")
+    except DecodeError as exc:
+        return _error(f"bad request: {exc}", 400)
+    return await _run_action(lambda: enqueue(state.store, run_id, body.kind, **body.payload_arguments()))
 
 
 async def run_incidents(request: Request) -> JSONResponse:
     """``GET /v1/runs/{run_id}/incidents``: each incident with its timeline of audit events."""
-    from omium.recovery.audit import incidents
-
     if (refused := await _guarded(request, write=False)) is not None:
         return refused
     state: ServerState = request.app.state.omium
@@ -205,4 +206,4 @@ async def run_incidents(request: Request) -> JSONResponse:
             for i in incidents(state.store, run_id)
         ]
 
-    return await _run_action(request, act)
+    return await _run_action(act)
