@@ -152,7 +152,10 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
 
         def completed() -> bool:
             answer = httpx.post(
-                f"{demo_stack['server']}/v1/store/get_run", json={"args": {"run_id": run_id}}, timeout=5
+                f"{demo_stack['server']}/v1/store/get_run",
+                json={"args": {"run_id": run_id}},
+                headers={"authorization": "Bearer browser-token"},
+                timeout=5,
             )
             return bool(answer.json()["result"]["status"] == "completed")
 
