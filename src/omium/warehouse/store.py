@@ -323,11 +323,12 @@ class WarehouseStore(LocalStore):
 
 def embedded_store(settings: Any = None) -> CheckpointStore:
     """The default store of a process with no server: the embedded warehouse behind a journal."""
-    from omium.config import Settings
+    from omium.config import Settings, ensure_home
     from omium.sdk.journal import JournaledStore
     from omium.warehouse.connection import connect
 
     settings = settings or Settings.from_env()
+    ensure_home(settings.home)  # runs, prompts and outputs live here: this user's only
     backing = WarehouseStore(connect(settings, mode="embedded"), owns=True)
     store = JournaledStore(backing, settings.home / "journal", fsync=settings.fsync)
     # Move what is journaled into the warehouse at a normal exit (a crash leaves it for replay).
