@@ -1,22 +1,43 @@
-"""The SQL API: read-only by default, token for writes, parameters bound server-side."""
+"""The SQL API: reads checked and limited at the door, token for writes, parameters bound server-side."""
 
 from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import threading
+import time
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from omium.collector.server import RunningServer, serving
 from omium.config import Settings
-from omium.errors import AuthError, ReadOnlyError
-from omium.warehouse import ClickHouseWarehouse
+from omium.errors import AuthError, NotFoundError, ReadOnlyError
+from omium.warehouse import ClickHouseWarehouse, Warehouse, console_queries, queries
 from omium.warehouse.remote import RemoteWarehouse, server_answers
+from omium.warehouse.sql_guard import QueryLimitExceeded
+from omium.warehouse.store import WarehouseStore
+from tests.conftest import ServerProcess
 
 TOKEN = {"authorization": "Bearer test-token"}
+JSON = {"accept": "application/json"}
 
 
-def _sql(server: RunningServer, body: dict[str, object], **headers: str) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/sql", json=body, headers=headers, timeout=30)
+def _sql(server: RunningServer | ServerProcess, body: dict[str, object], **headers: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/sql", json=body, headers=TOKEN | headers, timeout=30)
+
+
+def _door_queries(warehouse: ClickHouseWarehouse) -> list[str]:
+    """Door queries the engine is running now, seen through a trusted session."""
+    rows = warehouse.query_rows(
+        "SELECT query FROM system.processes WHERE Settings['log_comment'] LIKE 'omium-sql-door-%'"
+    )
+    return [str(r["query"]) for r in rows]
 
 
 def test_reads_return_arrow(server: RunningServer) -> None:
@@ -27,8 +48,62 @@ def test_reads_return_arrow(server: RunningServer) -> None:
 
 
 def test_json_on_request(server: RunningServer) -> None:
-    response = _sql(server, {"query": "SELECT 1 AS a, 'x' AS b"}, accept="application/json")
-    assert response.json() == {"columns": ["a", "b"], "rows": [[1, "x"]]}
+    response = _sql(server, {"query": "SELECT 1 AS a, 'x' AS b"}, **JSON)
+    assert response.json() == {"columns": ["a", "b"], "types": ["UInt8", "String"], "rows": [[1, "x"]]}
+
+
+TYPES = """
+SELECT toDate('2024-01-02') AS date, toDate32('1900-01-01') AS date32,
+       toDateTime('2024-01-02 03:04:05', 'UTC') AS datetime,
+       toDateTime64('2024-01-02 03:04:05.123456789', 9, 'UTC') AS datetime64,
+       toDecimal64(1.5, 4) AS decimal, toDecimal256('12345678901234567890.123456789', 9) AS decimal256,
+       toUUID('486af422-87c1-4766-8e4b-f4d1899b6558') AS uuid, toFixedString('ab', 4) AS fixed,
+       unhex('FF61') AS bytes, nan AS nan, inf AS inf, -inf AS ninf, [nan, 1.5] AS nans,
+       map('a', 1, 'b', 2) AS map, [[1, 2], []] AS arrays, tuple(1, 'x') AS tuple,
+       CAST((1, 'x') AS Tuple(a UInt8, b String)) AS named, CAST(NULL AS Nullable(UInt8)) AS null,
+       toIPv4('1.2.3.4') AS ipv4, toIPv6('::1') AS ipv6, CAST('b' AS Enum8('a' = 1, 'b' = 2)) AS enum,
+       toLowCardinality('lc') AS lowcard, 18446744073709551615 AS uint64, toInt128(-1) AS int128,
+       true AS bool, toFloat32(1.5) AS float32, unhex('EDA080') AS surrogate
+"""
+
+
+def test_json_answers_every_type(server: RunningServer) -> None:
+    response = _sql(server, {"query": TYPES}, **JSON)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    row = dict(zip(body["columns"], body["rows"][0], strict=True))
+    assert row == {
+        "date": "2024-01-02",
+        "date32": "1900-01-01",
+        "datetime": "2024-01-02T03:04:05Z",
+        "datetime64": "2024-01-02T03:04:05.123456789Z",
+        "decimal": "1.5",
+        "decimal256": "12345678901234567890.123456789",
+        "uuid": "486af422-87c1-4766-8e4b-f4d1899b6558",
+        "fixed": "ab\x00\x00",
+        "bytes": "\ufffda",
+        "nan": None,
+        "inf": None,
+        "ninf": None,
+        "nans": [None, 1.5],
+        "map": {"a": 1, "b": 2},
+        "arrays": [[1, 2], []],
+        "tuple": [1, "x"],
+        "named": {"a": 1, "b": "x"},
+        "null": None,
+        "ipv4": "1.2.3.4",
+        "ipv6": "::1",
+        "enum": "b",
+        "lowcard": "lc",
+        "uint64": 18446744073709551615,
+        "int128": -1,
+        "bool": True,
+        "float32": 1.5,
+        "surrogate": "\ufffd",
+    }
+    assert dict(zip(body["columns"], body["types"], strict=True))["decimal"] == "Decimal(18, 4)"
+    # The same query answers Arrow too.
+    assert _sql(server, {"query": TYPES}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -44,9 +119,9 @@ def test_json_on_request(server: RunningServer) -> None:
 def test_writes_through_the_read_only_door_are_403(
     server: RunningServer, warehouse: ClickHouseWarehouse, statement: str
 ) -> None:
-    response = _sql(server, {"query": statement}, **TOKEN)  # even with the token: readonly is the default
+    response = _sql(server, {"query": statement})  # even with the token: readonly is the default
     assert response.status_code == 403
-    assert "read-only" in response.json()["error"]
+    assert response.json()["error"].startswith("refused: ")
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
     assert (
         warehouse.scalar(
@@ -57,15 +132,128 @@ def test_writes_through_the_read_only_door_are_403(
     )
 
 
+def test_the_attacks_of_issue_13_are_refused(
+    server: RunningServer, warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    token_file = server.state.settings.token_path
+    token_file.write_text("secret-token-text")
+    # Reading a file (the API token) with the scalar file().
+    stolen = _sql(server, {"query": "SELECT file({p:String})", "parameters": {"p": str(token_file)}}, **JSON)
+    assert stolen.status_code == 403
+    assert stolen.json()["error"] == (
+        "refused: function 'file' is not allowed on this door: it reads the server's files"
+    )
+    assert "secret-token-text" not in stolen.text
+    # Overwriting any file.
+    target = tmp_path / "overwritten"
+    target.write_text("precious")
+    outfile = _sql(server, {"query": f"SELECT 'x' INTO OUTFILE '{target}' TRUNCATE"})
+    assert outfile.status_code == 403
+    assert "INTO OUTFILE" in outfile.json()["error"]
+    assert target.read_text() == "precious"
+    # Killing the collector's own statements.
+    kill = _sql(server, {"query": "KILL QUERY WHERE 1"})
+    assert kill.status_code == 403
+    assert "KILL QUERY is not allowed" in kill.json()["error"]
+    # A second statement behind the first never runs.
+    chained = _sql(server, {"query": "SELECT 1; DROP TABLE omium_runs"})
+    assert chained.status_code == 400
+    assert "Multi-statements are not allowed" in chained.json()["error"]
+    assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
+    # Loosening the limits.
+    settings_clause = _sql(server, {"query": "SELECT 1 SETTINGS max_execution_time = 0"})
+    assert (settings_clause.status_code, settings_clause.json()["error"]) == (
+        403,
+        "refused: a SETTINGS clause is not allowed on this door",
+    )
+
+
+def test_a_query_past_its_time_limit_is_422(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMIUM_SQL_MAX_EXECUTION_SECONDS", "1")
+    started = time.monotonic()
+    response = _sql(server, {"query": "SELECT count() FROM numbers(1e12)"})
+    assert time.monotonic() - started < 5
+    assert response.status_code == 422
+    assert response.json()["limit"] == "time"
+    assert "OMIUM_SQL_MAX_EXECUTION_SECONDS" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "query", "limit"),
+    [
+        ("OMIUM_SQL_MAX_MEMORY_BYTES", "50000000", "SELECT groupArray(number) FROM numbers(1e8)", "memory"),
+        ("OMIUM_SQL_MAX_RESULT_ROWS", "1000", "SELECT number FROM numbers(2000)", "result"),
+        ("OMIUM_SQL_MAX_RESULT_BYTES", "100000", "SELECT toString(number) FROM numbers(100000)", "result"),
+    ],
+)
+def test_a_query_past_its_memory_or_answer_limit_is_422(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, query: str, limit: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    response = _sql(server, {"query": query})
+    assert response.status_code == 422, response.text
+    assert response.json()["limit"] == limit
+    assert variable.removesuffix("_ROWS").removesuffix("_BYTES") in response.json()["error"]
+    assert _sql(server, {"query": "SELECT 1"}).status_code == 200
+
+
+def test_a_client_that_gives_up_cancels_its_query(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server.url}/v1/sql",
+            json={"query": "SELECT count() FROM numbers(1e12)"},
+            headers=TOKEN,
+            timeout=httpx.Timeout(10, read=1),
+        )
+    deadline = time.monotonic() + 2
+    while _door_queries(warehouse) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _door_queries(warehouse) == []
+    # Both of the door's sessions answer at once.
+    for _ in range(3):
+        started = time.monotonic()
+        assert _sql(server, {"query": "SELECT 1"}).status_code == 200
+        assert time.monotonic() - started < 1
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.integration
+def test_a_served_query_stops_when_its_client_gives_up(server_process: ServerProcess) -> None:
+    server_process.start()
+    assert server_process.proc is not None
+    pid = server_process.proc.pid
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server_process.url}/v1/sql",
+            json={"query": "SELECT count() FROM numbers(1e12)"},
+            headers=TOKEN,
+            timeout=httpx.Timeout(10, read=1),
+        )
+    started = time.monotonic()
+    assert httpx.get(f"{server_process.url}/v1/health", timeout=2).status_code == 200
+    assert _sql(server_process, {"query": "SELECT 1 AS one"}, **JSON).json()["rows"] == [[1]]
+    assert time.monotonic() - started < 2
+    # The query really stopped: two threads counting would burn ~2 s of CPU a second, for 30 s.
+    time.sleep(0.5)
+    before = _cpu_seconds(pid)
+    time.sleep(1)
+    assert _cpu_seconds(pid) - before < 0.5
+
+
 def test_writes_need_the_token(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
     write = {
         "query": "INSERT INTO omium_runs (run_id) VALUES ({r:String})",
         "parameters": {"r": "w"},
         "readonly": False,
     }
-    assert _sql(server, write).status_code == 401
     assert _sql(server, write, authorization="Bearer wrong").status_code == 401
-    assert _sql(server, write, **TOKEN).status_code == 200
+    assert _sql(server, write).status_code == 200
     assert warehouse.scalar("SELECT count() FROM omium_runs WHERE run_id = 'w'") == 1
 
 
@@ -75,7 +263,7 @@ def test_a_server_without_a_configured_token_makes_one(
     local = settings.with_(api_token=None)
     with serving(local, warehouse) as running:
         write = {"query": "INSERT INTO omium_runs (run_id) VALUES ('x')", "readonly": False}
-        assert _sql(running, write).status_code == 401
+        assert _sql(running, write, authorization="Bearer wrong").status_code == 401
         token = local.token_path.read_text()
         assert _sql(running, write, authorization=f"Bearer {token}").status_code == 200
     local.token_path.unlink()
@@ -83,26 +271,16 @@ def test_a_server_without_a_configured_token_makes_one(
 
 def test_injection_through_parameters_is_inert(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
     warehouse.command("INSERT INTO omium_runs (run_id) VALUES ('a'), ('b')")
-    hostile = "a' OR '1'='1"
-    response = _sql(
-        server,
-        {
-            "query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
-            "parameters": {"r": hostile},
-        },
-        accept="application/json",
-    )
-    assert response.json()["rows"] == [[0]]
-    response = _sql(
-        server,
-        {
-            "query": "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}",
-            "parameters": {"r": "a'; DROP TABLE omium_runs; --"},
-        },
-        accept="application/json",
-    )
-    assert response.json()["rows"] == [[0]]
+    count = "SELECT count() AS n FROM omium_runs WHERE run_id = {r:String}"
+    for hostile in ("a' OR '1'='1", "a'; DROP TABLE omium_runs; --"):
+        response = _sql(server, {"query": count, "parameters": {"r": hostile}}, **JSON)
+        assert response.json()["rows"] == [[0]]
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 2
+    # An Identifier parameter names a table of the server's database, nothing else.
+    table = "SELECT count() AS n FROM {t:Identifier}"
+    assert _sql(server, {"query": table, "parameters": {"t": "omium_runs"}}, **JSON).json()["rows"] == [[2]]
+    for hostile in ("system.users", "omium_runs; DROP TABLE omium_runs", "`system`.`users`"):
+        assert _sql(server, {"query": table, "parameters": {"t": hostile}}).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -113,11 +291,19 @@ def test_injection_through_parameters_is_inert(server: RunningServer, warehouse:
         (b'{"query": "SELEC 1"}', 400),
         (b'{"query": "SELECT 1", "parameters": [1]}', 400),
         (b'{"query": "SELECT * FROM missing"}', 400),
+        (b'{"query": "SELECT {p:UInt8}", "parameters": {"p": "x"}}', 400),
+        (b'{"query": "SELECT {p:UInt8}"}', 400),
+        (b'{"query": "SELECT nosuchfunction(1)"}', 400),
+        (b'{"query": "SELECT \'\\\\xFF\'"}', 400),
+        (b'{"query": "' + b"(" * 5000 + b'"}', 400),
+        (b'{"query": "SELECT \\ud800"}', 400),
     ],
 )
 def test_bad_requests_are_400(server: RunningServer, body: bytes, status: int) -> None:
-    response = httpx.post(f"{server.url}/v1/sql", content=body, timeout=10)
-    assert response.status_code == status
+    response = httpx.post(
+        f"{server.url}/v1/sql", content=body, headers=TOKEN | {"content-type": "application/json"}, timeout=10
+    )
+    assert response.status_code == status, response.text
     assert response.json()["error"]
 
 
@@ -128,17 +314,19 @@ def test_non_loopback_server_needs_the_token_to_read(
     exposed = settings.with_(host="127.0.0.1")
     with serving(exposed, warehouse) as running:
         object.__setattr__(running.state.settings, "host", "0.0.0.0")
-        assert _sql(running, {"query": "SELECT 1"}).status_code == 401
-        assert _sql(running, {"query": "SELECT 1"}, **TOKEN).status_code == 200
+        assert _sql(running, {"query": "SELECT 1"}, authorization="Bearer nope").status_code == 401
+        assert _sql(running, {"query": "SELECT 1"}).status_code == 200
 
 
-def _exercise_remote(remote: RemoteWarehouse, stranger: RemoteWarehouse) -> None:
+def _exercise_remote(remote: Warehouse, stranger: Warehouse) -> None:
     remote.command("INSERT INTO omium_runs (run_id, workflow) VALUES ({r:String}, 'wf')", {"r": "r1"})
     remote.insert("omium_runs", [["r2", "r3"], ["wf", "wf"]], ["run_id", "workflow"])
     frame = remote.query_df("SELECT run_id FROM omium_runs ORDER BY run_id")
     assert frame["run_id"].to_list() == ["r1", "r2", "r3"]
     with pytest.raises(ReadOnlyError):
         remote.query_df("DROP TABLE omium_runs")
+    with pytest.raises(QueryLimitExceeded):
+        remote.query_df("SELECT number FROM numbers(2000000)")
     with pytest.raises(AuthError):
         stranger.command("INSERT INTO omium_runs (run_id) VALUES ('z')")
 
@@ -149,17 +337,142 @@ def test_remote_warehouse(server: RunningServer, warehouse: ClickHouseWarehouse)
         RemoteWarehouse(server.url, token="test-token") as remote,
         RemoteWarehouse(server.url, token="nope") as stranger,
     ):
-        _exercise_remote(remote, stranger)  # type: ignore[arg-type]
+        _exercise_remote(remote, stranger)
     assert (
         httpx.post(
-            f"{server.url}/v1/insert", params={"table": "omium_runs; DROP"}, content=b"", headers=TOKEN
+            f"{server.url}/v1/insert",
+            params={"table": "omium_runs; DROP"},
+            content=b"",
+            headers=TOKEN | {"content-type": "application/vnd.apache.arrow.stream"},
         ).status_code
         == 400
     )
-    assert (
-        httpx.post(
-            f"{server.url}/v1/insert", params={"table": "nope"}, content=b"", headers=TOKEN
-        ).status_code
-        == 404
-    )
     assert warehouse.scalar("SELECT count() FROM omium_runs") == 3
+
+
+def test_the_products_own_reads_pass_the_door(server: RunningServer, warehouse: ClickHouseWarehouse) -> None:
+    """What the console, the CLI and the pipelines send through a RemoteWarehouse still runs."""
+    warehouse.command(
+        "INSERT INTO omium_runs (run_id, workflow, status, attributes) VALUES "
+        "('r1', 'wf', 'failed', {}), ('r2', 'wf', 'paused', {'awaiting': 'review'})"
+    )
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    with RemoteWarehouse(server.url, token="test-token", database=warehouse.database) as remote:
+        assert queries.span_totals(remote)["spans"].to_list() == [0]
+        assert queries.recent_traces(remote).height == 0
+        assert queries.agent_summary(remote).height == 0
+        with pytest.raises(NotFoundError):
+            queries.trace_spans(remote, "0" * 32)
+        console_queries.run_health(remote, since)
+        console_queries.run_trend(remote, since)
+        console_queries.failures_by_workflow(remote, since)
+        console_queries.failures_by_agent(remote, since)
+        page, total = console_queries.search_runs(remote, since=since, until=since + dt.timedelta(days=2))
+        assert total == page.height
+        console_queries.workflows(remote)
+        console_queries.workflow_agents(remote)
+        console_queries.workflow_checkpoints(remote)
+        console_queries.run_handoffs(remote, "r1")
+        assert console_queries.paused_runs(remote)["run_id"].to_list() == ["r2"]
+        assert console_queries.latest_run(remote) in {"r1", "r2"}
+        store = WarehouseStore(remote)
+        assert {run.run_id for run in store.list_runs()} == {"r1", "r2"}
+        assert store.get_run("r1").workflow == "wf"
+        assert store.steps("r1") == [] and store.checkpoints("r1") == [] and store.events("r1") == []
+        assert store.commands("r1") == []
+        tables = remote.query_rows(
+            "SELECT name FROM system.tables WHERE database = {db:String}", {"db": warehouse.database}
+        )
+        assert {"omium_runs", "otel_traces"} <= {row["name"] for row in tables}
+
+
+_SEEDS = [
+    "SELECT number AS n FROM numbers(10) WHERE n % 2 = 0 ORDER BY n DESC LIMIT 3",
+    "SELECT run_id, argMax(status, updated_at) FROM omium_runs FINAL GROUP BY run_id",
+    "WITH x AS (SELECT 1 AS a) SELECT a + 1 FROM x UNION ALL SELECT 2",
+    "SELECT arrayJoin([1, 2, 3]) AS v, toString(v), JSONExtractString('{\"a\": \"b\"}', 'a')",
+    "SELECT name FROM system.tables WHERE database = currentDatabase()",
+    "SELECT toDate(now()) - INTERVAL 1 DAY, map('k', 1)['k'], tuple(1, 'a').2",
+    "EXPLAIN SELECT count() FROM otel_traces FINAL",
+    "SHOW TABLES",
+]
+_PIECES = [
+    "(",
+    ")",
+    ",",
+    ";",
+    "'",
+    '"',
+    "`",
+    "\\",
+    "{p:String}",
+    "{t:Identifier}",
+    " FROM ",
+    " file('x') ",
+    " SETTINGS a=1 ",
+    " FORMAT JSON ",
+    " INTO OUTFILE 'y' ",
+    " UNION ALL ",
+    " system.users ",
+    " -- ",
+    "/*",
+    "*/",
+    "\x00",
+    "é",
+    "\ud7ff",
+    " KILL QUERY ",
+    " numbers(",
+    "1e308",
+    "-",
+    "[",
+    "]",
+    "::",
+]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(_SEEDS))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = rng.randrange(len(text) + 1)
+        action = rng.choice(("insert", "delete", "swap"))
+        if action == "insert":
+            text = text[:at] + rng.choice(_PIECES) + text[at:]
+        elif action == "delete":
+            text = text[:at] + text[at + rng.randrange(1, 8) :]
+        else:
+            text = text[:at] + chr(rng.randrange(32, 0x2FF)) + text[at + 1 :]
+    return text
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(query=_mutated(), as_json=st.booleans())
+def test_fuzzed_queries_never_get_a_5xx(server: RunningServer, query: str, as_json: bool) -> None:
+    response = _sql(
+        server,
+        {"query": query, "parameters": {"p": "v", "t": "omium_runs"}},
+        **(JSON if as_json else {}),
+    )
+    assert response.status_code < 500, (query, response.text)
+    assert response.status_code in (200, 400, 403, 422), (query, response.text)
+
+
+def test_reads_from_many_threads_at_once(server: RunningServer) -> None:
+    """More readers than door sessions: every one answers, none fails."""
+    statuses: list[int] = []
+
+    def read(i: int) -> None:
+        statuses.append(_sql(server, {"query": f"SELECT {i} AS i FROM numbers(1000) LIMIT 1"}).status_code)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 8

@@ -15,6 +15,7 @@ import httpx
 
 from omium.errors import AuthError, ReadOnlyError, ServerError, ServerUnavailable, WarehouseError
 from omium.warehouse.connection import Parameters, Warehouse
+from omium.warehouse.sql_guard import QueryLimitExceeded
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -64,15 +65,18 @@ class RemoteWarehouse(Warehouse):
         if response.status_code == 200:
             return response
         try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
+            answer = response.json()
+            message = answer.get("error", response.text)
+        except (ValueError, AttributeError):
+            answer, message = {}, response.text
         if response.status_code == 401:
             raise AuthError(message, response.status_code)
         if response.status_code == 403:
             raise ReadOnlyError(message)
         if response.status_code == 400:
             raise WarehouseError(message)
+        if response.status_code == 422 and "limit" in answer:  # past one of the SQL door's limits
+            raise QueryLimitExceeded(message, str(answer["limit"]))
         raise ServerError(f"{response.status_code}: {message}", response.status_code)
 
     def arrow_bytes(self, sql: str, parameters: Parameters = None, *, readonly: bool = True) -> bytes:

@@ -1,0 +1,506 @@
+"""What the SQL door (``POST /v1/sql`` without the write token) may run, and under which limits.
+
+The door is the boundary between the warehouse and any process that can reach the server, so it
+decides by construction rather than by pattern matching:
+
+* **ClickHouse parses, the guard reads the tree.** The query text goes to ClickHouse's own parser
+  (``parseQueryToJSON``, which refuses multi-statements) and the guard walks the JSON syntax tree it
+  returns. The door then runs *that tree* (the ``clickhouse_json`` dialect), not the text again: what
+  ran is exactly what was checked. Parsing needs no parameter values, so a check is cached by query
+  text; ``{name:Identifier}`` parameters are checked per call, as they name tables or columns.
+* **Only reads.** One statement: ``SELECT`` (with ``WITH``, ``UNION``, ``INTERSECT``, ``EXCEPT``),
+  ``EXPLAIN`` of such a select (AST, SYNTAX, QUERY TREE, PLAN, PIPELINE, ESTIMATE), ``SHOW TABLES``
+  (and its variants ``SHOW DATABASES``...) and ``SHOW COLUMNS``. No ``INTO OUTFILE``, no ``FORMAT``
+  (the door picks the format) and no ``SETTINGS`` at all, so no query can loosen its limits.
+  ``DESCRIBE`` and ``EXISTS`` have no JSON form in ClickHouse and are refused: read
+  ``system.columns`` / ``system.tables`` instead.
+* **Every node type is allow-listed** (:data:`NODE_TYPES`): a construct this module has never seen,
+  say one a newer ClickHouse adds, is refused until someone reads it and adds it.
+* **Table functions are allow-listed** (:data:`TABLE_FUNCTIONS`): only ones that make rows out of
+  nothing (``numbers``, ``generateSeries``, ``values``...). Every other one reaches a file, a process, the
+  network, another database or Python objects of the server (``file``, ``url``, ``s3``, ``remote``,
+  ``mysql``, ``executable``, ``merge``, ``dictionary``, chdb's ``python``...).
+* **Functions come from the engine's catalog** (``system.functions``) minus :data:`DENIED_FUNCTIONS`
+  (those that read the server's files, its configuration or its memory, write to Keeper, sleep, or
+  read a table named in a string) and minus every user-defined function (their bodies are not in
+  the tree). A name the catalog does not know (after stripping aggregate combinators such as
+  ``-If`` and ``-State``) is refused too: it is a typo, or a table function used as a value.
+* **Tables**: the server's own database, and the few ``system`` tables clients need to find their
+  way (:data:`SYSTEM_TABLES`), never ``system.users``, ``system.processes`` (other clients' queries)
+  or another database. A qualified name such as ``db.t.col`` whose head is another database is
+  refused as well (``x IN other_db.t``); a table alias that shares a database's name is refused
+  with it, which is the price of not guessing.
+
+:class:`QueryLimits` are the per-query limits the door's sessions run under; the parser-level
+ban on ``SETTINGS`` and the engine's ``readonly`` mode keep a query from changing them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omium.errors import ConfigError, ReadOnlyError, WarehouseError
+
+_SELECTS = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery"})
+STATEMENTS = _SELECTS | frozenset({"ExplainQuery", "ShowTablesQuery", "ShowColumnsQuery"})
+EXPLAIN_KINDS = frozenset(
+    {
+        "EXPLAIN",
+        "EXPLAIN AST",
+        "EXPLAIN SYNTAX",
+        "EXPLAIN QUERY TREE",
+        "EXPLAIN PLAN",
+        "EXPLAIN PIPELINE",
+        "EXPLAIN ESTIMATE",
+    }
+)
+NODE_TYPES = STATEMENTS | frozenset(
+    {
+        "SelectQuery",
+        "Subquery",
+        "WithElement",
+        "ExpressionList",
+        "Literal",
+        "Identifier",
+        "QueryParameter",
+        "Function",
+        "Asterisk",
+        "QualifiedAsterisk",
+        "ColumnsRegexpMatcher",
+        "ColumnsListMatcher",
+        "QualifiedColumnsRegexpMatcher",
+        "QualifiedColumnsListMatcher",
+        "ColumnsTransformerList",
+        "ColumnsApplyTransformer",
+        "ColumnsExceptTransformer",
+        "ColumnsReplaceTransformer",
+        "ColumnsReplaceTransformerReplacement",
+        "TablesInSelectQuery",
+        "TablesInSelectQueryElement",
+        "TableExpression",
+        "TableIdentifier",
+        "TableJoin",
+        "ArrayJoin",
+        "SampleRatio",
+        "OrderByElement",
+        "InterpolateElement",
+        "WindowDefinition",
+        "WindowListElement",
+    }
+)
+# Clauses a select may carry only at the top, and which the door never takes from the client.
+_OUTPUT_CLAUSES = {
+    "out_file": "INTO OUTFILE",
+    "format_ast": "a FORMAT clause (the door answers Arrow, or JSON on 'Accept: application/json')",
+    "settings_ast": "a SETTINGS clause",
+    "compression": "INTO OUTFILE ... COMPRESSION",
+}
+# zeros() is harmless too, but the engine refuses it in readonly mode: system.zeros is the same.
+TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "generateSeries", "generate_series", "values", "null"})
+SYSTEM_TABLES = frozenset(
+    {
+        "one",
+        "numbers",
+        "numbers_mt",
+        "zeros",
+        "zeros_mt",
+        "databases",
+        "tables",
+        "columns",
+        "functions",
+        "table_functions",
+        "aggregate_function_combinators",
+        "data_type_families",
+        "formats",
+        "time_zones",
+    }
+)
+_READS_FILES = "reads the server's files"
+_INTROSPECTION = "looks into the server process"
+_MODELS = "loads a model from the server's disk"
+DENIED_FUNCTIONS: Mapping[str, str] = {
+    "file": _READS_FILES,
+    "showCertificate": _READS_FILES,
+    "filesystemAvailable": "reports on the server's disks",
+    "filesystemCapacity": "reports on the server's disks",
+    "filesystemUnreserved": "reports on the server's disks",
+    "getServerSetting": "reads the server's configuration",
+    "getServerPort": "reports the server's ports",
+    "addressToLine": _INTROSPECTION,
+    "addressToLineWithInlines": _INTROSPECTION,
+    "addressToSymbol": _INTROSPECTION,
+    "demangle": _INTROSPECTION,
+    "logTrace": "writes to the server's log",
+    "flameGraph": _INTROSPECTION,
+    "catboostEvaluate": _MODELS,
+    "naiveBayesClassifier": _MODELS,
+    "naiveBayesClassifierWithProb": _MODELS,
+    "naiveBayesClassifierWithAllProbs": _MODELS,
+    "joinGet": "reads a table named in a string, around the table check",
+    "joinGetOrNull": "reads a table named in a string, around the table check",
+    "generateSerialID": "writes to Keeper",
+    "sleep": "holds a reader without doing any work",
+    "sleepEachRow": "holds a reader without doing any work",
+}
+# Names the analyzer resolves itself: they are in no catalog.
+_SYNTAX_FUNCTIONS = frozenset({"lambda", "exists", "untuple", "grouping"})
+# An Identifier parameter is one name (ClickHouse quotes a dotted value whole): a plain one here.
+_PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+FUNCTIONS_SQL = "SELECT name, is_aggregate, case_insensitive, alias_to, origin FROM system.functions"
+COMBINATORS_SQL = "SELECT name FROM system.aggregate_function_combinators"
+
+
+class QueryRefused(ReadOnlyError):
+    """The SQL door does not run this statement; the message names what it refused and why."""
+
+
+class QueryLimitExceeded(WarehouseError):
+    """A query ran past one of the door's :class:`QueryLimits`.
+
+    Attributes:
+        limit: ``"time"``, ``"memory"`` or ``"result"``.
+    """
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Per-query limits of the SQL door, enforced by ClickHouse on the door's sessions.
+
+    A query past a limit is stopped by the engine and answered 422 naming the limit.
+
+    Attributes:
+        max_execution_seconds: Wall time (``max_execution_time``).
+        max_memory_bytes: Memory of one query (``max_memory_usage``).
+        max_result_rows: Rows of the answer (``max_result_rows``).
+        max_result_bytes: Uncompressed bytes of the answer (``max_result_bytes``).
+        max_threads: Threads one query may use (``max_threads``).
+    """
+
+    max_execution_seconds: float = 30.0
+    max_memory_bytes: int = 1 << 30
+    max_result_rows: int = 1_000_000
+    max_result_bytes: int = 256 << 20
+    max_threads: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QueryLimits:
+        """Read ``OMIUM_SQL_MAX_EXECUTION_SECONDS``, ``OMIUM_SQL_MAX_MEMORY_BYTES``,
+        ``OMIUM_SQL_MAX_RESULT_ROWS``, ``OMIUM_SQL_MAX_RESULT_BYTES`` and ``OMIUM_SQL_MAX_THREADS``.
+
+        Raises:
+            ConfigError: a value is not a positive number (integer, but for the seconds).
+        """
+        default = cls()
+        return cls(
+            max_execution_seconds=_positive(
+                env, "OMIUM_SQL_MAX_EXECUTION_SECONDS", default.max_execution_seconds, float
+            ),
+            max_memory_bytes=_positive(env, "OMIUM_SQL_MAX_MEMORY_BYTES", default.max_memory_bytes, int),
+            max_result_rows=_positive(env, "OMIUM_SQL_MAX_RESULT_ROWS", default.max_result_rows, int),
+            max_result_bytes=_positive(env, "OMIUM_SQL_MAX_RESULT_BYTES", default.max_result_bytes, int),
+            max_threads=_positive(env, "OMIUM_SQL_MAX_THREADS", default.max_threads, int),
+        )
+
+    def settings(self) -> dict[str, int | float | str]:
+        """The ClickHouse settings that enforce these limits."""
+        return {
+            "max_execution_time": self.max_execution_seconds,
+            "timeout_overflow_mode": "throw",
+            "max_memory_usage": self.max_memory_bytes,
+            "max_result_rows": self.max_result_rows,
+            "max_result_bytes": self.max_result_bytes,
+            "result_overflow_mode": "throw",
+            "max_threads": self.max_threads,
+        }
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The engine's functions, as the guard needs them (read once per door).
+
+    Attributes:
+        names: Every function name (aliases included) -> the name it resolves to.
+        folded: Lower-cased names of case-insensitive functions -> the name they resolve to.
+        aggregates: Resolved names of aggregate functions.
+        user_defined: Resolved names of functions that are not ClickHouse's own.
+        combinators: Aggregate combinator suffixes (``If``, ``State``...), longest first.
+    """
+
+    names: Mapping[str, str]
+    folded: Mapping[str, str]
+    aggregates: frozenset[str]
+    user_defined: frozenset[str]
+    combinators: tuple[str, ...]
+    _memo: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_rows(cls, functions: Iterable[Mapping[str, Any]], combinators: Iterable[str]) -> Catalog:
+        """Build from the rows of :data:`FUNCTIONS_SQL` and the names of :data:`COMBINATORS_SQL`."""
+        names: dict[str, str] = {}
+        folded: dict[str, str] = {}
+        aggregates: set[str] = set()
+        user_defined: set[str] = set()
+        for row in functions:
+            name, target = str(row["name"]), str(row["alias_to"] or row["name"])
+            names[name] = target
+            if row["case_insensitive"]:
+                folded[name.lower()] = target
+            if row["is_aggregate"]:
+                aggregates.add(target)
+            if row["origin"] != "System":
+                user_defined.add(target)
+        return cls(
+            names=names,
+            folded=folded,
+            aggregates=frozenset(aggregates),
+            user_defined=frozenset(user_defined),
+            combinators=tuple(sorted(combinators, key=len, reverse=True)),
+        )
+
+    def resolve(self, name: str) -> str | None:
+        """The function ``name`` calls (an aggregate's, for a combinator form), or None if unknown."""
+        if name in self._memo:
+            return self._memo[name]
+        found = self.names.get(name) or self.folded.get(name.lower())
+        if found is None:
+            for suffix in self.combinators:
+                if len(name) > len(suffix) and name.endswith(suffix):
+                    base = self.resolve(name[: -len(suffix)])
+                    if base is not None and base in self.aggregates:
+                        found = base
+                        break
+        self._memo[name] = found
+        return found
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A statement the guard let through, with what remains to check once values are known.
+
+    Attributes:
+        statement: Its node type (``SelectWithUnionQuery``, ``ExplainQuery``...).
+        parameters: Names of its ``{name:Type}`` parameters.
+        identifier_parameters: Names of its ``{name:Identifier}`` parameters.
+        qualified: ``(head, next)`` of dotted names whose head may be a database (``db.t.col``).
+    """
+
+    statement: str
+    parameters: frozenset[str]
+    identifier_parameters: frozenset[str]
+    qualified: frozenset[tuple[str, str]]
+
+
+def statement_name(node_type: str) -> str:
+    """``KillQueryQuery`` -> ``KILL QUERY``: a node type as the SQL a person typed."""
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+", node_type.removesuffix("Query"))
+    return " ".join(words).upper() or node_type
+
+
+def check_table(parts: list[str], *, database: str) -> None:
+    """Refuse a table outside the server's database and the allowed ``system`` tables."""
+    if len(parts) == 1 and parts[0]:
+        return  # the session's database (the server's), or a WITH name
+    if len(parts) == 2 and (parts[0] == database or (parts[0] == "system" and parts[1] in SYSTEM_TABLES)):
+        return
+    raise QueryRefused(
+        f"table {'.'.join(parts)!r} is not readable through this door: it reads the server's "
+        f"database ({database!r}) and system.{{{', '.join(sorted(SYSTEM_TABLES))}}}"
+    )
+
+
+def _check_function(name: str, catalog: Catalog) -> None:
+    if name in _SYNTAX_FUNCTIONS:
+        return
+    resolved = catalog.resolve(name)
+    reason = DENIED_FUNCTIONS.get(name) or DENIED_FUNCTIONS.get(resolved or name)
+    if reason is None and resolved is None:
+        raise WarehouseError(f"unknown function {name!r} (or a table function used as a value)")
+    resolved = resolved or name
+    if reason is None and resolved.startswith("__"):
+        reason = "is one of ClickHouse's internal helpers"
+    if reason is None and resolved in catalog.user_defined:
+        reason = "is user-defined: what it calls is not in the query"
+    if reason is not None:
+        raise QueryRefused(f"function {name!r} is not allowed on this door: it {reason}")
+
+
+def _children(node: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    for key, value in node.items():
+        if isinstance(value, (dict, list)):
+            yield key, value
+
+
+def check_statement(ast: Mapping[str, Any], *, database: str, catalog: Catalog) -> CheckedQuery:
+    """Check a statement's syntax tree (as ``parseQueryToJSON`` gives it).
+
+    Args:
+        ast: The tree.
+        database: The server's database, the one the door reads.
+        catalog: The engine's functions.
+
+    Returns:
+        What is left to check per call (:func:`check_values`).
+
+    Raises:
+        QueryRefused: The statement is not a read, or reaches outside the warehouse.
+        WarehouseError: It calls a function the engine does not have.
+    """
+    statement = str(ast.get("type"))
+    if statement not in STATEMENTS:
+        raise QueryRefused(
+            f"{statement_name(statement)} is not allowed on this read-only door: it runs SELECT (WITH, "
+            "UNION...), EXPLAIN of a SELECT, SHOW TABLES and SHOW COLUMNS"
+        )
+    if statement == "ExplainQuery":
+        kind = ast.get("kind")
+        explained = ast.get("query")
+        explained_type = explained.get("type") if isinstance(explained, dict) else None
+        if kind not in EXPLAIN_KINDS or explained_type not in _SELECTS:
+            raise QueryRefused(f"{kind} is not allowed on this door: it explains SELECT statements only")
+    if statement == "ShowColumnsQuery":
+        table = [str(ast.get("table", ""))]
+        check_table([str(ast["database"]), *table] if ast.get("database") else table, database=database)
+    parameters: set[str] = set()
+    identifiers: set[str] = set()
+    qualified: set[tuple[str, str]] = set()
+    # (node, its place): "table_function" for a FROM's function, "value" for anything else.
+    stack: list[tuple[Any, str]] = [(ast, "value")]
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, list):
+            stack.extend((child, place) for child in item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind is None:  # not a node (a window frame, say): look inside all the same
+            stack.extend((child, "value") for _, child in _children(item))
+            continue
+        if kind not in NODE_TYPES:
+            what = "a SETTINGS clause" if kind == "SetQuery" else f"{kind!r}"
+            raise QueryRefused(f"{what} is not allowed on this door")
+        for key, clause in _OUTPUT_CLAUSES.items():
+            if item.get(key) is not None:
+                raise QueryRefused(f"{clause} is not allowed on this door")
+        if kind == "Literal":
+            continue  # data, not syntax
+        if kind == "QueryParameter":
+            name = str(item.get("name", ""))
+            parameters.add(name)
+            if item.get("param_type") == "Identifier":
+                identifiers.add(name)
+            continue
+        if kind == "Function":
+            name = str(item.get("name", ""))
+            if place == "table_function":
+                if name not in TABLE_FUNCTIONS:
+                    raise QueryRefused(
+                        f"table function {name!r} is not allowed on this door; it has "
+                        f"{', '.join(sorted(TABLE_FUNCTIONS))}"
+                    )
+            else:
+                _check_function(name, catalog)
+        elif kind == "ColumnsApplyTransformer" and item.get("func_name"):
+            _check_function(str(item["func_name"]), catalog)
+        elif kind in ("TableIdentifier", "Identifier"):
+            parts = [str(p) for p in item.get("name_parts") or ([item["name"]] if item.get("name") else [])]
+            if item.get("children") and parts:
+                raise QueryRefused(
+                    f"name {'.'.join(parts)!r} is part text, part parameter: on this door an "
+                    "Identifier parameter stands for the whole name"
+                )
+            if kind == "TableIdentifier" and parts:
+                check_table(parts, database=database)
+            elif len(parts) > 1 and parts[0] != database:
+                qualified.add((parts[0], parts[1]))
+        for key, child in _children(item):
+            in_from = kind == "TableExpression" and key == "table_function"
+            stack.append((child, "table_function" if in_from else "value"))
+    return CheckedQuery(
+        statement=statement,
+        parameters=frozenset(parameters),
+        identifier_parameters=frozenset(identifiers),
+        qualified=frozenset(qualified),
+    )
+
+
+def check_values(
+    checked: CheckedQuery,
+    parameters: Mapping[str, Any],
+    *,
+    database: str,
+    databases: Callable[[], frozenset[str]],
+) -> None:
+    """The per-call part of the check: ``{name:Identifier}`` values, and dotted names' heads.
+
+    A plain name stands for a table of the server's database (the session's) or a column, so an
+    Identifier parameter's value needs no other check.
+
+    Args:
+        checked: What :func:`check_statement` returned.
+        parameters: The call's parameter values.
+        database: The server's database.
+        databases: Reads the engine's database names (called only when a name needs it).
+
+    Raises:
+        QueryRefused: A name reaches another database or a table outside the allowed ones.
+    """
+    for name in checked.identifier_parameters:
+        value = parameters.get(name)
+        if not isinstance(value, str) or not _PLAIN_IDENTIFIER.fullmatch(value):
+            raise QueryRefused(
+                f"parameter {name!r} is an Identifier: on this door it takes one plain name "
+                f"(letters, digits and '_'), got {value!r}"
+            )
+    if not checked.qualified:
+        return
+    known = databases()
+    for head, after in sorted(checked.qualified):
+        if head in known and not (head == "system" and after in SYSTEM_TABLES):
+            raise QueryRefused(
+                f"name '{head}.{after}' reaches database {head!r}: this door reads the server's "
+                f"database ({database!r}) only"
+            )
+
+
+__all__ = [
+    "COMBINATORS_SQL",
+    "DENIED_FUNCTIONS",
+    "EXPLAIN_KINDS",
+    "FUNCTIONS_SQL",
+    "NODE_TYPES",
+    "STATEMENTS",
+    "SYSTEM_TABLES",
+    "TABLE_FUNCTIONS",
+    "Catalog",
+    "CheckedQuery",
+    "QueryLimitExceeded",
+    "QueryLimits",
+    "QueryRefused",
+    "check_statement",
+    "check_table",
+    "check_values",
+    "statement_name",
+]
