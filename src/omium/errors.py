@@ -7,6 +7,8 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     ├── ConfigError              a setting is missing or malformed (names the OMIUM_* variable)
     ├── WarehouseError           the warehouse refused or failed a statement
     │   ├── ReadOnlyError        a write was sent through a read-only door
+    │   │   └── QueryRefused     the SQL door does not run this statement (names what and why)
+    │   ├── QueryLimitExceeded   a query ran past one of the SQL door's limits (``limit`` says which)
     │   └── MigrationError       the schema could not be brought up to date
     ├── ServerError              the Omium server answered with an error
     │   ├── AuthError            a token was missing or wrong
@@ -41,6 +43,22 @@ class WarehouseError(OmiumError):
 
 class ReadOnlyError(WarehouseError):
     """A statement that writes was sent through a read-only door."""
+
+
+class QueryRefused(ReadOnlyError):
+    """The SQL door does not run this statement; the message names what it refused and why."""
+
+
+class QueryLimitExceeded(WarehouseError):
+    """A query ran past one of the SQL door's limits.
+
+    Attributes:
+        limit: ``"time"``, ``"memory"`` or ``"result"``.
+    """
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class MigrationError(WarehouseError):
@@ -176,6 +194,8 @@ __all__ = [
     "OmiumError",
     "OutsideRunError",
     "OverloadedError",
+    "QueryLimitExceeded",
+    "QueryRefused",
     "ReadOnlyError",
     "ReplayDivergence",
     "SerializationError",

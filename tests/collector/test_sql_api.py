@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 
 from omium.collector.server import RunningServer, serving
 from omium.config import Settings
-from omium.errors import AuthError, NotFoundError, ReadOnlyError
+from omium.errors import AuthError, NotFoundError, QueryLimitExceeded, ReadOnlyError
 from omium.warehouse import ClickHouseWarehouse, Warehouse, console_queries, queries
 from omium.warehouse.remote import RemoteWarehouse, server_answers
-from omium.warehouse.sql_guard import QueryLimitExceeded
 from omium.warehouse.store import WarehouseStore
 from tests.conftest import ServerProcess
 

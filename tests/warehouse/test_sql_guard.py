@@ -16,16 +16,11 @@ import pytest
 
 from omium.config import Settings
 from omium.dashboards import grafana
-from omium.errors import ConfigError, OverloadedError, WarehouseError
+from omium.errors import ConfigError, OverloadedError, QueryLimitExceeded, QueryRefused, WarehouseError
 from omium.warehouse import ClickHouseWarehouse, connect
-from omium.warehouse.connection import DoorCall, SqlDoor, _chdb_location
-from omium.warehouse.sql_guard import (
-    TABLE_FUNCTIONS,
-    QueryLimitExceeded,
-    QueryLimits,
-    QueryRefused,
-    statement_name,
-)
+from omium.warehouse.connection import _chdb_location
+from omium.warehouse.door import DoorCall, SqlDoor
+from omium.warehouse.sql_guard import TABLE_FUNCTIONS, QueryLimits, statement_name
 
 
 @pytest.fixture(scope="module")

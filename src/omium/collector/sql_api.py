@@ -1,6 +1,6 @@
 """``POST /v1/sql`` and ``POST /v1/insert``: the warehouse for processes that cannot open it.
 
-Reads go through the SQL door (:class:`omium.warehouse.connection.SqlDoor`): ClickHouse parses the
+Reads go through the SQL door (:class:`omium.warehouse.door.SqlDoor`): ClickHouse parses the
 statement, :mod:`omium.warehouse.sql_guard` checks its syntax tree (one read, allowed functions
 and tables only: refused with 403 naming what), and the checked tree runs under per-query limits
 (:class:`~omium.warehouse.sql_guard.QueryLimits`, ``OMIUM_SQL_*``: past one, 422 naming it). A
@@ -33,9 +33,17 @@ from starlette.responses import JSONResponse, Response
 from omium.collector.auth import read_allowed, token_matches
 from omium.collector.jsonbody import load_json
 from omium.collector.state import ServerState
-from omium.errors import ConfigError, DecodeError, OverloadedError, ReadOnlyError, WarehouseError
-from omium.warehouse.connection import DoorCall, SqlDoor
-from omium.warehouse.sql_guard import QueryLimitExceeded, QueryLimits, QueryRefused
+from omium.errors import (
+    ConfigError,
+    DecodeError,
+    OverloadedError,
+    QueryLimitExceeded,
+    QueryRefused,
+    ReadOnlyError,
+    WarehouseError,
+)
+from omium.warehouse.door import DoorCall, SqlDoor
+from omium.warehouse.sql_guard import QueryLimits
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -13,9 +13,15 @@ from typing import Any
 
 import httpx
 
-from omium.errors import AuthError, ReadOnlyError, ServerError, ServerUnavailable, WarehouseError
+from omium.errors import (
+    AuthError,
+    QueryLimitExceeded,
+    ReadOnlyError,
+    ServerError,
+    ServerUnavailable,
+    WarehouseError,
+)
 from omium.warehouse.connection import Parameters, Warehouse
-from omium.warehouse.sql_guard import QueryLimitExceeded
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 

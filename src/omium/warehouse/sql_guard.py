@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omium.errors import ConfigError, ReadOnlyError, WarehouseError
+from omium.errors import ConfigError, QueryRefused, WarehouseError
 
 _SELECTS = frozenset({"SelectWithUnionQuery", "SelectIntersectExceptQuery"})
 STATEMENTS = _SELECTS | frozenset({"ExplainQuery", "ShowTablesQuery", "ShowColumnsQuery"})
@@ -152,22 +152,6 @@ _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 
 FUNCTIONS_SQL = "SELECT name, is_aggregate, case_insensitive, alias_to, origin FROM system.functions"
 COMBINATORS_SQL = "SELECT name FROM system.aggregate_function_combinators"
-
-
-class QueryRefused(ReadOnlyError):
-    """The SQL door does not run this statement; the message names what it refused and why."""
-
-
-class QueryLimitExceeded(WarehouseError):
-    """A query ran past one of the door's :class:`QueryLimits`.
-
-    Attributes:
-        limit: ``"time"``, ``"memory"`` or ``"result"``.
-    """
-
-    def __init__(self, message: str, limit: str) -> None:
-        super().__init__(message)
-        self.limit = limit
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -496,9 +480,7 @@ __all__ = [
     "TABLE_FUNCTIONS",
     "Catalog",
     "CheckedQuery",
-    "QueryLimitExceeded",
     "QueryLimits",
-    "QueryRefused",
     "check_statement",
     "check_table",
     "check_values",
