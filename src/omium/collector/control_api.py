@@ -2,7 +2,8 @@
 the warehouse themselves (in embedded mode, every process but the server).
 
 The server serialises compare-and-set writes in its own store, so runs in many processes share
-one consistent view. Reads are open on a loopback server; writes need the API token.
+one consistent view. Every call needs the API token, checked before the route
+(:mod:`omium.collector.access`).
 
 Every body is checked against the store's types (:mod:`omium.collector.control_payloads`) before
 the store sees it: a client's mistake is a 400 naming the fields, never an acknowledged record
@@ -20,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from omium.collector.auth import read_allowed, token_matches
 from omium.collector.control_payloads import (
     ArgumentsModel,
     CommandBody,
@@ -103,31 +103,12 @@ async def store_method(request: Request) -> JSONResponse:
     method = request.path_params["method"]
     if method not in READS | WRITES:
         return _error(f"no store method {method[:80]!r}", 404)
-    if method in WRITES and not token_matches(state.settings, request):
-        return JSONResponse(
-            {"error": "writes need the server's API token ('Authorization: Bearer <token>')"}, status_code=401
-        )
-    if method in READS and not read_allowed(state.settings, request):
-        return JSONResponse(
-            {"error": "this server is bound beyond loopback: reads need its API token"}, status_code=401
-        )
     try:
         body = parse(StoreBody, await _body(request), 'body (expected {"args": {...}})')
         args = parse(ARGUMENTS[method], body.args, f"arguments for {method}")
     except DecodeError as exc:
         return _error(f"bad request: {exc}", 400)
     return await _run_action(lambda: call(state.store, method, args))
-
-
-async def _guarded(request: Request, write: bool) -> JSONResponse | None:
-    state: ServerState = request.app.state.omium
-    if write and not token_matches(state.settings, request):
-        return JSONResponse(
-            {"error": "writes need the server's API token ('Authorization: Bearer <token>')"}, status_code=401
-        )
-    if not write and not read_allowed(state.settings, request):
-        return JSONResponse({"error": "this server is bound beyond loopback: reads need its API token"}, 401)
-    return None
 
 
 async def _run_action(action: Callable[[], Any]) -> Answer:
@@ -149,8 +130,6 @@ async def _run_action(action: Callable[[], Any]) -> Answer:
 async def review_run(request: Request) -> JSONResponse:
     """``POST /v1/runs/{run_id}/review`` ``{"decision", "edits", "reviewer", "reason"}``; an approval
     also queues the run to resume (a worker picks it up)."""
-    if (refused := await _guarded(request, write=True)) is not None:
-        return refused
     state: ServerState = request.app.state.omium
     run_id = request.path_params["run_id"]
     try:
@@ -180,11 +159,7 @@ async def run_commands(request: Request) -> JSONResponse:
     state: ServerState = request.app.state.omium
     run_id = request.path_params["run_id"]
     if request.method == "GET":
-        if (refused := await _guarded(request, write=False)) is not None:
-            return refused
         return await _run_action(lambda: state.store.commands(run_id))
-    if (refused := await _guarded(request, write=True)) is not None:
-        return refused
     try:
         body = parse(CommandBody, await _body(request), "command")
     except DecodeError as exc:
@@ -194,8 +169,6 @@ async def run_commands(request: Request) -> JSONResponse:
 
 async def run_incidents(request: Request) -> JSONResponse:
     """``GET /v1/runs/{run_id}/incidents``: each incident with its timeline of audit events."""
-    if (refused := await _guarded(request, write=False)) is not None:
-        return refused
     state: ServerState = request.app.state.omium
     run_id = request.path_params["run_id"]
 

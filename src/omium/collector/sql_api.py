@@ -4,7 +4,9 @@ Reads go through the SQL door (:class:`omium.warehouse.door.SqlDoor`): ClickHous
 statement, :mod:`omium.warehouse.sql_guard` checks its syntax tree (one read, allowed functions
 and tables only: refused with 403 naming what), and the checked tree runs under per-query limits
 (:class:`~omium.warehouse.sql_guard.QueryLimits`, ``OMIUM_SQL_*``: past one, 422 naming it). A
-client that goes away cancels its query. Writes need the server's API token and are not guarded.
+client that goes away cancels its query. Every call needs the server's API token, checked before
+the route (:mod:`omium.collector.access`); writes (``"readonly": false``, ``/v1/insert``) are the
+token holder's and are not guarded further.
 Parameters are bound server-side by name. A server on a ClickHouse server (``OMIUM_CLICKHOUSE_URL``)
 has no door: its reads answer 501, and clients query that ClickHouse, with a user of their own.
 
@@ -30,7 +32,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from omium.collector.auth import read_allowed, token_matches
 from omium.collector.jsonbody import load_json
 from omium.collector.state import ServerState
 from omium.errors import (
@@ -80,16 +81,6 @@ def _error(status: int, message: str, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
 
 
-def _write_denied(state: ServerState) -> Response:
-    if not state.settings.api_token:
-        return _error(
-            403,
-            "writes through the SQL API need OMIUM_API_TOKEN set on the server "
-            "and sent as 'Authorization: Bearer <token>'",
-        )
-    return _error(401, "writes need the server's API token ('Authorization: Bearer <token>')")
-
-
 def _door(request: Request) -> SqlDoor:
     """The server's SQL door, with limits read from ``OMIUM_SQL_*`` on first use."""
     state: ServerState = request.app.state.omium
@@ -116,11 +107,7 @@ async def sql(request: Request) -> Response:
         return _error(400, '"parameters" must be an object of name -> value')
     as_json = "application/json" in request.headers.get("accept", "")
     if payload.get("readonly", True) is not False:
-        if not read_allowed(state.settings, request):
-            return _error(401, "this server is bound beyond loopback: queries need its API token")
         return await _read(request, payload["query"], parameters, as_json)
-    if not token_matches(state.settings, request):
-        return _write_denied(state)
     try:
         data = await run_in_threadpool(
             state.warehouse.arrow_bytes, payload["query"], parameters, readonly=False
@@ -210,12 +197,10 @@ def _python(column: Any) -> list[Any]:
 
 
 async def insert(request: Request) -> Response:
-    """Insert an Arrow IPC stream into an existing table of the server's database (token needed)."""
+    """Insert an Arrow IPC stream into an existing table of the server's database."""
     import pyarrow as pa
 
     state: ServerState = request.app.state.omium
-    if not token_matches(state.settings, request):
-        return _write_denied(state)
     table = request.query_params.get("table", "")
     if not _IDENTIFIER.match(table):
         return _error(400, f"table must be a plain identifier, got {table!r}")
