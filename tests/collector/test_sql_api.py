@@ -1,4 +1,4 @@
-"""The SQL API: reads checked and limited at the door, token for writes, parameters bound server-side."""
+"""The SQL API: reads checked and limited at the door, writes checked too, parameters bound server-side."""
 
 from __future__ import annotations
 
@@ -385,6 +385,221 @@ def test_the_products_own_reads_pass_the_door(server: RunningServer, warehouse: 
         assert {"omium_runs", "otel_traces"} <= {row["name"] for row in tables}
 
 
+def test_the_products_own_writes_pass_the_door(
+    server: RunningServer,
+    warehouse: ClickHouseWarehouse,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """What the SDK's store, the console and the Dagster pipelines write through a RemoteWarehouse
+    (every statement of theirs: tests/warehouse/test_sql_guard.py) still runs, through the door."""
+    import dagster as dg
+
+    from omium.pipelines import spans
+    from omium.pipelines.defs import assets
+    from omium.pipelines.defs.resources import WarehouseResource
+    from omium.sdk.store import CommandRecord, EventRecord, StateVersion
+    from tests.pipelines.conftest import record_live_runs
+
+    with RemoteWarehouse(server.url, token="test-token", database=warehouse.database) as remote:
+        # Runs, steps, checkpoints and handoffs (Company X hands off), blobs and spans.
+        record_live_runs(remote, {"remote-ok": "ok", "remote-stale": "stale"})  # type: ignore[arg-type]
+        store = WarehouseStore(remote)
+        store.record_event(EventRecord("e1", "remote-ok", "review", "me", "why", "a", "b", {"k": "v"}, 1))
+        store.enqueue_command(CommandRecord("c1", "remote-ok", "replay", "{}", created_at=1, updated_at=1))
+        store._put_state(StateVersion("ns", "key", 1, "0" * 64, "me", "remote-ok", 1))
+        assert store.events("remote-ok")[-1].attributes == {"k": "v"}
+    counts = {
+        table: warehouse.scalar(f"SELECT count() FROM {table}")
+        for table in (
+            "omium_runs",
+            "omium_steps",
+            "omium_checkpoints",
+            "omium_handoffs",
+            "omium_shared_state",
+            "omium_events",
+            "omium_commands",
+            "otel_traces",
+        )
+    }
+    assert all(counts.values()), counts
+    # The daily pipelines, through the server (their NORMALISE and AGENT_EDGES are INSERT ... SELECT).
+    monkeypatch.setenv("OMIUM_SERVER_URL", server.url)
+    monkeypatch.setenv("OMIUM_API_TOKEN", "test-token")
+    resource = WarehouseResource(
+        mode="remote", database=warehouse.database, home=str(settings.home), models_dir=str(tmp_path)
+    )
+    daily = [
+        assets.normalized_spans,
+        assets.run_edges,
+        assets.agent_graph,
+        assets.step_features,
+        assets.run_features,
+        assets.failure_labels,
+    ]
+    for day in spans.days_with_spans(warehouse):
+        result = dg.materialize(daily, partition_key=str(day), resources={"warehouse": resource})
+        assert result.success
+        assert all(check.passed for check in result.get_asset_check_evaluations())
+    assert warehouse.scalar("SELECT count() FROM omium_normalized_spans") == counts["otel_traces"]
+    assert warehouse.scalar("SELECT count() FROM omium_agent_edges") > 0
+
+
+def test_the_siblings_of_the_products_writes_run(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    """CREATE, ALTER, DELETE, OPTIMIZE, TRUNCATE and DROP of the server's own tables still run."""
+    statements = [
+        "CREATE TABLE IF NOT EXISTS scratch (id UInt32, note String) ENGINE = MergeTree ORDER BY id",
+        "INSERT INTO scratch SELECT number, toString(number) FROM numbers(10)",
+        "INSERT INTO scratch (id, note) VALUES ({id:UInt32}, {note:String}), (11, upper('eleven'))",
+        "INSERT INTO scratch VALUES (12, 'é😀\\n\\'\"\\\\')",
+        "ALTER TABLE scratch ADD COLUMN IF NOT EXISTS seen UInt8 DEFAULT 0",
+        "ALTER TABLE scratch UPDATE seen = 1 WHERE id < 5",
+        "ALTER TABLE scratch DELETE WHERE id = 0",
+        "DELETE FROM scratch WHERE id = 1",
+        "OPTIMIZE TABLE scratch FINAL",
+        "CREATE VIEW IF NOT EXISTS scratch_seen AS SELECT count() AS n FROM scratch WHERE seen = 1",
+    ]
+    for statement in statements:
+        response = _sql(
+            server, {"query": statement, "parameters": {"id": 10, "note": "ten"}, "readonly": False}
+        )
+        assert response.status_code == 200, (statement, response.text)
+        assert response.content == b""
+    answer = _sql(server, {"query": "SELECT n FROM scratch_seen"}, **JSON)
+    assert answer.json()["rows"] == [[3]]
+    assert warehouse.scalar("SELECT note FROM scratch WHERE id = 11") == "ELEVEN"
+    assert warehouse.scalar("SELECT note FROM scratch WHERE id = 12") == "é😀\n'\"\\"
+    for statement in ("TRUNCATE TABLE scratch", "DROP VIEW scratch_seen", "DROP TABLE IF EXISTS scratch"):
+        response = _sql(server, {"query": statement, "readonly": False}, **JSON)
+        assert response.json() == {"columns": [], "types": [], "rows": []}
+    assert (
+        warehouse.scalar(
+            "SELECT count() FROM system.tables WHERE database = {d:String} AND name LIKE 'scratch%'",
+            {"d": warehouse.database},
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("SELECT file('{secret}')", "function 'file'"),
+        ("INSERT INTO omium_runs (run_id) SELECT file('{secret}')", "function 'file'"),
+        ("INSERT INTO omium_runs (run_id) VALUES (file('{secret}'))", "function 'file'"),
+        ("INSERT INTO omium_runs (run_id) SELECT * FROM file('{secret}', 'LineAsString')", "'file'"),
+        ("INSERT INTO FUNCTION file('{target}', 'LineAsString', 'x String') SELECT 'x'", "INTO FUNCTION"),
+        ("SELECT 'x' INTO OUTFILE '{target}' TRUNCATE", "INTO OUTFILE"),
+        ("INSERT INTO omium_runs (run_id) FROM INFILE '{secret}' FORMAT LineAsString", "FROM INFILE"),
+        ("SYSTEM DROP MARK CACHE", "SYSTEM"),
+        ("SYSTEM SHUTDOWN", "SYSTEM"),
+        ("KILL QUERY WHERE 1", "KILL QUERY"),
+        ("SET max_execution_time = 0", "SET"),
+        ("GRANT ALL ON *.* TO default", "GRANT"),
+        ("CREATE USER omium_evil", "CREATE USER"),
+        ("CREATE FUNCTION omium_evil AS x -> x", "CREATE SQL FUNCTION"),
+        ("INSERT INTO system.one SELECT 1", "database 'system'"),
+        ("CREATE TABLE evil (x String) ENGINE = File(LineAsString, '{target}')", "'File'"),
+        ("CREATE TABLE evil (x String) ENGINE = URL('http://127.0.0.1:9/', LineAsString)", "'URL'"),
+        ("CREATE TABLE evil ENGINE = Memory AS SELECT * FROM file('{secret}', 'LineAsString')", "'file'"),
+        ("CREATE TABLE evil AS file('{secret}', 'LineAsString')", "table function"),
+        ("CREATE VIEW evil AS SELECT name FROM system.users", "system.users"),
+        ("ATTACH TABLE evil (x String) ENGINE = Memory", "ATTACH"),
+    ],
+)
+def test_writes_off_the_list_are_403_and_change_nothing(
+    server: RunningServer, warehouse: ClickHouseWarehouse, tmp_path: Path, statement: str, refusal: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("secret-text")
+    target = tmp_path / "written"
+    query = statement.format(secret=secret, target=target)
+    response = _sql(server, {"query": query, "readonly": False}, **JSON)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"].startswith("refused: ")
+    assert refusal in response.json()["error"]
+    assert "secret-text" not in response.text
+    assert not target.exists()
+    assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
+    tables = {r["name"] for r in warehouse.query_rows("SHOW TABLES")}
+    assert "evil" not in tables and "omium_runs" in tables
+    assert warehouse.scalar("SELECT count() FROM system.functions WHERE name = 'omium_evil'") == 0
+    assert _sql(server, {"query": "SELECT 1"}).status_code == 200  # the server is still up
+
+
+def test_other_databases_are_out_of_reach_of_writes(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    other = f"{warehouse.database}_other"
+    warehouse.command("CREATE DATABASE {d:Identifier}", {"d": other})
+    try:
+        warehouse.command(f"CREATE TABLE {other}.t (a UInt8) ENGINE = Memory")
+        warehouse.command(f"INSERT INTO {other}.t VALUES (1)")
+        for statement in (
+            f"INSERT INTO {other}.t SELECT 2",
+            f"INSERT INTO {other}.t VALUES (2)",
+            f"ALTER TABLE {other}.t DELETE WHERE 1",
+            f"DELETE FROM {other}.t WHERE 1",
+            f"TRUNCATE TABLE {other}.t",
+            f"DROP TABLE {other}.t",
+            f"OPTIMIZE TABLE {other}.t",
+            f"CREATE TABLE {other}.u (a UInt8) ENGINE = Memory",
+            f"CREATE MATERIALIZED VIEW mv TO {other}.t AS SELECT 3 AS a",
+            f"DROP DATABASE {other}",
+            f"INSERT INTO omium_runs (run_id) SELECT toString(a) FROM {other}.t",
+        ):
+            response = _sql(server, {"query": statement, "readonly": False})
+            assert response.status_code == 403, (statement, response.text)
+            assert other in response.json()["error"]
+        table = {"query": "DROP TABLE {t:Identifier}", "parameters": {"t": f"{other}.t"}, "readonly": False}
+        assert _sql(server, table).status_code == 403
+        assert warehouse.query_rows(f"SELECT a FROM {other}.t") == [{"a": 1}]
+        assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
+    finally:
+        warehouse.command("DROP DATABASE IF EXISTS {d:Identifier}", {"d": other})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT INTO omium_runs (run_id) VALUES (",
+        "INSERT INTO omium_runs (nosuch) VALUES (1)",
+        "INSERT INTO nosuch (a) VALUES (1)",
+        "INSERT INTO nosuch SELECT 1",
+        "INSERT INT omium_runs SELECT 1",
+        "INSERT INTO omium_runs (run_id) SELECT 'x'; DROP TABLE omium_runs",
+        "INSERT INTO omium_runs (run_id) VALUES ({p:UInt8})",
+        "ALTER TABLE omium_runs DROP COLUMN nosuch",
+    ],
+)
+def test_bad_writes_are_400(server: RunningServer, warehouse: ClickHouseWarehouse, query: str) -> None:
+    response = _sql(server, {"query": query, "parameters": {"p": "x"}, "readonly": False})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+    assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
+    assert (
+        _sql(
+            server, {"query": "INSERT INTO omium_runs (run_id) VALUES ('ok')", "readonly": False}
+        ).status_code
+        == 200
+    )
+
+
+def test_a_server_on_clickhouse_has_no_door_for_writes_either(
+    server: RunningServer, warehouse: ClickHouseWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warehouse, "mode", "clickhouse")  # what sql_door() looks at
+    for readonly in (True, False):
+        body = {"query": "INSERT INTO omium_runs (run_id) VALUES ('x')", "readonly": readonly}
+        response = _sql(server, body)
+        assert response.status_code == 501, response.text
+        assert "embedded" in response.json()["error"]
+    assert warehouse.scalar("SELECT count() FROM omium_runs") == 0
+
+
 _SEEDS = [
     "SELECT number AS n FROM numbers(10) WHERE n % 2 = 0 ORDER BY n DESC LIMIT 3",
     "SELECT run_id, argMax(status, updated_at) FROM omium_runs FINAL GROUP BY run_id",
@@ -460,6 +675,40 @@ def test_fuzzed_queries_never_get_a_5xx(server: RunningServer, query: str, as_js
     )
     assert response.status_code < 500, (query, response.text)
     assert response.status_code in (200, 400, 403, 422), (query, response.text)
+
+
+_WRITE_SEEDS = [
+    "INSERT INTO omium_runs (run_id, workflow) VALUES ({p:String}, 'wf'), ('b', concat('w', 'f'))",
+    "INSERT INTO omium_runs (run_id) SELECT toString(number) FROM numbers(3)",
+    "ALTER TABLE omium_runs DELETE WHERE run_id = {p:String}",
+    "CREATE TABLE IF NOT EXISTS fuzzed (a UInt8) ENGINE = Memory",
+]
+
+
+@st.composite
+def _mutated_write(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(_WRITE_SEEDS))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = rng.randrange(len(text) + 1)
+        if rng.random() < 0.5:
+            text = text[:at] + rng.choice(_PIECES) + text[at:]
+        else:
+            text = text[:at] + text[at + rng.randrange(1, 8) :]
+    return text
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(query=_mutated_write())
+def test_fuzzed_writes_never_get_a_5xx(server: RunningServer, query: str) -> None:
+    body = {"query": query, "parameters": {"p": "v", "t": "omium_runs"}, "readonly": False}
+    response = _sql(server, body)
+    assert response.status_code in (200, 400, 403), (query, response.text)
 
 
 def test_reads_from_many_threads_at_once(server: RunningServer) -> None:

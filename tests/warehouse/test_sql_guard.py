@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from omium.collector import native
 from omium.config import Settings
 from omium.dashboards import grafana
 from omium.errors import ConfigError, OverloadedError, QueryLimitExceeded, QueryRefused, WarehouseError
@@ -350,6 +352,225 @@ def test_the_product_has_reads_to_check() -> None:
 @pytest.mark.parametrize("name", sorted(PRODUCT_READS))
 def test_the_products_own_reads_pass_the_guard(door: SqlDoor, name: str) -> None:
     door.check(PRODUCT_READS[name])
+
+
+# --- Writes ("readonly": false): an allow-list too.
+
+REFUSED_WRITES = [
+    # Reads on the write path: what a read would be refused for, or sent back to the read path.
+    ("SELECT file('/etc/passwd')", "function 'file' is not allowed"),
+    ("SELECT 1 INTO OUTFILE '/tmp/omium-x' TRUNCATE", "INTO OUTFILE"),
+    ("SELECT 1", 'send it without "readonly": false'),
+    # INSERT: only into a table of the server's database, from checked rows.
+    ("INSERT INTO FUNCTION file('/tmp/omium-x', 'TSV', 'a String') SELECT 'x'", "INSERT INTO FUNCTION"),
+    ("INSERT INTO FUNCTION url('http://127.0.0.1:9/', 'TSV', 'a String') SELECT 'x'", "INSERT INTO FUNCTION"),
+    ("INSERT INTO omium_runs (run_id) SELECT * FROM file('/etc/passwd', 'LineAsString')", "'file'"),
+    ("INSERT INTO omium_runs (run_id) SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')", "'url'"),
+    ("INSERT INTO omium_runs (run_id) SELECT * FROM remote('127.0.0.1', system.one)", "'remote'"),
+    ("INSERT INTO omium_runs (run_id) SELECT name FROM system.users", "table 'system.users'"),
+    ("INSERT INTO omium_runs (run_id) SELECT 'x' SETTINGS max_threads = 1", "SETTINGS clause"),
+    ("INSERT INTO omium_runs SETTINGS async_insert = 1 SELECT 'x'", "SETTINGS clause"),
+    ("INSERT INTO omium_runs (run_id) VALUES (file('/etc/passwd'))", "function 'file'"),
+    ("INSERT INTO omium_runs (run_id) VALUES ('a'), (toString(sleep(1)))", "function 'sleep'"),
+    # Rows that close values() early to smuggle a SELECT in: the SELECT is checked too.
+    (
+        "INSERT INTO omium_runs (run_id) VALUES ('a')) UNION ALL SELECT * FROM file('/etc/passwd', 'LineAsString'",
+        "table function 'file'",
+    ),
+    ("INSERT INTO omium_runs (run_id) FROM INFILE '/etc/passwd' FORMAT LineAsString", "FROM INFILE"),
+    ("INSERT INTO omium_runs (run_id) FORMAT CSV\nx", "as VALUES"),
+    ('INSERT INTO omium_runs (run_id) FORMAT JSONEachRow {"run_id": "x"}', "as VALUES"),
+    ("INSERT INTO system.one SELECT 1", "database 'system'"),
+    ("INSERT INTO other_db.t SELECT 1", "database 'other_db'"),
+    ("INSERT INTO other_db.t (a) VALUES (1)", "database 'other_db'"),
+    ("INSERT INTO {t:Identifier} (run_id) VALUES ('x')", "takes one plain name"),
+    # Statements that are not writes of a table.
+    ("SYSTEM FLUSH LOGS", "SYSTEM is not allowed"),
+    ("SYSTEM SHUTDOWN", "SYSTEM is not allowed"),
+    ("KILL QUERY WHERE 1", "KILL QUERY is not allowed"),
+    ("KILL MUTATION WHERE 1", "KILL QUERY is not allowed"),
+    ("SET readonly = 0", "SET is not allowed"),
+    ("USE system", "USE is not allowed"),
+    ("GRANT SELECT ON *.* TO default", "GRANT is not allowed"),
+    ("REVOKE ALL ON *.* FROM default", "GRANT is not allowed"),
+    ("CREATE USER omium_evil", "CREATE USER is not allowed"),
+    ("CREATE ROLE omium_evil", "CREATE ROLE is not allowed"),
+    ("DROP USER default", "DROP USER is not allowed"),
+    ("CREATE FUNCTION omium_evil AS x -> x", "CREATE SQL FUNCTION is not allowed"),
+    ("DROP FUNCTION omium_evil", "DROP FUNCTION is not allowed"),
+    ("RENAME TABLE omium_runs TO x", "RENAME is not allowed"),
+    ("EXCHANGE TABLES omium_runs AND omium_steps", "RENAME is not allowed"),
+    ("UNDROP TABLE omium_runs", "UNDROP is not allowed"),
+    ("BACKUP TABLE omium_runs TO Disk('default', 'b')", "BACKUP is not allowed"),
+    ("CHECK TABLE omium_runs", "CHECK TABLE is not allowed"),
+    ("UPDATE omium_runs SET error = 'x' WHERE 1", "UPDATE is not allowed"),
+    ("EXPLAIN SYNTAX INSERT INTO omium_runs SELECT * FROM omium_runs", "explains SELECT"),
+    # CREATE: tables and views of the server's database, on engines that keep rows in it.
+    ("CREATE DATABASE omium_evil", "CREATE of a whole database"),
+    ("CREATE DATABASE omium_evil ENGINE = Filesystem('/')", "'Filesystem' is not allowed"),
+    ("CREATE TABLE other_db.t (a UInt8) ENGINE = Memory", "database 'other_db'"),
+    ("CREATE TABLE system.t (a UInt8) ENGINE = Memory", "database 'system'"),
+    (
+        "CREATE DICTIONARY d (a UInt8) PRIMARY KEY a SOURCE(CLICKHOUSE(TABLE 'omium_runs')) LAYOUT(FLAT()) "
+        "LIFETIME(0)",
+        "DICTIONARY",
+    ),
+    ("ATTACH TABLE t (a UInt8) ENGINE = Memory", "ATTACH is not allowed"),
+    ("ATTACH TABLE omium_runs", "ATTACH is not allowed"),
+    ("CREATE TEMPORARY TABLE t (a UInt8)", "TEMPORARY"),
+    ("CREATE OR REPLACE TABLE omium_runs (a UInt8) ENGINE = Memory", "CREATE OR REPLACE"),
+    ("CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE OR REPLACE"),
+    ("CREATE TABLE t AS file('/etc/passwd', 'LineAsString')", "AS a table function"),
+    ("CREATE TABLE t AS system.users", "AS another table"),
+    ("CREATE TABLE t CLONE AS omium_runs", "AS another table"),
+    ("CREATE TABLE t UUID '123e4567-e89b-12d3-a456-426614174000' (a UInt8) ENGINE = Memory", "UUID"),
+    ("CREATE TABLE t (a String) ENGINE = File(TSV, '/tmp/omium-x')", "table engine 'File'"),
+    ("CREATE TABLE t (a String) ENGINE = URL('http://127.0.0.1:9/', TSV)", "table engine 'URL'"),
+    ("CREATE TABLE t (a String) ENGINE = S3('http://127.0.0.1:9/b/k', 'TSV')", "table engine 'S3'"),
+    ("CREATE TABLE t (a String) ENGINE = MySQL('h:3306', 'db', 't', 'u', 'p')", "table engine 'MySQL'"),
+    ("CREATE TABLE t (a String) ENGINE = PostgreSQL('h:5432', 'db', 't', 'u', 'p')", "'PostgreSQL'"),
+    ("CREATE TABLE t (a String) ENGINE = SQLite('/tmp/omium-x.db', 't')", "table engine 'SQLite'"),
+    ("CREATE TABLE t (a String) ENGINE = Executable('id', TSV)", "table engine 'Executable'"),
+    ("CREATE TABLE t (a String) ENGINE = Dictionary(d)", "table engine 'Dictionary'"),
+    ("CREATE TABLE t (a String) ENGINE = Distributed(default, system, one)", "table engine 'Distributed'"),
+    ("CREATE TABLE t (a String) ENGINE = Merge(system, '^users$')", "table engine 'Merge'"),
+    ("CREATE TABLE t (dummy UInt8) ENGINE = Buffer(system, one, 1, 1, 1, 1, 1, 1, 1)", "'Buffer'"),
+    (
+        "CREATE TABLE t (a UInt8) ENGINE = ReplicatedMergeTree('/ch/t', 'r') ORDER BY a",
+        "'ReplicatedMergeTree'",
+    ),
+    (
+        "CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a SETTINGS storage_policy = 'x'",
+        "SETTINGS clause",
+    ),
+    (
+        "CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a "
+        "SETTINGS disk = disk(type = local, path = '/tmp/omium-disk/')",
+        "SETTINGS clause",
+    ),
+    ("CREATE TABLE t (a UInt8) ENGINE = MergeTree ORDER BY a TTL toDateTime(a) TO DISK 'default'", "TTL"),
+    ("CREATE TABLE t (a String DEFAULT file('/etc/passwd')) ENGINE = Memory", "function 'file'"),
+    ("CREATE TABLE t (a String CODEC(AES_128_GCM_SIV)) ENGINE = Memory", "codec 'AES_128_GCM_SIV'"),
+    ("CREATE TABLE t ENGINE = Memory AS SELECT * FROM file('/etc/passwd', 'LineAsString')", "'file'"),
+    ("CREATE VIEW v AS SELECT * FROM system.users", "table 'system.users'"),
+    ("CREATE VIEW v AS SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')", "'url'"),
+    ("CREATE VIEW v DEFINER = default SQL SECURITY DEFINER AS SELECT 1", "SQL SECURITY"),
+    ("CREATE MATERIALIZED VIEW mv TO system.one AS SELECT 1 AS dummy", "database 'system'"),
+    ("CREATE MATERIALIZED VIEW mv TO other_db.t AS SELECT 1 AS a", "database 'other_db'"),
+    ("CREATE MATERIALIZED VIEW mv ENGINE = File(TSV) AS SELECT 1 AS a", "table engine 'File'"),
+    ("CREATE MATERIALIZED VIEW mv REFRESH EVERY 1 HOUR TO omium_runs AS SELECT 'x' AS run_id", "REFRESH"),
+    ("CREATE MATERIALIZED VIEW mv TO omium_runs AS SELECT name AS run_id FROM system.users", "system.users"),
+    # ALTER: columns, DELETE and UPDATE of a table of the server's database.
+    ("ALTER TABLE omium_runs MODIFY SETTING index_granularity = 2", "MODIFY SETTING is not allowed"),
+    ("ALTER TABLE omium_runs FREEZE", "FREEZE ALL is not allowed"),
+    ("ALTER TABLE omium_runs ATTACH PARTITION tuple() FROM system.one", "REPLACE PARTITION is not allowed"),
+    ("ALTER TABLE omium_runs MOVE PARTITION tuple() TO TABLE system.one", "MOVE PARTITION is not allowed"),
+    ("ALTER TABLE omium_runs FETCH PARTITION tuple() FROM '/clickhouse/t'", "FETCH PARTITION is not allowed"),
+    ("ALTER TABLE omium_runs MODIFY TTL updated_at + INTERVAL 1 DAY", "MODIFY TTL is not allowed"),
+    ("ALTER TABLE omium_runs ADD COLUMN x String DEFAULT file('/etc/passwd')", "function 'file'"),
+    ("ALTER TABLE omium_runs MODIFY COLUMN error String SETTINGS (max_compress_block_size = 1)", "SETTINGS"),
+    ("ALTER TABLE omium_runs UPDATE error = file('/etc/passwd') WHERE 1", "function 'file'"),
+    ("ALTER TABLE omium_runs DELETE WHERE run_id IN (SELECT name FROM system.users)", "system.users"),
+    ("ALTER TABLE system.one DELETE WHERE 1", "database 'system'"),
+    ("ALTER TABLE other_db.t DELETE WHERE 1", "database 'other_db'"),
+    ("ALTER DATABASE other_db MODIFY SETTING x = 1", "ALTER of anything but a table"),
+    # DROP, TRUNCATE, DELETE, OPTIMIZE: one table of the server's database.
+    ("DROP DATABASE other_db", "whole database"),
+    ("DROP TABLE system.one", "database 'system'"),
+    ("DROP TABLE other_db.t", "database 'other_db'"),
+    ("DROP TABLE omium_runs, omium_steps", "several tables"),
+    ("DROP DICTIONARY d", "DICTIONARY"),
+    ("DROP TEMPORARY TABLE t", "TEMPORARY"),
+    ("DETACH TABLE omium_runs", "DETACH is not allowed"),
+    ("DETACH DATABASE other_db", "DETACH is not allowed"),
+    ("TRUNCATE TABLE system.query_log", "database 'system'"),
+    ("TRUNCATE ALL TABLES FROM other_db", "ALL TABLES"),
+    ("TRUNCATE DATABASE other_db", "whole database"),
+    ("DELETE FROM system.one WHERE 1", "database 'system'"),
+    ("DELETE FROM omium_runs WHERE run_id IN (SELECT name FROM system.users)", "system.users"),
+    ("OPTIMIZE TABLE system.one", "database 'system'"),
+    ("OPTIMIZE TABLE omium_runs ON CLUSTER c", "ON CLUSTER"),
+]
+
+
+@pytest.mark.parametrize(("statement", "refusal"), REFUSED_WRITES)
+def test_writes_off_the_list_are_refused(door: SqlDoor, statement: str, refusal: str) -> None:
+    with pytest.raises(QueryRefused, match=re.escape(refusal)):
+        door.check(statement, {"t": "system.one"}, write=True)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["DROP TABLE {t:Identifier}", "INSERT INTO {t:Identifier} SELECT 1", "OPTIMIZE TABLE {t:Identifier}"],
+)
+def test_a_write_names_its_table_plainly(door: SqlDoor, statement: str) -> None:
+    for value in ("system.one", "other_db.t", "`system`.`one`", "", None):
+        with pytest.raises(QueryRefused, match="takes one plain name"):
+            door.write(statement, {"t": value})
+
+
+ALLOWED_WRITES = [
+    "INSERT INTO omium_runs (run_id, workflow) VALUES ('a', 'wf'), ({r:String}, concat('w', 'f'))",
+    "INSERT INTO omium_runs (run_id) VALUES ('a');",
+    "INSERT INTO omium_runs (run_id) FORMAT Values ('a')",
+    "INSERT INTO omium_runs VALUES ('a', 'wf', 'ok', 1, '', '', now(), now(), '', map('k', 'v'))",
+    "INSERT INTO {t:Identifier} (run_id) VALUES ('a')",
+    "INSERT INTO omium_runs (run_id) SELECT toString(number) FROM numbers(3)",
+    "INSERT INTO omium_runs (run_id) WITH 'a' AS x SELECT x UNION ALL SELECT run_id FROM omium_runs",
+    "INSERT INTO omium_runs (run_id) SELECT * FROM values('r String', 'a', 'b')",
+    "CREATE TABLE IF NOT EXISTS t (a UInt8 DEFAULT 1 CODEC(Delta, ZSTD(3)), b LowCardinality(String), "
+    "c Nullable(DateTime64(6, 'UTC')), d AggregateFunction(uniq, String), e Enum8('x' = 1), "
+    "f Map(String, Array(Float64)), g Tuple(x UInt8, y String), INDEX i b TYPE bloom_filter GRANULARITY 1, "
+    "CONSTRAINT positive CHECK a >= 0) ENGINE = ReplacingMergeTree(a) PARTITION BY a ORDER BY (a, b) "
+    "TTL toDateTime(a) + INTERVAL 1 DAY COMMENT 'x'",
+    "CREATE TABLE t (a UInt8) ENGINE = Memory",
+    "CREATE TABLE t ENGINE = MergeTree ORDER BY tuple() AS SELECT run_id FROM omium_runs",
+    "CREATE VIEW IF NOT EXISTS v AS SELECT run_id, count() AS n FROM omium_steps GROUP BY run_id",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS mv TO omium_runs AS SELECT run_id FROM omium_steps",
+    "CREATE MATERIALIZED VIEW mv ENGINE = SummingMergeTree ORDER BY run_id POPULATE AS "
+    "SELECT run_id, count() AS n FROM omium_steps GROUP BY run_id",
+    "ALTER TABLE omium_runs ADD COLUMN IF NOT EXISTS x String DEFAULT 'x' AFTER run_id, DROP COLUMN IF EXISTS y",
+    "ALTER TABLE omium_runs MODIFY COLUMN error String COMMENT 'e', RENAME COLUMN x TO y, COMMENT COLUMN y 'z'",
+    "ALTER TABLE omium_runs DELETE WHERE run_id = {r:String}",
+    "ALTER TABLE omium_runs UPDATE error = 'x' WHERE run_id IN (SELECT run_id FROM omium_steps)",
+    "DELETE FROM omium_runs WHERE run_id = 'a'",
+    "TRUNCATE TABLE IF EXISTS t",
+    "DROP TABLE IF EXISTS t",
+    "DROP VIEW IF EXISTS v",
+    "OPTIMIZE TABLE omium_runs FINAL DEDUPLICATE",
+]
+
+
+@pytest.mark.parametrize("statement", ALLOWED_WRITES)
+def test_allowed_writes_pass_the_guard(door: SqlDoor, statement: str) -> None:
+    door.check(statement, {"t": "omium_runs"}, write=True)
+
+
+def _product_writes() -> Iterator[tuple[str, str]]:
+    """Every statement the product sends through a RemoteWarehouse's ``command()``."""
+    for module_name in ("omium.warehouse.store", "omium.pipelines.spans", "omium.pipelines.features"):
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            if name.isupper() and isinstance(value, str) and value.lstrip().upper().startswith("INSERT"):
+                yield f"{module_name}.{name}", value
+
+
+PRODUCT_WRITES = dict(_product_writes())
+
+
+def test_the_product_has_writes_to_check() -> None:
+    assert len(PRODUCT_WRITES) == 9  # seven of the checkpoint store, two of the pipelines
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCT_WRITES))
+def test_the_products_own_writes_pass_the_guard(door: SqlDoor, name: str) -> None:
+    assert door.check(PRODUCT_WRITES[name], write=True).statement == "InsertQuery"
+
+
+def test_the_collectors_own_file_ingest_never_passes_the_door(door: SqlDoor) -> None:
+    """Native ingest reads a spool file with file(): it runs in the server, never through the door."""
+    with pytest.raises(QueryRefused):  # for its SETTINGS, and its file()
+        door.check(native.INSERT_FROM_FILE, write=True)
 
 
 # --- How reads stop.

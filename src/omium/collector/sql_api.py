@@ -1,14 +1,17 @@
 """``POST /v1/sql`` and ``POST /v1/insert``: the warehouse for processes that cannot open it.
 
-Reads go through the SQL door (:class:`omium.warehouse.door.SqlDoor`): ClickHouse parses the
-statement, :mod:`omium.warehouse.sql_guard` checks its syntax tree (one read, allowed functions
-and tables only: refused with 403 naming what), and the checked tree runs under per-query limits
-(:class:`~omium.warehouse.sql_guard.QueryLimits`, ``OMIUM_SQL_*``: past one, 422 naming it). A
-client that goes away cancels its query. Every call needs the server's API token, checked before
-the route (:mod:`omium.collector.access`); writes (``"readonly": false``, ``/v1/insert``) are the
-token holder's and are not guarded further.
-Parameters are bound server-side by name. A server on a ClickHouse server (``OMIUM_CLICKHOUSE_URL``)
-has no door: its reads answer 501, and clients query that ClickHouse, with a user of their own.
+Statements go through the SQL door (:class:`omium.warehouse.door.SqlDoor`): ClickHouse parses
+the statement, :mod:`omium.warehouse.sql_guard` checks its syntax tree (refused with 403 naming
+what) and the checked tree is what runs. A read (the default) is one SELECT, EXPLAIN or SHOW of
+allowed functions and tables, run under per-query limits
+(:class:`~omium.warehouse.sql_guard.QueryLimits`, ``OMIUM_SQL_*``: past one, 422 naming it); a
+client that goes away cancels its query. A write (``"readonly": false``) is one INSERT, CREATE
+TABLE/VIEW, ALTER TABLE, DELETE, TRUNCATE, DROP TABLE or OPTIMIZE of the server's database
+(:func:`~omium.warehouse.sql_guard.check_write`); it answers no rows. ``/v1/insert`` takes Arrow
+into an existing table. Every call needs the server's API token, checked before the route
+(:mod:`omium.collector.access`). Parameters are bound server-side by name. A server on a
+ClickHouse server (``OMIUM_CLICKHOUSE_URL``) has no door: its ``/v1/sql`` answers 501, and
+clients query that ClickHouse, with a user of their own.
 
 The answer is an Arrow IPC stream, or with ``Accept: application/json``
 ``{"columns": [...], "types": [...], "rows": [[...], ...]}`` as ClickHouse renders each type in
@@ -81,18 +84,22 @@ def _error(status: int, message: str, **extra: Any) -> Response:
     return _json({"error": message, **extra}, status)
 
 
-def _door(request: Request) -> SqlDoor:
-    """The server's SQL door, with limits read from ``OMIUM_SQL_*`` on first use."""
+def _door(request: Request) -> SqlDoor | Response:
+    """The server's SQL door, with limits read from ``OMIUM_SQL_*`` on first use (or the error)."""
     state: ServerState = request.app.state.omium
-    limits = getattr(request.app.state, "sql_limits", None)
-    if limits is None:
-        limits = request.app.state.sql_limits = QueryLimits.from_env(os.environ)
-    return state.warehouse.sql_door(limits)
+    try:
+        limits = getattr(request.app.state, "sql_limits", None)
+        if limits is None:
+            limits = request.app.state.sql_limits = QueryLimits.from_env(os.environ)
+        return state.warehouse.sql_door(limits)
+    except ConfigError as exc:
+        return _error(500, f"the server's SQL limits are misconfigured: {exc}")
+    except WarehouseError as exc:
+        return _error(501, str(exc))
 
 
 async def sql(request: Request) -> Response:
     """Run one SQL statement; answer Arrow IPC (default) or JSON rows (``Accept: application/json``)."""
-    state: ServerState = request.app.state.omium
     raw = await request.body()
     if len(raw) > MAX_SQL_BODY:
         return _error(413, f"request larger than {MAX_SQL_BODY} bytes")
@@ -108,24 +115,28 @@ async def sql(request: Request) -> Response:
     as_json = "application/json" in request.headers.get("accept", "")
     if payload.get("readonly", True) is not False:
         return await _read(request, payload["query"], parameters, as_json)
+    return await _write(request, payload["query"], parameters, as_json)
+
+
+async def _write(request: Request, query: str, parameters: dict[str, Any], as_json: bool) -> Response:
+    door = _door(request)
+    if isinstance(door, Response):
+        return door
     try:
-        data = await run_in_threadpool(
-            state.warehouse.arrow_bytes, payload["query"], parameters, readonly=False
-        )
+        await run_in_threadpool(door.write, query, parameters)
+    except QueryRefused as exc:
+        return _error(403, f"refused: {exc}")
     except WarehouseError as exc:
         return _error(400, str(exc))
     if as_json:
-        return _json(_arrow_rows(data))
-    return Response(data, media_type=ARROW_STREAM)
+        return _json({"columns": [], "types": [], "rows": []})
+    return Response(b"", media_type=ARROW_STREAM)
 
 
 async def _read(request: Request, query: str, parameters: dict[str, Any], as_json: bool) -> Response:
-    try:
-        door = _door(request)
-    except ConfigError as exc:
-        return _error(500, f"the server's SQL limits are misconfigured: {exc}")
-    except WarehouseError as exc:
-        return _error(501, str(exc))
+    door = _door(request)
+    if isinstance(door, Response):
+        return door
     call = DoorCall()
     fmt = "JSONCompactEachRowWithNamesAndTypes" if as_json else "ArrowStream"
     task = asyncio.ensure_future(run_in_threadpool(door.read, query, parameters, fmt=fmt, call=call))
@@ -174,16 +185,6 @@ def _clickhouse_rows(data: bytes) -> bytes:
         return b'{"columns":[],"types":[],"rows":[]}'
     rows = b",".join(line for line in lines[2:] if line)
     return b'{"columns":' + lines[0] + b',"types":' + lines[1] + b',"rows":[' + rows + b"]}"
-
-
-def _arrow_rows(data: bytes) -> dict[str, Any]:
-    """A write's Arrow answer (rarely any) as JSON rows; :func:`_render` makes every value safe."""
-    import pyarrow as pa
-
-    if not data:
-        return {"columns": [], "rows": []}
-    table = pa.ipc.open_stream(data).read_all()
-    return {"columns": table.column_names, "rows": [list(r.values()) for r in table.to_pylist()]}
 
 
 def _python(column: Any) -> list[Any]:

@@ -1,4 +1,4 @@
-"""What the SQL door (``POST /v1/sql`` without the write token) may run, and under which limits.
+"""What the SQL door (``POST /v1/sql``) may run, and under which limits.
 
 The door is the boundary between the warehouse and any process that can reach the server, so it
 decides by construction rather than by pattern matching:
@@ -31,8 +31,17 @@ decides by construction rather than by pattern matching:
   refused as well (``x IN other_db.t``); a table alias that shares a database's name is refused
   with it, which is the price of not guessing.
 
-:class:`QueryLimits` are the per-query limits the door's sessions run under; the parser-level
-ban on ``SETTINGS`` and the engine's ``readonly`` mode keep a query from changing them.
+* **Writes** (``"readonly": false``, :func:`check_write`) are an allow-list too: one ``INSERT``
+  into a table (``VALUES`` or ``SELECT``), ``CREATE TABLE``/``VIEW``/``MATERIALIZED VIEW`` on an
+  engine of :data:`ENGINES`, ``ALTER TABLE`` of :data:`ALTER_COMMANDS`, ``DELETE FROM``,
+  ``TRUNCATE``, ``DROP TABLE`` or ``OPTIMIZE``, of one table of the server's database. Every key
+  of the statement's node is allow-listed (a clause this module has not read is refused), and
+  everything below it (an ``INSERT``'s ``SELECT``, a view's query, defaults, predicates) is
+  walked by the read rules. ``INSERT ... VALUES`` has no JSON form: the door reads its rows as
+  the arguments of ``values()`` (see :class:`~omium.warehouse.door.SqlDoor`).
+
+:class:`QueryLimits` are the per-query limits the door's read sessions run under; the
+parser-level ban on ``SETTINGS`` and the engine's ``readonly`` mode keep a query from changing them.
 """
 
 from __future__ import annotations
@@ -149,6 +158,190 @@ DENIED_FUNCTIONS: Mapping[str, str] = {
 _SYNTAX_FUNCTIONS = frozenset({"lambda", "exists", "untuple", "grouping"})
 # An Identifier parameter is one name (ClickHouse quotes a dotted value whole): a plain one here.
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+# --- Writes (``"readonly": false``): what the product sends, and obvious siblings.
+WRITE_STATEMENTS = frozenset(
+    {"InsertQuery", "CreateQuery", "AlterQuery", "DropQuery", "OptimizeQuery", "DeleteQuery"}
+)
+WRITE_NODE_TYPES = NODE_TYPES | frozenset(
+    {
+        "Columns definition",
+        "ColumnDeclaration",
+        "DataType",
+        "EnumDataType",
+        "TupleDataType",
+        "NameTypePair",
+        "IndexDeclaration",
+        "ConstraintDeclaration",
+        "ProjectionDeclaration",
+        "ProjectionSelectQuery",
+        "Storage",
+        "TTLElement",
+        "AlterCommand",
+        "Assignment",
+        "Partition",
+    }
+)
+# Engines that keep their rows in the server's own storage (never a file, URL, other server,
+# other database, process or dictionary); Replicated* would reach Keeper.
+ENGINES = frozenset(
+    {
+        "MergeTree",
+        "ReplacingMergeTree",
+        "SummingMergeTree",
+        "AggregatingMergeTree",
+        "CollapsingMergeTree",
+        "VersionedCollapsingMergeTree",
+        "Memory",
+        "Null",
+        "Log",
+        "TinyLog",
+        "StripeLog",
+    }
+)
+CODECS = frozenset({"NONE", "LZ4", "LZ4HC", "ZSTD", "Delta", "DoubleDelta", "Gorilla", "FPC", "T64", "GCD"})
+INDEX_TYPES = frozenset({"minmax", "set", "bloom_filter", "ngrambf_v1", "tokenbf_v1"})
+ALTER_COMMANDS = frozenset(
+    {"ADD_COLUMN", "DROP_COLUMN", "MODIFY_COLUMN", "RENAME_COLUMN", "COMMENT_COLUMN", "DELETE", "UPDATE"}
+)
+_ALTER_KEYS = frozenset(
+    {
+        "type",
+        "command_type",
+        "col_decl",
+        "column",
+        "rename_to",
+        "comment",
+        "predicate",
+        "update_assignments",
+        "partition",
+        "remove_property",
+        "replace",
+        "first",
+        "if_exists",
+        "if_not_exists",
+    }
+)
+_ALTER_OFF = frozenset(
+    {"detach", "part", "clear_column", "clear_index", "clear_statistics", "clear_projection"}
+)
+_TTL_DELETE = ("DELETE", "DELETE")  # (mode, destination): rows past their TTL are deleted, nothing else
+# What a function is, by where it sits (parent node type, key): the default is a value.
+_PLACES: Mapping[tuple[str, str], str] = {
+    ("TableExpression", "table_function"): "table_function",
+    ("Storage", "engine"): "engine",
+    ("ColumnDeclaration", "codec"): "codec",
+    ("IndexDeclaration", "index_type"): "index",
+    ("ColumnDeclaration", "data_type"): "type",
+}
+_NAMED_PLACES: Mapping[str, tuple[str, frozenset[str]]] = {
+    "engine": ("table engine", ENGINES),
+    "codec": ("codec", CODECS),
+    "index": ("index type", INDEX_TYPES),
+}
+# A write statement's keys: "target" (checked as its target), a place (its subtree is walked),
+# the scalar values allowed, or None (any scalar). Every other key is refused.
+_TARGET = "target"
+_OFF = frozenset({False})
+_NOTHING: frozenset[Any] = frozenset()
+_Rule = str | frozenset[Any] | None
+_EVERY_WRITE: Mapping[str, _Rule] = {
+    "type": None,
+    "is_outfile_append": _OFF,
+    "is_outfile_truncate": _OFF,
+    "is_into_outfile_with_stdout": _OFF,
+}
+_NAMED_TARGET: Mapping[str, _Rule] = {"database": _TARGET, "table": _TARGET}
+_DDL_TARGET: Mapping[str, _Rule] = {**_NAMED_TARGET, "database_ast": _TARGET, "table_ast": _TARGET}
+_WRITES: Mapping[str, Mapping[str, _Rule]] = {
+    "InsertQuery": {**_NAMED_TARGET, "columns": "value", "select": "value"},
+    "CreateQuery": {
+        **_DDL_TARGET,
+        **dict.fromkeys(
+            ("if_not_exists", "is_ordinary_view", "is_materialized_view", "is_populate", "is_create_empty")
+        ),
+        **dict.fromkeys(("columns_list", "storage", "select", "comment"), "value"),
+        "targets": _TARGET,
+        **dict.fromkeys(
+            (
+                "attach",
+                "is_time_series_table",
+                "is_clone_as",
+                "replace_view",
+                "has_uuid",
+                "has_uuid_clause",
+                "has_inner_uuid_clause",
+                "is_dictionary",
+                "replace_table",
+                "create_or_replace",
+                "has_attach_from_path",
+                "is_temporary",
+            ),
+            _OFF,
+        ),
+    },
+    "AlterQuery": {**_DDL_TARGET, "alter_object": frozenset({"TABLE"}), "command_list": "value"},
+    "DropQuery": {
+        **_DDL_TARGET,
+        "kind": frozenset({"Drop", "Truncate"}),
+        **dict.fromkeys(("if_exists", "if_empty", "is_view", "sync")),
+        **dict.fromkeys(
+            (
+                "has_all",
+                "has_tables",
+                "not_like",
+                "case_insensitive_like",
+                "is_dictionary",
+                "permanently",
+                "is_temporary",
+            ),
+            _OFF,
+        ),
+    },
+    "OptimizeQuery": {
+        **_NAMED_TARGET,
+        **dict.fromkeys(("partition", "deduplicate_by_columns"), "value"),
+        **dict.fromkeys(("final", "deduplicate", "cleanup")),
+    },
+    "DeleteQuery": {**_NAMED_TARGET, "partition": "value", "predicate": "value"},
+}
+# How a refused key reads in the answer.
+_WRITE_CLAUSES: Mapping[str, str] = {
+    "table_function": "INSERT INTO FUNCTION",
+    "infile": "FROM INFILE",
+    "compression": "COMPRESSION",
+    "settings_ast": "a SETTINGS clause",
+    "format": "inline data other than VALUES (send Arrow to /v1/insert)",
+    "attach": "ATTACH",
+    "is_temporary": "a TEMPORARY table",
+    "replace_table": "CREATE OR REPLACE",
+    "create_or_replace": "CREATE OR REPLACE",
+    "replace_view": "CREATE OR REPLACE VIEW",
+    "is_dictionary": "a DICTIONARY",
+    "as_table_function": "CREATE TABLE ... AS a table function",
+    "as_table": "CREATE TABLE ... AS another table",
+    "as_database": "CREATE TABLE ... AS another table",
+    "is_clone_as": "CLONE AS",
+    "uuid": "a UUID clause",
+    "has_uuid": "a UUID clause",
+    "has_uuid_clause": "a UUID clause",
+    "has_inner_uuid_clause": "a UUID clause",
+    "refresh_strategy": "a refreshable materialized view (REFRESH)",
+    "sql_security": "DEFINER / SQL SECURITY",
+    "cluster": "ON CLUSTER",
+    "has_all": "ALL TABLES",
+    "has_tables": "ALL TABLES",
+    "database_and_tables": "several tables in one statement",
+    "is_time_series_table": "a TimeSeries table",
+    "has_attach_from_path": "ATTACH ... FROM a path",
+    "permanently": "DETACH PERMANENTLY",
+    "alter_object": "ALTER of anything but a table",
+}
+WRITES_ALLOWED = (
+    "it writes with INSERT INTO a table (VALUES or SELECT), CREATE TABLE / VIEW / MATERIALIZED VIEW, "
+    "ALTER TABLE (ADD, DROP, MODIFY, RENAME, COMMENT COLUMN; DELETE; UPDATE), DELETE FROM, TRUNCATE, "
+    "DROP TABLE and OPTIMIZE, in the server's database"
+)
 
 FUNCTIONS_SQL = "SELECT name, is_aggregate, case_insensitive, alias_to, origin FROM system.functions"
 COMBINATORS_SQL = "SELECT name FROM system.aggregate_function_combinators"
@@ -336,6 +529,134 @@ def _children(node: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
             yield key, value
 
 
+def _name(node: Any) -> str:
+    if not isinstance(node, dict):
+        return ""
+    return ".".join(str(p) for p in node.get("name_parts") or [node.get("name") or ""])
+
+
+@dataclass
+class _Walk:
+    """One check of a tree: the rules it walks by, and what it found for :class:`CheckedQuery`."""
+
+    database: str
+    catalog: Catalog
+    node_types: frozenset[str]
+    parameters: set[str] = field(default_factory=set)
+    identifiers: set[str] = field(default_factory=set)
+    qualified: set[tuple[str, str]] = field(default_factory=set)
+
+    def checked(self, statement: str) -> CheckedQuery:
+        return CheckedQuery(
+            statement=statement,
+            parameters=frozenset(self.parameters),
+            identifier_parameters=frozenset(self.identifiers),
+            qualified=frozenset(self.qualified),
+        )
+
+    def function(self, place: str, name: str) -> None:
+        if place == "table_function":
+            if name not in TABLE_FUNCTIONS:
+                allowed = ", ".join(sorted(TABLE_FUNCTIONS))
+                raise QueryRefused(f"table function {name!r} is not allowed on this door; it has {allowed}")
+        elif place in _NAMED_PLACES:
+            what, names = _NAMED_PLACES[place]
+            if name not in names and not (place == "codec" and name == "CODEC"):
+                allowed = ", ".join(sorted(names))
+                raise QueryRefused(f"{what} {name!r} is not allowed on this door; it has {allowed}")
+        else:
+            _check_function(name, self.catalog)
+
+    def walk(self, root: Any, place: str = "value") -> None:
+        """Check every node under ``root``; ``place`` says what a function there is (:data:`_PLACES`)."""
+        stack: list[tuple[Any, str]] = [(root, place)]
+        while stack:
+            item, place = stack.pop()
+            if isinstance(item, list):
+                stack.extend((child, place) for child in item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("type")
+            if kind is None:  # not a node (a window frame, say): look inside all the same
+                stack.extend((child, "value") for _, child in _children(item))
+                continue
+            if kind not in self.node_types:
+                what = "a SETTINGS clause" if kind == "SetQuery" else f"{kind!r}"
+                raise QueryRefused(f"{what} is not allowed on this door")
+            for key, clause in _OUTPUT_CLAUSES.items():
+                if item.get(key) is not None:
+                    raise QueryRefused(f"{clause} is not allowed on this door")
+            if kind == "Literal":
+                continue  # data, not syntax
+            if kind == "QueryParameter":
+                name = str(item.get("name", ""))
+                self.parameters.add(name)
+                if item.get("param_type") == "Identifier":
+                    self.identifiers.add(name)
+                continue
+            if kind == "Function":
+                self.function(place, str(item.get("name", "")))
+            elif kind == "ColumnsApplyTransformer" and item.get("func_name"):
+                _check_function(str(item["func_name"]), self.catalog)
+            elif kind in ("TableIdentifier", "Identifier"):
+                self.identifier(kind, item, place)
+            elif kind == "AlterCommand":
+                _check_alter_command(item)
+            elif kind == "TTLElement" and (item.get("mode"), item.get("destination_type")) != _TTL_DELETE:
+                raise QueryRefused("a TTL that moves, recompresses or groups rows is not allowed here")
+            for key, child in _children(item):
+                inherited = place if place in ("type", "codec") else "value"
+                stack.append((child, _PLACES.get((kind, key), inherited)))
+
+    def identifier(self, kind: str, item: Mapping[str, Any], place: str) -> None:
+        parts = [str(p) for p in item.get("name_parts") or ([item["name"]] if item.get("name") else [])]
+        if item.get("children") and parts:
+            raise QueryRefused(
+                f"name {'.'.join(parts)!r} is part text, part parameter: on this door an "
+                "Identifier parameter stands for the whole name"
+            )
+        if kind == "TableIdentifier" and parts:
+            check_table(parts, database=self.database)
+        elif place == "type" and parts:
+            _check_function(parts[-1], self.catalog)  # AggregateFunction(uniq, String)
+        elif len(parts) > 1 and parts[0] != self.database:
+            self.qualified.add((parts[0], parts[1]))
+
+    def target(self, ast: Mapping[str, Any], what: str) -> None:
+        """A write's table: one table (a plain name or an Identifier parameter) of the server's database."""
+        db, table = ast.get("database"), ast.get("table")
+        named = db if isinstance(db, str) else ""
+        if isinstance(db, str) or isinstance(table, str):  # CREATE, ALTER, DROP: names and their nodes
+            db, table = ast.get("database_ast"), ast.get("table_ast")
+        if not isinstance(table, dict) or not (table.get("name") or table.get("children")):
+            name = named or _name(db)
+            whole = f"{what} of a whole database" + (f" ({name!r})" if name else "")
+            raise QueryRefused(f"{whole} is not allowed on this door: {WRITES_ALLOWED}")
+        if named not in ("", self.database):
+            raise _other_database(what, named, self.database)
+        if db is not None and (not isinstance(db, dict) or db.get("children") or _name(db) != self.database):
+            raise _other_database(what, _name(db), self.database)
+        if "." in _name(table):
+            raise QueryRefused(f"{what} of {_name(table)!r} is not allowed on this door: {WRITES_ALLOWED}")
+        self.walk(table)
+
+    def view_targets(self, targets: Any) -> None:
+        """A materialized view's ``TO`` table (of the server's database) or inner engine."""
+        if not isinstance(targets, dict) or set(targets) - {"type", "targets"}:
+            raise QueryRefused("this materialized view's targets are not allowed on this door")
+        for target in targets.get("targets") or []:
+            if not isinstance(target, dict) or target.get("kind") != "To":
+                raise QueryRefused("a materialized view writes TO a table or to an inner table on this door")
+            for key, value in target.items():
+                if key == "inner_engine":
+                    self.walk(value)
+                elif key == "table_database" and value not in ("", self.database):
+                    raise _other_database("a materialized view's TO", str(value), self.database)
+                elif key not in ("kind", "table_database", "table_name"):
+                    raise QueryRefused(f"a materialized view with {key!r} is not allowed on this door")
+
+
 def check_statement(ast: Mapping[str, Any], *, database: str, catalog: Catalog) -> CheckedQuery:
     """Check a statement's syntax tree (as ``parseQueryToJSON`` gives it).
 
@@ -366,68 +687,121 @@ def check_statement(ast: Mapping[str, Any], *, database: str, catalog: Catalog) 
     if statement == "ShowColumnsQuery":
         table = [str(ast.get("table", ""))]
         check_table([str(ast["database"]), *table] if ast.get("database") else table, database=database)
-    parameters: set[str] = set()
-    identifiers: set[str] = set()
-    qualified: set[tuple[str, str]] = set()
-    # (node, its place): "table_function" for a FROM's function, "value" for anything else.
-    stack: list[tuple[Any, str]] = [(ast, "value")]
-    while stack:
-        item, place = stack.pop()
-        if isinstance(item, list):
-            stack.extend((child, place) for child in item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind is None:  # not a node (a window frame, say): look inside all the same
-            stack.extend((child, "value") for _, child in _children(item))
-            continue
-        if kind not in NODE_TYPES:
-            what = "a SETTINGS clause" if kind == "SetQuery" else f"{kind!r}"
-            raise QueryRefused(f"{what} is not allowed on this door")
-        for key, clause in _OUTPUT_CLAUSES.items():
-            if item.get(key) is not None:
-                raise QueryRefused(f"{clause} is not allowed on this door")
-        if kind == "Literal":
-            continue  # data, not syntax
-        if kind == "QueryParameter":
-            name = str(item.get("name", ""))
-            parameters.add(name)
-            if item.get("param_type") == "Identifier":
-                identifiers.add(name)
-            continue
-        if kind == "Function":
-            name = str(item.get("name", ""))
-            if place == "table_function":
-                if name not in TABLE_FUNCTIONS:
-                    raise QueryRefused(
-                        f"table function {name!r} is not allowed on this door; it has "
-                        f"{', '.join(sorted(TABLE_FUNCTIONS))}"
-                    )
-            else:
-                _check_function(name, catalog)
-        elif kind == "ColumnsApplyTransformer" and item.get("func_name"):
-            _check_function(str(item["func_name"]), catalog)
-        elif kind in ("TableIdentifier", "Identifier"):
-            parts = [str(p) for p in item.get("name_parts") or ([item["name"]] if item.get("name") else [])]
-            if item.get("children") and parts:
-                raise QueryRefused(
-                    f"name {'.'.join(parts)!r} is part text, part parameter: on this door an "
-                    "Identifier parameter stands for the whole name"
-                )
-            if kind == "TableIdentifier" and parts:
-                check_table(parts, database=database)
-            elif len(parts) > 1 and parts[0] != database:
-                qualified.add((parts[0], parts[1]))
-        for key, child in _children(item):
-            in_from = kind == "TableExpression" and key == "table_function"
-            stack.append((child, "table_function" if in_from else "value"))
-    return CheckedQuery(
-        statement=statement,
-        parameters=frozenset(parameters),
-        identifier_parameters=frozenset(identifiers),
-        qualified=frozenset(qualified),
+    walk = _Walk(database, catalog, NODE_TYPES)
+    walk.walk(ast)
+    return walk.checked(statement)
+
+
+def _check_alter_command(command: Mapping[str, Any]) -> None:
+    kind = str(command.get("command_type")).replace("_", " ")
+    if kind.replace(" ", "_") not in ALTER_COMMANDS:
+        allowed = ", ".join(sorted(c.replace("_", " ") for c in ALTER_COMMANDS))
+        raise QueryRefused(f"ALTER TABLE ... {kind} is not allowed on this door; it has {allowed}")
+    for key, value in command.items():
+        if key not in _ALTER_KEYS and not (key in _ALTER_OFF and value is False):
+            raise QueryRefused(f"ALTER TABLE ... {kind} with {key!r} is not allowed on this door")
+
+
+def _other_database(what: str, name: str, database: str) -> QueryRefused:
+    return QueryRefused(
+        f"{what} in database {name or 'a parameter'!r} is not allowed on this door: it writes the "
+        f"server's database ({database!r}) only"
     )
+
+
+def check_write(ast: Mapping[str, Any], *, database: str, catalog: Catalog) -> CheckedQuery:
+    """Check a write's syntax tree (``"readonly": false``): one statement of :data:`WRITE_STATEMENTS`.
+
+    Every key of the statement is allow-listed (``_WRITES``): its target is one table of the
+    server's database; table engines, codecs, index types and ALTER commands come from short lists
+    (:data:`ENGINES`, :data:`CODECS`, :data:`INDEX_TYPES`, :data:`ALTER_COMMANDS`); everything
+    inside (an INSERT's or a view's SELECT, defaults, predicates) is checked by the read rules.
+
+    Args:
+        ast: The tree.
+        database: The server's database.
+        catalog: The engine's functions.
+
+    Returns:
+        What is left to check per call (:func:`check_values`).
+
+    Raises:
+        QueryRefused: The statement is not an allowed write, or reaches outside the warehouse.
+        WarehouseError: It calls a function the engine does not have.
+    """
+    statement = str(ast.get("type"))
+    spec = _WRITES.get(statement)
+    if spec is None:
+        if statement in STATEMENTS:  # name what a read would be refused for, if anything
+            check_statement(ast, database=database, catalog=catalog)
+            raise QueryRefused('a read is not allowed as a write: send it without "readonly": false')
+        raise QueryRefused(f"{statement_name(statement)} is not allowed on this door: {WRITES_ALLOWED}")
+    what = "TRUNCATE" if ast.get("kind") == "Truncate" else statement_name(statement)
+    walk = _Walk(database, catalog, WRITE_NODE_TYPES)
+    # Inline data last: an INSERT ... FROM INFILE is refused for its INFILE.
+    for key, value in sorted(ast.items(), key=lambda item: item[0] == "format"):
+        rule = _EVERY_WRITE[key] if key in _EVERY_WRITE else spec.get(key, _NOTHING)
+        if rule == _TARGET:
+            continue
+        if isinstance(rule, str):
+            walk.walk(value, rule)
+            continue
+        if not isinstance(value, (dict, list)) and (rule is None or value in rule):
+            continue
+        clause = str(value).upper() if key == "kind" else _WRITE_CLAUSES.get(key, f"{what} with {key!r}")
+        raise QueryRefused(f"{clause} is not allowed on this door")
+    walk.target(ast, what)
+    if "targets" in ast:
+        walk.view_targets(ast["targets"])
+    return walk.checked(statement)
+
+
+@dataclass(frozen=True)
+class InsertTarget:
+    """Where an ``INSERT ... VALUES`` writes (read from its head, without its rows).
+
+    Attributes:
+        table: The table's name, or None when an Identifier parameter names it.
+        parameter: That parameter's name.
+        columns: The columns listed, or None for all the table's own.
+    """
+
+    table: str | None
+    parameter: str | None
+    columns: tuple[str, ...] | None
+
+
+def insert_target(head: Mapping[str, Any], *, database: str) -> InsertTarget:
+    """The target of an ``INSERT ... VALUES`` head (``INSERT INTO t (a, b) VALUES``, rows cut off).
+
+    Raises:
+        QueryRefused: It writes another database, or its columns are not plain names.
+    """
+    db, table = head.get("database"), head.get("table")
+    if db is not None and (not isinstance(db, dict) or db.get("children") or _name(db) != database):
+        raise _other_database("INSERT", _name(db), database)
+    if not isinstance(table, dict):
+        raise QueryRefused(f"this INSERT is not allowed on this door: {WRITES_ALLOWED}")
+    children = table.get("children") or []
+    parameter = str(children[0].get("name")) if len(children) == 1 and isinstance(children[0], dict) else None
+    columns = None
+    if head.get("columns") is not None:
+        listed = head["columns"].get("children") or []
+        if not all(isinstance(c, dict) and c.get("type") == "Identifier" and c.get("name") for c in listed):
+            raise QueryRefused("an INSERT ... VALUES names its columns plainly on this door, or lists none")
+        columns = tuple(str(c["name"]) for c in listed)
+    return InsertTarget(table=None if parameter else _name(table), parameter=parameter, columns=columns)
+
+
+def check_identifier(name: str, value: Any) -> str:
+    """An ``{name:Identifier}`` parameter's value: one plain name (a table of the server's database
+    or a column), or refused."""
+    if not isinstance(value, str) or not _PLAIN_IDENTIFIER.fullmatch(value):
+        raise QueryRefused(
+            f"parameter {name!r} is an Identifier: on this door it takes one plain name "
+            f"(letters, digits and '_'), got {value!r}"
+        )
+    return value
 
 
 def check_values(
@@ -452,12 +826,7 @@ def check_values(
         QueryRefused: A name reaches another database or a table outside the allowed ones.
     """
     for name in checked.identifier_parameters:
-        value = parameters.get(name)
-        if not isinstance(value, str) or not _PLAIN_IDENTIFIER.fullmatch(value):
-            raise QueryRefused(
-                f"parameter {name!r} is an Identifier: on this door it takes one plain name "
-                f"(letters, digits and '_'), got {value!r}"
-            )
+        check_identifier(name, parameters.get(name))
     if not checked.qualified:
         return
     known = databases()
@@ -470,19 +839,30 @@ def check_values(
 
 
 __all__ = [
+    "ALTER_COMMANDS",
+    "CODECS",
     "COMBINATORS_SQL",
     "DENIED_FUNCTIONS",
+    "ENGINES",
     "EXPLAIN_KINDS",
     "FUNCTIONS_SQL",
+    "INDEX_TYPES",
     "NODE_TYPES",
     "STATEMENTS",
     "SYSTEM_TABLES",
     "TABLE_FUNCTIONS",
+    "WRITES_ALLOWED",
+    "WRITE_NODE_TYPES",
+    "WRITE_STATEMENTS",
     "Catalog",
     "CheckedQuery",
+    "InsertTarget",
     "QueryLimits",
+    "check_identifier",
     "check_statement",
     "check_table",
     "check_values",
+    "check_write",
+    "insert_target",
     "statement_name",
 ]
