@@ -79,7 +79,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/runs/{run_id}/review", control_api.review_run, methods=["POST"]),
             Route("/v1/runs/{run_id}/commands", control_api.run_commands, methods=["GET", "POST"]),
             Route("/v1/runs/{run_id}/incidents", control_api.run_incidents, methods=["GET"]),
-        ]
+        ],
     )
     app.state.omium = state
     return app
