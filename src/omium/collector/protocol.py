@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol with the read deadlines and connection cap it lacks.
+"""uvicorn's HTTP protocol (httptools, its C parser) with the read deadlines and connection cap it lacks.
 
 uvicorn times out idle keep-alive connections, but not a client that opens a socket and sends
 half a request line, or headers and then a trickle of body: 300 such sockets held every slot of
@@ -20,65 +20,50 @@ import logging
 import time
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
 
-class BoundedH11Protocol(H11Protocol):
-    """An ``H11Protocol`` with header/body deadlines and a connection cap (see the module doc).
+class _Deadlines:
+    """The read deadlines and the connection cap, for either of uvicorn's HTTP protocols.
 
-    Configure through :func:`bounded_protocol`, which returns a subclass with the limits set.
+    A subclass says which phase the client is in (``_arm("headers" | "body")`` or ``_cancel()``);
+    the app's own time is never limited here.
     """
 
     max_connections: int = 512
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     _last_cap_log: float = 0.0
+    # Provided by the uvicorn protocol this is mixed into.
+    connections: set[Any]
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: Any
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def _init_deadlines(self) -> None:
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: str | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            now = time.monotonic()
-            if now - BoundedH11Protocol._last_cap_log > 60:
-                BoundedH11Protocol._last_cap_log = now
-                logger.warning("more than %d open connections: closing new ones", self.max_connections)
-            transport.close()
+    def _over_cap(self, transport: asyncio.Transport) -> bool:
+        """Close a connection past the cap at once (logged at most once a minute)."""
+        if len(self.connections) <= self.max_connections:
+            return False
+        now = time.monotonic()
+        if now - _Deadlines._last_cap_log > 60:
+            _Deadlines._last_cap_log = now
+            logger.warning("more than %d open connections: closing new ones", self.max_connections)
+        transport.close()
+        return True
+
+    def _arm(self, phase: str) -> None:
+        if phase == self._phase:
             return
-        self._watch()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch()
-
-    def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
-        super().connection_lost(exc)
-
-    def _watch(self) -> None:
-        """Arm the deadline of the phase the client is in; the app's own time is not limited."""
-        state = self.conn.their_state
-        if state is h11.IDLE and self.timeout_keep_alive_task is None:
-            phase, timeout = "headers", self.header_timeout
-        elif state is h11.SEND_BODY:
-            phase, timeout = "body", self.body_timeout
-        else:  # idle between requests (uvicorn's keep-alive timer), request complete, or closed
-            self._cancel()
-            return
-        if phase != self._phase:
-            self._cancel()
-            self._phase = phase
-            self._deadline = self.loop.call_later(timeout, self._expire)
+        self._phase = phase
+        timeout = self.header_timeout if phase == "headers" else self.body_timeout
+        self._deadline = self.loop.call_later(timeout, self._expire)
 
     def _cancel(self) -> None:
         if self._deadline is not None:
@@ -93,15 +78,47 @@ class BoundedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def bounded_protocol(
-    *, max_connections: int, header_timeout: float, body_timeout: float
-) -> type[H11Protocol]:
-    """A :class:`BoundedH11Protocol` subclass with these limits (uvicorn takes a class)."""
+class BoundedHttpToolsProtocol(_Deadlines, HttpToolsProtocol):
+    """uvicorn's httptools protocol (a C parser, uvicorn's default when installed) with
+    :class:`_Deadlines`, driven by the parser's callbacks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_deadlines()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self._over_cap(transport):
+            self._arm("headers")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm("headers")  # the first byte of a request: its line and headers are due
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm("body")
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._cancel()  # the whole request arrived: the app's time from here
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._cancel()  # idle between requests: uvicorn's keep-alive timer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+
+def bounded_protocol(*, max_connections: int, header_timeout: float, body_timeout: float) -> type:
+    """A :class:`BoundedHttpToolsProtocol` subclass with these limits (uvicorn takes a class)."""
     return type(
-        "ConfiguredH11Protocol",
-        (BoundedH11Protocol,),
+        "ConfiguredHttpToolsProtocol",
+        (BoundedHttpToolsProtocol,),
         {"max_connections": max_connections, "header_timeout": header_timeout, "body_timeout": body_timeout},
     )
 
 
-__all__ = ["BoundedH11Protocol", "bounded_protocol"]
+__all__ = ["BoundedHttpToolsProtocol", "bounded_protocol"]
