@@ -28,10 +28,17 @@ def status() -> None:
             "OMIUM_API_TOKEN, or OMIUM_HOME to the server's home (its api-token file)"
         )
         raise typer.Exit(1)
-    from omium.warehouse import queries
+    from omium.warehouse import connect, queries
+    from omium.warehouse.connection import Warehouse
     from omium.warehouse.remote import RemoteWarehouse
 
-    with RemoteWarehouse(settings.server_url, token=settings.api_token) as warehouse:
+    # A server on ClickHouse has no SQL door (its reads belong to ClickHouse's own users): read there.
+    warehouse: Warehouse = (
+        connect(settings, mode="clickhouse", migrate=False)
+        if not settings.embedded
+        else RemoteWarehouse(settings.server_url, token=settings.api_token)
+    )
+    with warehouse:
         totals = queries.span_totals(warehouse).row(0, named=True)
     table = Table(title=f"Omium server {settings.server_url}", show_header=False)
     table.add_row("version", str(health["version"]))
@@ -41,4 +48,9 @@ def status() -> None:
     table.add_row("error spans", f"{totals['errors']:,}")
     table.add_row("spans waiting to be written", f"{stats['pending_spans']:,}")
     table.add_row("written since start", f"{stats['spans_written']:,} spans in {stats['batches']:,} batches")
+    if stats.get("quarantined_records"):
+        table.add_row(
+            "quarantined control records",
+            f"{stats['quarantined_records']:,} (last: {stats.get('last_quarantine_error', '')[:80]})",
+        )
     console.print(table)
