@@ -22,13 +22,19 @@ BENCH_DIR = ROOT / ".bench"
 
 
 def peer_python(name: str, requirement: str) -> Path:
-    """A venv of its own for a peer (its pins must not touch Omium's), made on first use."""
+    """A venv of its own for a peer (its pins must not touch Omium's), made on first use.
+
+    ``requirement`` is one or more space-separated requirements. The venv counts as made only
+    once its install succeeded (a marker file), so an interrupted install is redone.
+    """
     venv = BENCH_DIR / f"{name}-venv"
     python = venv / "bin" / "python"
-    if not python.exists():
+    done = venv / ".installed"
+    if not done.exists():
         print(f"installing {requirement} into {venv} (first run only)...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirement.split()], check=True)
+        done.write_text(requirement)
     return python
 
 
