@@ -6,6 +6,7 @@ never at import time, so tests and embedding applications can pass their own.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -103,8 +104,9 @@ def ensure_home(home: Path) -> Path:
         shared = bool(info.st_mode & stat.S_ISVTX) or resolved in plain
         if not shared and info.st_uid == os.getuid() and info.st_mode & 0o077:
             home.chmod(0o700)
-    except (OSError, RuntimeError):
-        pass
+    except (OSError, RuntimeError) as exc:
+        # Not fatal (a read-only mount, say), but the operator must know the data is not private.
+        logging.getLogger(__name__).warning("could not make %s private (0700): %s", home, exc)
     return home
 
 

@@ -107,10 +107,8 @@ def stop_children(procs: list[subprocess.Popen[bytes]], grace: float = GRACE_SEC
 
     descendants: list[psutil.Process] = []
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):  # a child already gone has no descendants to list
             descendants += psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            pass
     for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from omium.collector.jsonbody import printable
 from omium.errors import DecodeError
 from omium.recovery.review import DECISIONS
 from omium.recovery.worker import COMMAND_KINDS
@@ -258,15 +259,11 @@ def describe(error: ValidationError) -> str:
         parts.append(f"{path}: {_clip(problem['msg'], 300)}")
     if len(problems) > MAX_LISTED:
         parts.append(f"and {len(problems) - MAX_LISTED} more")
-    return _printable("; ".join(parts))
+    return printable("; ".join(parts))
 
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _printable(message: str) -> str:
-    return message.encode("utf-8", "replace").decode("utf-8")
 
 
 __all__ = [

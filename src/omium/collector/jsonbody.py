@@ -39,7 +39,7 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError:
         raise DecodeError("body is not valid UTF-8") from None
     except ValueError as exc:
-        raise DecodeError(f"body is not valid JSON: {_printable(str(exc))}") from None
+        raise DecodeError(f"body is not valid JSON: {printable(str(exc))}") from None
     check_depth_and_text(value, max_depth=max_depth, surrogates=bool(_SURROGATE_ESCAPE.search(raw)))
     return value
 
@@ -71,9 +71,9 @@ def _check_text(text: str) -> None:
         raise DecodeError("JSON string holds a lone UTF-16 surrogate (not valid Unicode text)") from None
 
 
-def _printable(message: str) -> str:
+def printable(message: str) -> str:
     """``message`` with anything that cannot be encoded as UTF-8 replaced (safe in an error body)."""
     return message.encode("utf-8", "replace").decode("utf-8")
 
 
-__all__ = ["MAX_DEPTH", "check_depth_and_text", "load_json"]
+__all__ = ["MAX_DEPTH", "check_depth_and_text", "load_json", "printable"]

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from omium.collector.jsonbody import load_json
+from omium.collector.jsonbody import load_json, printable
 from omium.errors import DecodeError
 from omium.warehouse.otlp_rows import DAY_NS
 
@@ -29,11 +29,6 @@ JSON_MAX_DEPTH = 64
 # DateTime64(9) ends in 2262; a later timestamp cannot be stored.
 MAX_TIME_NS = 2**63 - 1
 _ZERO_TRACE_ID = bytes(16)
-
-
-def printable(message: str) -> str:
-    """``message`` with anything UTF-8 cannot encode (lone surrogates) replaced: safe to send back."""
-    return message.encode("utf-8", "replace").decode("utf-8")
 
 
 def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
@@ -176,5 +171,4 @@ __all__ = [
     "decode_json",
     "decode_protobuf",
     "prepare",
-    "printable",
 ]

@@ -26,7 +26,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from omium.collector.otlp import Prepared, decode_protobuf, prepare, printable
+from omium.collector.jsonbody import printable
+from omium.collector.otlp import Prepared, decode_protobuf, prepare
 from omium.collector.writer import SpanWriter
 from omium.errors import DecodeError, OverloadedError
 

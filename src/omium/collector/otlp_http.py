@@ -19,7 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from omium.collector.otlp import Prepared, decode_json, decode_protobuf, prepare, printable
+from omium.collector.jsonbody import printable
+from omium.collector.otlp import Prepared, decode_json, decode_protobuf, prepare
 from omium.collector.state import ServerState
 from omium.collector.writer import Reservation
 from omium.errors import DecodeError, OverloadedError
