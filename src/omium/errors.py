@@ -17,13 +17,25 @@ Every error Omium raises on purpose derives from one root, so callers can catch
     ├── OverloadedError          the collector is at capacity; retry after ``retry_after`` seconds
     ├── NotFoundError            an unknown run, checkpoint or other id
     ├── ConflictError            a compare-and-set lost: someone else wrote first
+    │   ├── RunBusy              another execution holds the run's lease (``holder``, ``lease_until``)
+    │   └── FencedOut            a write presented a fencing token of a lease that was lost
     ├── SerializationError       a value has no JSON-compatible encoding (Omium never pickles)
     ├── OutsideRunError          a run-only API was called outside a run
     ├── NonDeterminismError      a resumed run called something other than what was recorded
     │   └── ReplayDivergence     a verification replay needed a call the recording does not have
     └── HandoffError             a hand-off between agents failed
-        ├── HandoffRejected      it broke its schema or constraints (``reason`` says how)
         └── HandoffTimeout       the message did not arrive in time
+
+Control-flow signals stop a run on purpose and must not be swallowed by a user's
+``except Exception:`` around agent code, so they derive from ``BaseException`` (as
+``KeyboardInterrupt`` does), under their own root::
+
+    ControlSignal (BaseException)
+    ├── ApprovalRequired         a high-value operation waits for a person's approval (a detection)
+    └── HandoffRejected          a hand-off broke its schema or constraints (``reason`` says how)
+        └── HandoffStale         it was built on shared state that has changed since
+
+Catch them by name (``except HandoffRejected``) or with ``except ControlSignal``.
 """
 
 from __future__ import annotations
@@ -101,6 +113,25 @@ class ConflictError(OmiumError):
     """A compare-and-set write found another version than the one it expected."""
 
 
+class RunBusy(ConflictError):
+    """Another execution holds the run's lease: one process executes a run at a time.
+
+    Attributes:
+        holder: who holds the lease (``host:pid:...``).
+        lease_until: when the lease expires unless renewed (microseconds since the epoch).
+    """
+
+    def __init__(self, message: str, holder: str = "", lease_until: int = 0) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.lease_until = lease_until
+
+
+class FencedOut(ConflictError):
+    """A write presented the fencing token of a lease that has since passed to another execution:
+    the store refused it, and the execution that sent it must stop."""
+
+
 class SerializationError(OmiumError):
     """A value cannot be encoded (or decoded) by the JSON-compatible serializer."""
 
@@ -121,7 +152,14 @@ class HandoffError(OmiumError):
     """A hand-off between agents failed."""
 
 
-class HandoffRejected(HandoffError):
+class ControlSignal(BaseException):
+    """Root of the signals that stop a run on purpose (an approval gate, a rejected hand-off).
+
+    A ``BaseException``, so that ``except Exception:`` in agent code cannot swallow one.
+    """
+
+
+class HandoffRejected(ControlSignal):
     """A hand-off broke its schema or constraints; ``reason`` says how, ``send_position`` is where in
     the run the message was sent (-1 if unknown)."""
 
@@ -166,8 +204,24 @@ class GuardViolation(Detected):
     """A guard or post-condition did not hold."""
 
 
-class ApprovalRequired(Detected):
-    """A high-value operation waits for a person's approval before it runs."""
+class ApprovalRequired(ControlSignal):
+    """A high-value operation waits for a person's approval before it runs.
+
+    Carries what a :class:`Detected` carries (``trigger``, ``check``, ``evidence``): it is a
+    detection, but one that user code must not be able to catch with ``except Exception``.
+    """
+
+    def __init__(
+        self, message: str, *, trigger: str, check: str = "", evidence: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.trigger = trigger
+        self.check = check
+        self.evidence = dict(evidence or {})
+
+
+DETECTIONS = (Detected, ApprovalRequired)
+"""What a guard, detector or gate raises: caught at its step, never retried."""
 
 
 class EditRefused(OmiumError):
@@ -177,12 +231,15 @@ class EditRefused(OmiumError):
 __all__ = [
     "ApprovalRequired",
     "AuthError",
+    "DETECTIONS",
     "ConfigError",
     "ConflictError",
+    "ControlSignal",
     "DataImportError",
     "DecodeError",
     "Detected",
     "EditRefused",
+    "FencedOut",
     "GuardViolation",
     "HandoffError",
     "HandoffRejected",
@@ -198,6 +255,7 @@ __all__ = [
     "QueryRefused",
     "ReadOnlyError",
     "ReplayDivergence",
+    "RunBusy",
     "SerializationError",
     "ServerError",
     "ServerUnavailable",

@@ -44,7 +44,7 @@ def explode() -> None:
     raise RuntimeError("APR 0.0% outside 2.5%-8.5%")
 
 
-@workflow
+@workflow(name="cli_onboarding")
 def onboarding(customer: str, fail: bool) -> str:
     with Checkpoint("kyc_done"):
         result = verify(customer)

@@ -36,7 +36,7 @@ def test_a_worker_runs_queued_runs_and_review_commands() -> None:
     retried = enqueue(store, "w-2", "retry", edits=fix, reviewer="carol")
     assert worker.run_until_idle() == 2
     results = {c.command_id: json.loads(c.result) for c in store.commands("w-2")}
-    assert results[tested.command_id]["passed"] is True
+    assert results[tested.command_id]["passed"] is True, results[tested.command_id]
     assert results[retried.command_id]["status"] == "completed"
     assert company_x.WORLD.send_attempts["w-2"] == 1
     (incident,) = incidents(store, "w-2")

@@ -29,7 +29,7 @@ def terms_agent(model: FakeLLM, score: int) -> str:
     ).text
 
 
-@workflow
+@workflow(name="branching_onboarding")
 def onboarding(customer: str, model: FakeLLM) -> str:
     with Checkpoint("credit_scored"):
         score = credit_score(customer)

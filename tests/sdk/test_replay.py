@@ -31,7 +31,7 @@ def score_v2(profile: dict[str, object]) -> int:
     return 999
 
 
-@workflow
+@workflow(name="replay_onboarding")
 def onboarding(customer: str, model: FakeLLM) -> str:
     with Checkpoint("kyc"):
         profile = fetch(customer)
@@ -73,7 +73,7 @@ def test_a_changed_step_is_the_first_divergence() -> None:
         assert not report.identical
         assert "position 1" in report.divergence and "score_v2" in report.divergence
         shorter = replay(onboarding_shorter, "jane", FakeLLM([]), run_id="rec2")
-        assert not shorter.identical and "ended after 1 calls" in shorter.divergence
+        assert not shorter.identical and "without making 2 recorded call(s): 1 (step 'score')" in shorter.divergence
 
 
 def test_replay_of_an_unknown_run() -> None:

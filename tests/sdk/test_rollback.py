@@ -31,7 +31,7 @@ class Hallucination(Exception):
     pass
 
 
-@workflow
+@workflow(name="rollback_onboarding")
 def onboarding(customer: str, prompt: str, model: FakeLLM) -> str:
     with Checkpoint("credit_scored"):
         score = credit_score(customer)

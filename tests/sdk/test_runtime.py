@@ -117,7 +117,7 @@ def send_email(customer: str, score_value: int) -> str:
     return "sent"
 
 
-@workflow
+@workflow(name="runtime_onboarding")
 def onboarding(customer: str) -> dict[str, object]:
     charged = charge(customer)
     value = score(customer)

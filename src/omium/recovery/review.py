@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omium.errors import ConflictError, EditRefused, NotFoundError
+from omium.errors import ConflictError, ControlSignal, EditRefused, NotFoundError
 from omium.recovery import audit
 from omium.recovery.policy import Policy
 from omium.recovery.supervisor import (
@@ -226,7 +226,7 @@ def test_fix(
         result = TestFixResult(True, position, "the run completed")
     except StopReached:
         result = TestFixResult(True, position, f"position {position} passed")
-    except Exception as error:
+    except (Exception, ControlSignal) as error:
         found = classify(error, scratch, run_id)
         result = TestFixResult(False, found.position, found.message, found.trigger)
     finally:

@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omium.config import Settings
-from omium.errors import ConflictError, Detected, HandoffRejected, HandoffStale, NotFoundError
+from omium.errors import (
+    DETECTIONS,
+    ConflictError,
+    ControlSignal,
+    HandoffRejected,
+    HandoffStale,
+    NotFoundError,
+)
 from omium.recovery import audit, notify
 from omium.recovery.policy import Policy
 from omium.sdk import runs
@@ -79,7 +86,7 @@ class Outcome:
 
 def classify(error: BaseException, store: CheckpointStore, run_id: str) -> Failure:
     """The policy trigger a failure falls under, and where it happened."""
-    if isinstance(error, Detected):
+    if isinstance(error, DETECTIONS):
         trigger, check, evidence = error.trigger, error.check, dict(error.evidence)
     elif isinstance(error, HandoffStale):
         trigger, check, evidence = "stale_handoff", "", {"reason": error.reason}
@@ -143,9 +150,13 @@ def supervise(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     console_url: str | None = None,
+    lease_seconds: float | None = None,
+    wait: bool | float = False,
     **kwargs: Any,
 ) -> Outcome:
     """Run ``fn`` (or resume run ``run_id``) under ``policy`` (default: the workflow's own).
+
+    ``lease_seconds`` and ``wait`` are the run lease's (see :func:`omium.sdk.runs.run`).
 
     Raises:
         ConflictError: the run is paused awaiting a review; review it first.
@@ -158,10 +169,10 @@ def supervise(
     seen: list[str] = []
     outcome = Outcome(run_id, "running")
     while True:
-        token = supervision.set(Supervision(chosen, tuple(detectors)))
+        token = supervision.set(Supervision(chosen, tuple(detectors), lease_seconds=lease_seconds, wait=wait))
         try:
             outcome.result = runs.run(fn, *args, run_id=run_id, store=store, **kwargs)
-        except Exception as error:
+        except (Exception, ControlSignal) as error:
             failure = classify(error, store, run_id)
         else:
             if outcome.incident:
@@ -336,6 +347,8 @@ def resume(
     actor: str = "omium",
     sleep: Callable[[float], None] = time.sleep,
     detectors: tuple[Any, ...] = (),
+    lease_seconds: float | None = None,
+    wait: bool | float = False,
 ) -> Outcome:
     """Resume a run under the policy it was paused with (or its workflow's), with its recorded
     inputs; the workflow must be defined in this process (imported) or given in ``workflows``.
@@ -368,6 +381,8 @@ def resume(
         actor=actor,
         sleep=sleep,
         detectors=detectors,
+        lease_seconds=lease_seconds,
+        wait=wait,
         **inputs[1],
     )
     if incident and outcome.status == "completed" and not outcome.incident:

@@ -25,7 +25,7 @@ from typing import Any
 from omium.errors import ConflictError, NotFoundError, OmiumError
 from omium.recovery import supervisor
 from omium.recovery.review import review, test_fix
-from omium.sdk import runs
+from omium.sdk import lease, runs
 from omium.sdk.branching import fork
 from omium.sdk.replay import replay
 from omium.sdk.store import CheckpointStore, CommandRecord, RunRecord
@@ -113,7 +113,9 @@ class Worker:
             try:
                 self.store.renew_command(command.command_id, self.name, self.lease_seconds)
             except ConflictError:
-                logger.warning("lost the lease of command %s", command.command_id)
+                # Another worker may take the command over: the run stops at its next call.
+                logger.warning("lost the lease of command %s; stopping its run", command.command_id)
+                lease.keeper.abandon(command.run_id, f"worker {self.name} lost command {command.command_id}")
                 return
             except Exception:  # a transient store error: the next renewal may succeed
                 logger.exception("renewing the lease of command %s failed", command.command_id)
@@ -141,6 +143,10 @@ class Worker:
             "workflows": self.workflows,
             "actor": self.name,
             "detectors": self.detectors,
+            # The run's lease lasts as long as the command's; a run whose last worker died is
+            # taken over once that worker's lease has run out.
+            "lease_seconds": self.lease_seconds,
+            "wait": self.lease_seconds * 2,
         }
         if self.sleep is not None:
             options["sleep"] = self.sleep

@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from omium.errors import ConfigError, NotFoundError
-from omium.sdk.context import current
-from omium.sdk.runs import INPUT_ATTRIBUTE, default_store, live_checkpoints
+from omium.sdk.context import call_order, checkpoint_call_id, current, key_call_id, step_call_id
+from omium.sdk.runs import INPUT_ATTRIBUTE, RollbackView, default_store, live_checkpoints
 from omium.sdk.store import CheckpointStore, RunRecord
 
 EDITABLE_FIELDS = ("prompt", "constraints", "tools")
@@ -93,14 +93,16 @@ def fork(
             attributes=attributes,
         )
     )
+    boundary = call_order(checkpoint_call_id(mark))
+    view = RollbackView.of(parent)
     for step in store.steps(run_id):
-        if step.position < mark.step_index and step.status == "completed":
-            store.record_step(replace(step, run_id=branch.run_id))
-    _copy_handoffs(store, run_id, branch.run_id, mark.step_index)
+        if call_order(step_call_id(step)) < boundary and step.status == "completed" and view.live_step(step):
+            store.record_step(replace(step, run_id=branch.run_id, fence=0))
+    _copy_handoffs(store, run_id, branch.run_id, boundary)
     for kept in live_checkpoints(store, parent):
         if kept.seq <= mark.seq:
             store.add_checkpoint(
-                replace(kept, run_id=branch.run_id, checkpoint_id=f"{branch.run_id}:{kept.seq}")
+                replace(kept, run_id=branch.run_id, checkpoint_id=f"{branch.run_id}:{kept.seq}", fence=0)
             )
     return branch
 
@@ -109,23 +111,21 @@ def _rekey(key: str, parent: str, branch: str) -> str:
     return branch + key[len(parent) :] if key.startswith(f"{parent}:") else key
 
 
-def _position(key: str, run_id: str) -> int:
-    """The position in an idempotency key ``RUN:POSITION[:gN]`` (-1 if it is not one of ``run_id``'s)."""
-    if not key.startswith(f"{run_id}:"):
-        return -1
-    head = key[len(run_id) + 1 :].split(":", 1)[0]
-    return int(head) if head.isdigit() else -1
+def _before(key: str, run_id: str, boundary: tuple[int, ...]) -> bool:
+    """Whether the call with idempotency key ``key`` is one of ``run_id``'s before ``boundary``."""
+    call_id = key_call_id(key, run_id)
+    return bool(call_id) and call_order(call_id) < boundary
 
 
-def _copy_handoffs(store: CheckpointStore, parent: str, branch: str, fork_position: int) -> None:
+def _copy_handoffs(store: CheckpointStore, parent: str, branch: str, boundary: tuple[int, ...]) -> None:
     """The branch inherits the messages sent before the fork point; those received after it are
     unreceived in the branch (its agents receive them again)."""
     channels = {s.name for s in store.steps(parent) if s.kind in ("handoff_send", "handoff_receive")}
     for channel in sorted(channels):
         for message in store.handoffs(parent, channel):
-            if not 0 <= _position(message.send_key, parent) < fork_position:
+            if not _before(message.send_key, parent, boundary):
                 continue
-            received = 0 <= _position(message.receive_key, parent) < fork_position
+            received = _before(message.receive_key, parent, boundary)
             store.append_handoff(
                 replace(
                     message,
@@ -134,6 +134,7 @@ def _copy_handoffs(store: CheckpointStore, parent: str, branch: str, fork_positi
                     receive_key=_rekey(message.receive_key, parent, branch) if received else "",
                     status=message.status if received or message.status == "rejected" else "sent",
                     version=1,
+                    fence=0,
                 )
             )
 

@@ -19,41 +19,56 @@ from typing import Any
 
 from omium import semconv
 from omium.sdk import serde, tracing
-from omium.sdk.context import RunContext, current
+from omium.sdk.context import RunContext, call_order, current
 from omium.sdk.store import CheckpointRecord, StepRecord
 
 logger = logging.getLogger(__name__)
 
 
 def record_checkpoint(
-    context: RunContext, name: str, start: int, values: dict[str, Any], *, agent: str | None = None
+    context: RunContext, name: str, start: str | int, values: dict[str, Any], *, agent: str | None = None
 ) -> CheckpointRecord | None:
-    """Record a checkpoint named ``name`` of the running run (adapters checkpoint at framework steps).
+    """Record a checkpoint named ``name`` of the running run where the calling task stands
+    (adapters checkpoint at framework steps).
 
-    ``start`` is the position the checkpointed stretch began at and ``values`` what to save beside
-    the recorded outputs; ``agent`` is who reached it (default: the innermost agent running).
-    Returns the record, or None when replaying one already recorded.
+    ``start`` is the call id the checkpointed stretch began at (what
+    :meth:`~omium.sdk.context.Scope.boundary` said then) and ``values`` what to save beside the
+    outputs recorded in the stretch (tasks spawned in it included); ``agent`` is who reached it
+    (default: the innermost agent running). Returns the record, or None in a verification replay.
     """
-    outputs = {
-        str(position): record.output_hash
-        for position, record in sorted(context.recorded.items())
-        if start <= position < context.next_position and record.status == "completed"
+    scope = context.scope
+    end = scope.boundary()
+    low, high = call_order(str(start)), call_order(end)
+    completed = {
+        call_id: record.output_hash
+        for call_id, record in dict(context.recorded).items()  # a copy: other tasks record meanwhile
+        if low <= call_order(call_id) < high and record.status == "completed"
     }
-    for batch in context.pending:
-        outputs.update({str(r.position): r.output_hash for r in batch if r.position >= start})
+    for batch in scope.pending:
+        completed.update({r.call_id: r.output_hash for r in batch if call_order(r.call_id) >= low})
     if context.verify_only:
-        context.next_checkpoint_seq += 1
         return None  # a verification replay writes nothing
-    state = {"name": name, "position": context.next_position, "outputs": outputs, "values": values}
+    outputs = dict(sorted(completed.items(), key=lambda item: call_order(item[0])))
+    position = context.position_at(end)
+    state = {
+        "name": name,
+        "position": position,
+        "call_id": end,
+        "outputs": outputs,
+        "values": values,
+    }
     record = CheckpointRecord(
         run_id=context.run_id,
-        seq=context.next_checkpoint_seq,
+        seq=context.checkpoint_seq(end, name),
         name=name,
-        agent=context.agent if agent is None else agent,
-        step_index=context.next_position,
+        agent=scope.agent if agent is None else agent,
+        step_index=position,
         state_hash=context.store.put_blob(serde.dumps(state)),
+        call_id=end,
+        generation=context.generation_of(end),
+        fence=context.fence,
     )
-    context.next_checkpoint_seq += 1
+    context.check_lease()
     context.store.add_checkpoint(record)
     return record
 
@@ -70,7 +85,7 @@ class Checkpoint:
         self.name = name
         self.values: dict[str, Any] = {}
         self.record: CheckpointRecord | None = None
-        self._start = 0
+        self._start = "0"
         self._span: Any = None
 
     def save(self, key: str, value: Any) -> None:
@@ -80,7 +95,7 @@ class Checkpoint:
 
     def __enter__(self) -> Checkpoint:
         context = current()
-        self._start = context.next_position
+        self._start = context.scope.boundary()
         self._span = tracing.span(
             f"checkpoint {self.name}",
             {
@@ -150,7 +165,7 @@ class Transaction:
         self._span: Any = None
         self._awaiting: list[Any] = []
         self._token: Any = None
-        self._start = 0
+        self._start = "0"
 
     def on_rollback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Register ``fn(*args, **kwargs)`` to run if this transaction fails."""
@@ -158,8 +173,9 @@ class Transaction:
 
     def __enter__(self) -> Transaction:
         context = current()
-        self._start = context.next_position
-        context.pending.append([])
+        scope = context.scope
+        self._start = scope.boundary()
+        scope.pending = (*scope.pending, [])
         self._token = _transactions.set((*_transactions.get(), self._frame))
         self._span = tracing.span(
             f"transaction {self.name}",
@@ -177,16 +193,19 @@ class Transaction:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         context = current()
+        scope = context.scope
         _transactions.reset(self._token)
-        held: list[StepRecord] = context.pending.pop()
+        held: list[StepRecord] = scope.pending[-1]
+        scope.pending = scope.pending[:-1]
         if kind is None:
-            if context.pending:
-                context.pending[-1].extend(held)  # an outer transaction decides
-            else:
+            if scope.pending:
+                scope.pending[-1].extend(held)  # an outer transaction decides
+            elif not context.verify_only:
+                context.check_lease()
                 for record in held:
                     context.store.record_step(record)
             for record in held:
-                context.recorded[record.position] = record
+                context.recorded[record.call_id] = record
             record_checkpoint(context, self.name, self._start, {})
             self.outcome = "committed"
             tracing.annotate({semconv.OMIUM_TRANSACTION_OUTCOME: self.outcome})

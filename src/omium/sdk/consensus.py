@@ -29,7 +29,7 @@ from omium import semconv
 from omium.errors import HandoffRejected, HandoffStale, HandoffTimeout, OmiumError
 from omium.sdk import serde, tracing
 from omium.sdk.calls import CallDefinition, ainvoke, invoke
-from omium.sdk.context import RunContext, current
+from omium.sdk.context import RunContext, current, key_call_id
 from omium.sdk.retry import RetryPolicy
 from omium.sdk.store import HandoffRecord
 
@@ -130,21 +130,23 @@ class Consensus:
         key = context.call_key
         for message in context.store.handoffs(context.run_id, channel):
             if message.send_key == key:  # sent before a crash: do not send again
-                context.channel_seq[channel] = max(context.channel_seq.get(channel, 0), message.seq + 1)
+                with context.lock:
+                    context.channel_seq[channel] = max(context.channel_seq.get(channel, 0), message.seq + 1)
                 if message.status == "rejected":
                     raise HandoffRejected(
                         f"hand-off {channel} #{message.seq} rejected: {message.reason}", message.reason
                     )
                 return message.seq
         # The sender numbers its own messages: what the store holds may lag (delayed deliveries).
-        seq = context.seq_by_key.get(key)
-        if seq is None:
-            seq = context.channel_seq.get(channel, 0)
-            if context.generation:
-                # After a rollback the log already holds the rolled-back attempt's messages.
-                seq = max([seq] + [m.seq + 1 for m in context.store.handoffs(context.run_id, channel)])
-            context.seq_by_key[key] = seq
-            context.channel_seq[channel] = seq + 1
+        with context.lock:  # concurrent senders of one run share the numbering
+            seq = context.seq_by_key.get(key)
+            if seq is None:
+                seq = context.channel_seq.get(channel, 0)
+                if context.generation:
+                    # After a rollback the log already holds the rolled-back attempt's messages.
+                    seq = max([seq] + [m.seq + 1 for m in context.store.handoffs(context.run_id, channel)])
+                context.seq_by_key[key] = seq
+                context.channel_seq[channel] = seq + 1
         value, violations = _validate(output, schema, constraints)
         producer = trace.get_current_span().get_span_context()
         message = HandoffRecord(
@@ -161,6 +163,7 @@ class Consensus:
             depends_on=dict(context.state_reads),
             trace_id=f"{producer.trace_id:032x}" if producer.is_valid else "",
             span_id=f"{producer.span_id:016x}" if producer.is_valid else "",
+            fence=context.fence,
         )
         context.store.append_handoff(message)
         tracing.annotate(
@@ -215,7 +218,8 @@ class Consensus:
     @staticmethod
     def _sent(channel: str, seq: int) -> int:
         context = current()
-        context.channel_seq[channel] = max(context.channel_seq.get(channel, 0), seq + 1)
+        with context.lock:
+            context.channel_seq[channel] = max(context.channel_seq.get(channel, 0), seq + 1)
         return seq
 
     # --- receiving
@@ -252,19 +256,32 @@ class Consensus:
         if violations or (changed and not accept_stale):
             reason = "; ".join(violations) or "stale: " + "; ".join(changed)
             context.store.set_handoff_status(
-                context.run_id, message.channel, message.seq, "rejected", reason, receive_key=context.call_key
+                context.run_id,
+                message.channel,
+                message.seq,
+                "rejected",
+                reason,
+                receive_key=context.call_key,
+                fence=context.fence,
             )
             tracing.annotate({semconv.OMIUM_HANDOFF_VERDICT: "rejected", "omium.handoff.reason": reason})
             error = HandoffRejected if violations else HandoffStale
             raise error(
                 f"hand-off {message.channel} #{message.seq} rejected by {message.receiver}: {reason}",
                 reason,
-                send_position=_position_of(message.send_key),  # a stale message is fixed by sending it again
+                send_position=_position_of(
+                    context, message.send_key
+                ),  # a stale message is fixed by sending it again
             )
         if changed:
             tracing.annotate({"omium.handoff.stale": "; ".join(changed)})
         context.store.set_handoff_status(
-            context.run_id, message.channel, message.seq, "acked", receive_key=context.call_key
+            context.run_id,
+            message.channel,
+            message.seq,
+            "acked",
+            receive_key=context.call_key,
+            fence=context.fence,
         )
         tracing.annotate(
             {
@@ -336,9 +353,9 @@ def _status(context: RunContext, message: HandoffRecord) -> str:
     return message.status
 
 
-def _position_of(key: str) -> int:
-    parts = key.split(":")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+def _position_of(context: RunContext, key: str) -> int:
+    """The position of the call with idempotency key ``key`` in this run (-1 if unknown)."""
+    return context.positions.get(key_call_id(key, context.run_id), -1)
 
 
 def _changed_since(context: RunContext, message: HandoffRecord) -> list[str]:

@@ -14,8 +14,9 @@ from typing import Any
 
 from omium.errors import NonDeterminismError, NotFoundError
 from omium.sdk import serde
-from omium.sdk.context import RunContext, enter, leave
-from omium.sdk.runs import RESULT_ATTRIBUTE, default_store, recorded_inputs
+from omium.sdk.concurrency import ensure_task_scopes
+from omium.sdk.context import RunContext, call_order, enter, leave
+from omium.sdk.runs import RESULT_ATTRIBUTE, RollbackView, default_store, recorded_inputs
 from omium.sdk.store import CheckpointStore
 
 
@@ -55,16 +56,19 @@ def replay(
     target = getattr(fn, "__omium_run__", None)
     body = target.fn if target else fn
     context = RunContext(run_id, run.workflow, store, verify_only=True)
-    context.recorded = {s.position: s for s in store.steps(run_id) if s.status == "completed"}
+    context.rollbacks = RollbackView.of(run).rollbacks
+    context.generation = max((g for g, _ in context.rollbacks), default=0)
+    context.load(store.steps(run_id), store.checkpoints(run_id))
     recorded_calls = len(context.recorded)
     token = enter(context)
-    context.agents.append(run.workflow)
+    context.scope.agents = (run.workflow,)
     try:
         result = body(*args, **kwargs)
         if hasattr(result, "__await__"):
             import asyncio
 
             async def finish() -> Any:
+                ensure_task_scopes()  # tasks the run creates get their own call ids
                 return await result
 
             result = asyncio.run(finish())
@@ -72,14 +76,17 @@ def replay(
         return ReplayReport(run_id, False, context.replayed, recorded_calls, str(error))
     finally:
         leave(token)
-    if context.next_position < max(context.recorded, default=-1) + 1:
+    missed = sorted(set(context.recorded) - context.answered, key=call_order)
+    if missed:
+        shown = ", ".join(
+            f"{c} ({context.recorded[c].kind} {context.recorded[c].name!r})" for c in missed[:5]
+        )
         return ReplayReport(
             run_id,
             False,
             context.replayed,
             recorded_calls,
-            f"replay ended after {context.next_position} calls; the recording has "
-            f"calls up to position {max(context.recorded)}",
+            f"replay ended without making {len(missed)} recorded call(s): {shown}",
             result,
         )
     recorded_hash = run.attributes.get(RESULT_ATTRIBUTE)

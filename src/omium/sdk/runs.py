@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 import json
+import logging
 import os
 import sys
 import uuid
@@ -19,12 +20,24 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from omium import semconv
-from omium.errors import NotFoundError
-from omium.sdk import serde, tracing
-from omium.sdk.context import RunContext, enter, leave, maybe_current, supervision
-from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord, now_us
+from omium.errors import ConfigError, ConflictError, FencedOut, NotFoundError
+from omium.sdk import lease, serde, tracing
+from omium.sdk.concurrency import ensure_task_scopes
+from omium.sdk.context import (
+    RunContext,
+    call_order,
+    checkpoint_call_id,
+    enter,
+    leave,
+    maybe_current,
+    step_call_id,
+    step_generation,
+    supervision,
+)
+from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 RESULT_ATTRIBUTE = "result_hash"
 INPUT_ATTRIBUTE = "input_hash"
 
@@ -143,32 +156,59 @@ def _begin(
     run_id: str | None,
     store: CheckpointStore | None,
     inputs: tuple[tuple[Any, ...], dict[str, Any]] = ((), {}),
+    *,
+    seconds: float | None = None,
+    wait: bool | float = False,
 ) -> tuple[RunContext, RunRecord, Any]:
-    """Create the run or load it for resuming; the third item is a finished run's result."""
+    """Create the run or load it for resuming, under its lease; the third item is a finished
+    run's result (then no lease is held).
+
+    Raises:
+        RunBusy: another execution holds the run (and ``wait`` did not outlast it).
+    """
     store = store or default_store()
     run_id = run_id or uuid.uuid4().hex
+    supervised = supervision.get()
+    if supervised is not None:
+        seconds = seconds if seconds is not None else supervised.lease_seconds
+        wait = wait or supervised.wait
+    holder, seconds = lease.new_holder(), lease.lease_seconds(seconds)
     try:
         record = store.get_run(run_id)
     except NotFoundError:
-        record = store.create_run(RunRecord(run_id, name, attributes=input_attributes(store, inputs)))
-    else:
+        try:
+            record = store.create_run(RunRecord(run_id, name, attributes=input_attributes(store, inputs)))
+        except ConflictError:  # another process created it just now
+            record = store.get_run(run_id)
+    if record.status == "completed":
+        return RunContext(run_id, record.workflow, store), record, _result(store, record)
+    taken = lease.acquire(store, run_id, holder, seconds, wait=wait)
+    context = RunContext(run_id, record.workflow, store, fence=taken.fence)
+    try:
+        record = store.get_run(run_id)  # as the previous holder left it
         if record.status == "completed":
-            done = serde.loads(store.get_blob(record.attributes[RESULT_ATTRIBUTE]))
-            return RunContext(run_id, record.workflow, store), record, done
-        record = store.update_run(run_id, record.version, status="running")
-    context = RunContext(run_id, record.workflow, store)
+            store.release_lease(run_id, holder, taken.fence)
+            return context, record, _result(store, record)
+        if record.status != "running" or record.version > 1:
+            record = store.update_run(run_id, record.version, status="running", fence=taken.fence)
+    except BaseException:
+        store.release_lease(run_id, holder, taken.fence)
+        raise
     context.overrides = json.loads(record.attributes.get("overrides", "{}"))
-    view = RollbackView.of(record)
-    context.generation, context.rollback_position = view.generation, view.position
-    context.rollbacks = [(int(g), int(p)) for g, p in json.loads(record.attributes.get("rollbacks", "[]"))]
-    supervised = supervision.get()
+    context.rollbacks = RollbackView.of(record).rollbacks
+    context.generation = max((g for g, _ in context.rollbacks), default=0)
     if supervised is not None:
         context.policy, context.detectors = supervised.policy, list(supervised.detectors)
         context.stop_after = supervised.stop_after
-    context.recorded = {step.position: step for step in store.steps(run_id) if view.live_step(step)}
-    # Checkpoints are numbered by their order in the execution, so a resumed run re-records the
-    # ones it passes again under the same numbers instead of adding copies.
+    # Recorded calls answer this execution by call id; checkpoints passed again keep their numbers.
+    context.load(store.steps(run_id), store.checkpoints(run_id))
+    lease.keeper.keep(context, holder, seconds, taken.lease_until)
+    context.holder = holder
     return context, record, _NOT_DONE
+
+
+def _result(store: CheckpointStore, record: RunRecord) -> Any:
+    return serde.loads(store.get_blob(record.attributes[RESULT_ATTRIBUTE]))
 
 
 _NOT_DONE = object()
@@ -200,28 +240,40 @@ def _agent_span(context: RunContext, name: str) -> Any:
 
 @dataclass(frozen=True)
 class RollbackView:
-    """What a run's latest rollback left live: records from before the checkpoint, and those
-    written after the rollback."""
+    """What a run's rollbacks left live, decided by generation and call id (never by clocks).
 
-    generation: int = 0
-    position: int = 0
-    seq: int = -1
-    at: int = 0
+    A rollback to a checkpoint starts a new generation at the checkpoint's call id: a record made
+    in an older generation at or after that id is undone; records before it, and records of the
+    new generation, stay.
+    """
+
+    rollbacks: list[tuple[int, str]] = field(default_factory=list)  # (generation, call id), oldest first
 
     @classmethod
     def of(cls, run: RunRecord) -> RollbackView:
         a = run.attributes
-        if "generation" not in a:
-            return cls()
-        return cls(
-            int(a["generation"]), int(a["rollback_position"]), int(a["rollback_seq"]), int(a["rollback_at"])
+        history = [(int(g), str(p)) for g, p in json.loads(a.get("rollbacks", "[]"))]
+        if not history and "generation" in a:  # a run rolled back before the history was kept
+            history = [(int(a["generation"]), str(a.get("rollback_position", "0")))]
+        return cls(history)
+
+    @property
+    def generation(self) -> int:
+        return max((g for g, _ in self.rollbacks), default=0)
+
+    def _undone(self, call_id: str, generation: int, *, strictly: bool = False) -> bool:
+        order = call_order(call_id)
+        return any(
+            g > generation and (order > call_order(b) if strictly else order >= call_order(b))
+            for g, b in self.rollbacks
         )
 
     def live_step(self, step: StepRecord) -> bool:
-        return not self.generation or step.position < self.position or step.ended_at > self.at
+        return not self._undone(step_call_id(step), step_generation(step))
 
     def live_checkpoint(self, checkpoint: CheckpointRecord) -> bool:
-        return not self.generation or checkpoint.seq <= self.seq or checkpoint.created_at > self.at
+        # The checkpoint rolled back to stands exactly at the boundary: it stays.
+        return not self._undone(checkpoint_call_id(checkpoint), checkpoint.generation, strictly=True)
 
 
 def live_checkpoints(store: CheckpointStore, run: RunRecord) -> list[CheckpointRecord]:
@@ -246,8 +298,9 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
     if not live:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint!r}")
     target = live[-1]
-    generation = int(run.attributes.get("generation", "0")) + 1
-    history = [*json.loads(run.attributes.get("rollbacks", "[]")), [generation, target.step_index]]
+    generation = RollbackView.of(run).generation + 1
+    boundary = checkpoint_call_id(target)
+    history = [*json.loads(run.attributes.get("rollbacks", "[]")), [generation, boundary]]
     return store.update_run(
         run_id,
         run.version,
@@ -256,8 +309,7 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
         attributes={
             "generation": str(generation),
             "rollback_position": str(target.step_index),
-            "rollback_seq": str(target.seq),
-            "rollback_at": str(now_us()),
+            "rollback_call_id": boundary,
             "rolled_back_to": checkpoint,
             # Every rollback, so a hand-off sent or received in a rolled-back stretch is known.
             "rollbacks": json.dumps(history),
@@ -266,16 +318,48 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
 
 
 def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
-    result_hash = context.store.put_blob(serde.dumps(result))
-    context.store.update_run(
-        context.run_id, record.version, status="completed", attributes={RESULT_ATTRIBUTE: result_hash}
-    )
+    try:
+        result_hash = context.store.put_blob(serde.dumps(result))
+        context.store.update_run(
+            context.run_id,
+            record.version,
+            status="completed",
+            attributes={RESULT_ATTRIBUTE: result_hash},
+            fence=context.fence,
+        )
+    finally:
+        _release(context)
 
 
 def _fail(context: RunContext, record: RunRecord, error: BaseException) -> None:
-    context.store.update_run(
-        context.run_id, record.version, status="failed", error=f"{type(error).__name__}: {error}"
-    )
+    try:
+        if not isinstance(error, FencedOut):  # the run belongs to another execution now
+            context.store.update_run(
+                context.run_id,
+                record.version,
+                status="failed",
+                error=f"{type(error).__name__}: {error}",
+                fence=context.fence,
+            )
+    except ConflictError as lost:  # it lost its lease meanwhile: the new holder owns the status
+        logger.warning("run %s: its failure was not recorded: %s", context.run_id, lost)
+    finally:
+        _release(context)
+
+
+def _release(context: RunContext) -> None:
+    lease.keeper.drop(context)
+    try:
+        context.store.release_lease(context.run_id, context.holder, context.fence)
+    except Exception as error:  # it expires on its own
+        logger.warning("run %s: releasing its lease failed: %s", context.run_id, error)
+
+
+def _enter_run(context: RunContext, name: str) -> Any:
+    token = enter(context)
+    root = context.scope
+    root.agents = (name,)
+    return token
 
 
 def run(
@@ -283,22 +367,30 @@ def run(
     *args: Any,
     run_id: str | None = None,
     store: CheckpointStore | None = None,
+    lease_seconds: float | None = None,
+    wait: bool | float = False,
     **kwargs: Any,
 ) -> Any:
     """Run ``fn`` durably, or resume the run ``run_id`` if it exists; returns its result.
 
+    One execution of a run at a time: a run another process is executing raises
+    :class:`~omium.errors.RunBusy` (naming the holder and when its lease expires), unless ``wait``
+    (True, or seconds) waits for it. ``lease_seconds`` overrides ``OMIUM_RUN_LEASE_SECONDS``.
     Async functions are run to completion on a new event loop (use :func:`arun` inside one).
     """
     target = getattr(fn, "__omium_run__", None)
     body = target.fn if target else fn
     name = target.name if target else getattr(fn, "__qualname__", "workflow")
     if inspect.iscoroutinefunction(body):
-        return asyncio.run(arun(fn, *args, run_id=run_id, store=store, **kwargs))
-    context, record, done = _begin(body, name, run_id, store, (args, kwargs))
+        return asyncio.run(
+            arun(fn, *args, run_id=run_id, store=store, lease_seconds=lease_seconds, wait=wait, **kwargs)
+        )
+    context, record, done = _begin(
+        body, name, run_id, store, (args, kwargs), seconds=lease_seconds, wait=wait
+    )
     if done is not _NOT_DONE:
         return done
-    token = enter(context)
-    context.agents.append(name)
+    token = _enter_run(context, name)
     try:
         with _run_span(context, record):
             result = body(*args, **kwargs)
@@ -316,17 +408,25 @@ async def arun(
     *args: Any,
     run_id: str | None = None,
     store: CheckpointStore | None = None,
+    lease_seconds: float | None = None,
+    wait: bool | float = False,
     **kwargs: Any,
 ) -> Any:
-    """The async form of :func:`run`."""
+    """The async form of :func:`run`. Tasks the run creates get their own call ids."""
     target = getattr(fn, "__omium_run__", None)
     body = target.fn if target else fn
     name = target.name if target else getattr(fn, "__qualname__", "workflow")
-    context, record, done = _begin(body, name, run_id, store, (args, kwargs))
+    if wait:  # waiting for another execution must not block the event loop
+        begun = await asyncio.to_thread(
+            _begin, body, name, run_id, store, (args, kwargs), seconds=lease_seconds, wait=wait
+        )
+    else:
+        begun = _begin(body, name, run_id, store, (args, kwargs), seconds=lease_seconds)
+    context, record, done = begun
     if done is not _NOT_DONE:
         return done
-    token = enter(context)
-    context.agents.append(name)
+    ensure_task_scopes()
+    token = _enter_run(context, name)
     try:
         with _run_span(context, record):
             result = body(*args, **kwargs)
@@ -347,12 +447,13 @@ def _locate(error: BaseException, context: RunContext) -> None:
         try:
             error.omium_agent = context.agent  # type: ignore[attr-defined]
             error.omium_position = context.next_position  # type: ignore[attr-defined]
+            error.omium_call_id = context.scope.boundary()  # type: ignore[attr-defined]
         except AttributeError:  # exceptions with __slots__
             pass
 
 
 def _scoped(definition: RunDefinition) -> Callable[..., Any]:
-    """The wrapper: start a run outside one; inside one, an agent scope."""
+    """The wrapper: start a run outside one; inside one, an agent scope of the calling task."""
     fn = definition.fn
     if definition.is_async:
 
@@ -361,7 +462,10 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             context = maybe_current()
             if context is None:
                 return await arun(async_wrapper, *args, **kwargs)
-            context.agents.append(definition.name)
+            ensure_task_scopes()
+            scope = context.scope
+            agents = scope.agents
+            scope.agents = (*agents, definition.name)
             context.agent_configs.setdefault(definition.name, definition.config)
             try:
                 with _agent_span(context, definition.name):
@@ -370,7 +474,7 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
                 _locate(error, context)
                 raise
             finally:
-                context.agents.pop()
+                scope.agents = agents
 
         wrapper: Any = async_wrapper
     else:
@@ -380,7 +484,9 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
             context = maybe_current()
             if context is None:
                 return run(sync_wrapper, *args, **kwargs)
-            context.agents.append(definition.name)
+            scope = context.scope
+            agents = scope.agents
+            scope.agents = (*agents, definition.name)
             context.agent_configs.setdefault(definition.name, definition.config)
             try:
                 with _agent_span(context, definition.name):
@@ -389,11 +495,29 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
                 _locate(error, context)
                 raise
             finally:
-                context.agents.pop()
+                scope.agents = agents
 
         wrapper = sync_wrapper
     wrapper.__omium_run__ = definition
     return wrapper
+
+
+def _register(definition: RunDefinition, wrapped: Callable[..., Any]) -> None:
+    """Register a workflow by name; a different function under a taken name is an error."""
+    existing = _workflows.get(definition.name)
+    if existing is not None:
+        before = existing.__omium_run__.fn  # type: ignore[attr-defined]
+        same = (before.__module__, before.__qualname__) == (
+            definition.fn.__module__,
+            definition.fn.__qualname__,
+        )
+        if not same:  # the same function defined again (a module reloaded) replaces itself
+            raise ConfigError(
+                f"two workflows are named {definition.name!r}: {before.__module__}.{before.__qualname__} "
+                f"and {definition.fn.__module__}.{definition.fn.__qualname__}; give one another name "
+                "(@workflow(name=...)) so that workers and resumes run the right one"
+            )
+    _workflows[definition.name] = wrapped
 
 
 def workflow(fn: F | None = None, *, name: str | None = None, policy: Any = None) -> Any:
@@ -413,7 +537,7 @@ def workflow(fn: F | None = None, *, name: str | None = None, policy: Any = None
             name or target.__name__, "workflow", target, inspect.iscoroutinefunction(target), policy=chosen
         )
         wrapped = _scoped(definition)
-        _workflows[definition.name] = wrapped
+        _register(definition, wrapped)
         return wrapped  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap

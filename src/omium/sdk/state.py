@@ -71,6 +71,7 @@ class SharedState:
                     value_hash,
                     writer=f"{context.agent}@{call_key}",
                     run_id=context.run_id,
+                    fence=context.fence,
                 )
             except ConflictError:
                 latest = context.store.read_state(self.namespace, key)
