@@ -52,9 +52,9 @@ class ReviewGate:
         return agent == self.before and occurrence == self.occurrence
 
 
-def gate_key(context: RunContext, position: int) -> str:
-    """What an approval of the gate at ``position`` is stored as (stable across resumes)."""
-    return f"{context.call_key_for(position)}:review"
+def gate_key(context: RunContext, call_id: str) -> str:
+    """What an approval of the gate before the call ``call_id`` is stored as (stable across resumes)."""
+    return f"{context.call_key_for(call_id)}:review"
 
 
 def approved(context: RunContext, key: str) -> bool:
