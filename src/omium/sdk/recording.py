@@ -207,6 +207,23 @@ def peek_recorded() -> StepRecord | None:
     return context.recorded.get(context.scope.boundary())
 
 
+def continue_at(call_id: str) -> None:
+    """Continue the calling task at ``call_id``, a place of this same task recorded earlier (a
+    checkpoint's :attr:`~omium.sdk.store.CheckpointRecord.call_id`).
+
+    For adapters that restore a framework's state from a checkpoint (a stored SDK ``RunState``)
+    instead of replaying the calls before it: the calls that follow keep the ids they had.
+
+    Raises:
+        ValueError: ``call_id`` is not a place of the calling task.
+    """
+    scope = current().scope
+    prefix, _, number = call_id.rpartition(".")
+    if (f"{prefix}." if prefix else "") != scope.prefix or not number.isdigit():
+        raise ValueError(f"call id {call_id!r} is not a place of this task (its calls are {scope.prefix}N)")
+    scope.next = int(number)
+
+
 @contextmanager
 def acting_as(agent: str) -> Iterator[None]:
     """Attribute the calls made inside to ``agent`` (an agent a framework runs, not an ``@agent``)."""
@@ -224,4 +241,4 @@ def current_agent() -> str:
     return current().agent
 
 
-__all__ = ["Call", "acting_as", "begin_call", "current_agent", "peek_recorded"]
+__all__ = ["Call", "acting_as", "begin_call", "continue_at", "current_agent", "peek_recorded"]
