@@ -13,6 +13,7 @@ from omium.errors import OmiumError
 from omium.sdk.branching import agent_config, fork
 from omium.sdk.calls import step, tool
 from omium.sdk.checkpoint import Checkpoint, Transaction
+from omium.sdk.concurrency import ThreadPoolExecutor, spawn, to_thread
 from omium.sdk.consensus import Consensus
 from omium.sdk.context import idempotency_key
 from omium.sdk.llm import llm_call
@@ -28,6 +29,7 @@ __all__ = [
     "RetryPolicy",
     "Settings",
     "SharedState",
+    "ThreadPoolExecutor",
     "Transaction",
     "__version__",
     "agent",
@@ -40,7 +42,9 @@ __all__ = [
     "replay",
     "rollback",
     "run",
+    "spawn",
     "step",
+    "to_thread",
     "tool",
     "workflow",
 ]
