@@ -100,7 +100,17 @@ BAD_STORE_CALLS = [
     ("claim_command", {"worker": "w", "lease_seconds": -1}, "lease_seconds"),
     ("claim_command", {"worker": "w", "lease_seconds": 1e300}, "lease_seconds"),
     ("append_handoff", {"message": {"run_id": "x"}}, "message.channel"),
-]
+    ("record_step", {"step": step("b16", fence=-1)}, "step.fence"),
+    ("record_step", {"step": step("b17", generation=2**32)}, "step.generation"),
+    ("record_step", {"step": step("b18", call_id=3)}, "step.call_id"),
+    ("acquire_lease", {"run_id": "x", "holder": "", "lease_seconds": 30}, "holder"),
+    ("acquire_lease", {"run_id": "x", "holder": "h", "lease_seconds": 0}, "lease_seconds"),
+    ("renew_lease", {"run_id": "x", "holder": "h", "fence": "1", "lease_seconds": 30}, "fence"),
+    ("release_lease", {"run_id": "x", "holder": "h"}, "fence"),
+    ("write_state", {"namespace": "n", "key": "k", "expected_version": 0, "value_hash": "h", "fence": 1.0},
+     "fence"),
+    ("set_handoff_status", {"run_id": "x", "channel": "c", "seq": 0, "status": "acked", "fence": True}, "fence"),
+]  # fmt: skip
 
 
 def test_a_wrongly_typed_store_call_is_a_400_naming_the_field(server: RunningServer) -> None:
@@ -111,7 +121,7 @@ def test_a_wrongly_typed_store_call_is_a_400_naming_the_field(server: RunningSer
     for run_id in [f"b{n}" for n in range(1, 13)]:
         with pytest.raises(NotFoundError):
             server.state.store.get_run(run_id)  # nothing was kept
-    for run_id in ("b13", "b14", "b15"):
+    for run_id in ("b13", "b14", "b15", "b16", "b17", "b18"):
         assert server.state.store.steps(run_id) == []
 
 
@@ -249,6 +259,11 @@ def valid_bodies(n: int) -> list[tuple[str, Any]]:
         ("/v1/store/claim_command", {"args": {"worker": "w", "lease_seconds": 30, "kinds": ["none"]}}),
         ("/v1/store/renew_command", {"args": {"command_id": "c0", "worker": "w", "lease_seconds": 30}}),
         ("/v1/store/finish_command", {"args": {"command_id": "c0", "worker": "w", "status": "done"}}),
+        ("/v1/store/acquire_lease", {"args": {"run_id": "fz-base", "holder": f"w{n % 2}", "lease_seconds": 0.01}}),
+        ("/v1/store/renew_lease", {"args": {"run_id": "fz-base", "holder": "w0", "fence": n, "lease_seconds": 30}}),
+        ("/v1/store/release_lease", {"args": {"run_id": "fz-base", "holder": "w1", "fence": n}}),
+        ("/v1/store/lease", {"args": {"run_id": "fz-base"}}),
+        ("/v1/store/record_step", {"args": {"step": step("fz-base", position=n, call_id=f"{n}.0", fence=n % 3)}}),
         ("/v1/runs/fz-base/review", {"decision": "approve", "edits": {"a.prompt": "x"}, "reviewer": "r"}),
         ("/v1/runs/fz-base/commands", {"kind": "retry", "payload": {"checkpoint": "cp", "edits": {}}}),
     ]  # fmt: skip
@@ -297,7 +312,7 @@ def test_fuzzed_control_bodies_never_5xx_and_the_journal_keeps_flushing(
     rng = random.Random(13)
     accepted_runs: set[str] = set()
     statuses: dict[int, int] = {}
-    for n in range(300):
+    for n in range(400):  # enough that the 200s are many whatever the seed picks
         path, valid = rng.choice(valid_bodies(n + 1))
         body = mutate(valid, rng)
         if rng.random() < 0.03:  # bytes that are not JSON at all

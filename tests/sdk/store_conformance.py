@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from omium.errors import ConflictError, NotFoundError
+from omium.errors import ConflictError, FencedOut, NotFoundError, RunBusy
 from omium.sdk.serde import digest, dumps
-from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
+from omium.sdk.store import (
+    CheckpointRecord,
+    CheckpointStore,
+    HandoffRecord,
+    RunLease,
+    RunRecord,
+    StepRecord,
+    now_us,
+)
 
 
 class StoreConformance:
@@ -227,3 +236,173 @@ class StoreConformance:
         assert [c.status for c in store.commands("run-a")] == ["done", "claimed"]
         assert [c.command_id for c in store.commands(status="claimed")] == ["c2", "c3"]
         assert store.commands("run-a", "done")[0].result == "ok"
+
+    # --- run leases and fencing tokens
+    def test_a_lease_needs_a_known_run(self, store: CheckpointStore) -> None:
+        with pytest.raises(NotFoundError):
+            store.acquire_lease("ghost", "host-a:1", 30)
+        assert store.lease("ghost") is None
+
+    def test_one_holder_at_a_time(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("L1", "wf"))
+        assert store.lease("L1") is None
+        before = now_us()
+        first = store.acquire_lease("L1", "host-a:1", 30)
+        assert isinstance(first, RunLease)
+        assert (first.run_id, first.holder, first.fence) == ("L1", "host-a:1", 1)
+        assert before <= first.acquired_at and first.lease_until - first.acquired_at == 30_000_000
+        assert store.lease("L1") == first
+        with pytest.raises(RunBusy) as busy:
+            store.acquire_lease("L1", "host-b:2", 30)
+        assert (busy.value.holder, busy.value.lease_until) == ("host-a:1", first.lease_until)
+        assert isinstance(busy.value, ConflictError)
+        assert "host-a:1" in str(busy.value) and "s from now" in str(busy.value)
+        assert store.lease("L1") == first  # the refused attempt changed nothing
+        again = store.acquire_lease("L1", "host-a:1", 30)  # the holder itself: a new fence
+        assert (again.holder, again.fence) == ("host-a:1", 2)
+
+    def test_an_expired_lease_is_taken_over_with_the_next_fence(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("L2", "wf"))
+        old = store.acquire_lease("L2", "host-a:1", 0.05)
+        time.sleep(0.1)  # host-a stalls past its lease
+        taken = store.acquire_lease("L2", "host-b:2", 30)
+        assert (taken.holder, taken.fence) == ("host-b:2", old.fence + 1)
+        with pytest.raises(FencedOut, match=r"fence 1 was superseded by fence 2 \(holder host-b:2\)"):
+            store.renew_lease("L2", "host-a:1", old.fence, 30)
+        with pytest.raises(FencedOut):  # the right fence, the wrong holder
+            store.renew_lease("L2", "host-a:1", taken.fence, 30)
+        assert store.lease("L2") == taken
+
+    def test_renewal_extends_even_an_expired_lease_nobody_took(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("L3", "wf"))
+        lease = store.acquire_lease("L3", "host-a:1", 0.05)
+        time.sleep(0.1)
+        renewed = store.renew_lease("L3", "host-a:1", lease.fence, 30)
+        assert (renewed.holder, renewed.fence, renewed.acquired_at) == ("host-a:1", 1, lease.acquired_at)
+        assert renewed.lease_until > lease.lease_until
+        assert store.lease("L3") == renewed
+        with pytest.raises(RunBusy):
+            store.acquire_lease("L3", "host-b:2", 30)
+        with pytest.raises(FencedOut):
+            store.renew_lease("nope", "host-a:1", 1, 30)
+
+    def test_a_released_lease_passes_on(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("L4", "wf"))
+        lease = store.acquire_lease("L4", "host-a:1", 30)
+        store.release_lease("L4", "host-a:1", lease.fence)
+        released = store.lease("L4")
+        assert released is not None and (released.fence, released.lease_until) == (1, 0)
+        store.release_lease("L4", "host-a:1", lease.fence)  # again: nothing happens
+        with pytest.raises(FencedOut):  # released is ended: it is not renewed back
+            store.renew_lease("L4", "host-a:1", lease.fence, 30)
+        successor = store.acquire_lease("L4", "host-b:2", 30)
+        assert (successor.holder, successor.fence) == ("host-b:2", 2)
+        store.release_lease("L4", "host-a:1", lease.fence)  # a stale release leaves the successor
+        store.release_lease("L4", "host-c:3", successor.fence)  # so does someone else's
+        assert store.lease("L4") == successor
+
+    def test_a_superseded_fence_writes_nothing(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("F", "wf"))
+        old = store.acquire_lease("F", "host-a:1", 0.05)
+        assert store.append_handoff(HandoffRecord("F", "a->b", 0, "a", "b", "p0", fence=old.fence))
+        time.sleep(0.1)
+        new = store.acquire_lease("F", "host-b:2", 30)
+        stale = old.fence
+        refused = [
+            lambda: store.record_step(StepRecord("F", 0, "tool", "t", "completed", fence=stale)),
+            lambda: store.add_checkpoint(CheckpointRecord("F", 0, "cp", 0, "h0", fence=stale)),
+            lambda: store.append_handoff(HandoffRecord("F", "a->b", 1, "a", "b", "p1", fence=stale)),
+            lambda: store.set_handoff_status("F", "a->b", 0, "acked", fence=stale),
+            lambda: store.write_state("fenced", "k", 0, "h", run_id="F", fence=stale),
+            lambda: store.update_run("F", 1, status="completed", fence=stale),
+        ]
+        superseded = r"run 'F': fence 1 was superseded by fence 2 \(holder host-b:2\); this execution lost"
+        for write in refused:
+            with pytest.raises(FencedOut, match=superseded):
+                write()
+        assert store.steps("F") == [] and store.checkpoints("F") == []
+        assert [(m.seq, m.status) for m in store.handoffs("F", "a->b")] == [(0, "sent")]
+        assert store.read_state("fenced", "k") is None
+        assert (store.get_run("F").status, store.get_run("F").version) == ("running", 1)
+        with pytest.raises(FencedOut, match="never issued"):  # a fence from nowhere
+            store.record_step(StepRecord("F", 0, "tool", "t", "completed", fence=new.fence + 5))
+        with pytest.raises(FencedOut):  # a run never leased
+            store.record_step(StepRecord("unleased", 0, "tool", "t", "completed", fence=1))
+        assert store.steps("F") == [] and store.steps("unleased") == []
+
+        # The current fence writes, and so does an unfenced writer (the CLI, a review).
+        store.record_step(StepRecord("F", 0, "tool", "t", "completed", fence=new.fence))
+        store.record_step(StepRecord("F", 1, "tool", "t", "completed"))
+        store.add_checkpoint(CheckpointRecord("F", 0, "cp", 0, "h0", fence=new.fence))
+        assert store.append_handoff(HandoffRecord("F", "a->b", 1, "a", "b", "p1", fence=new.fence))
+        store.set_handoff_status("F", "a->b", 0, "acked", fence=new.fence)
+        store.set_handoff_status("F", "a->b", 1, "rejected", reason="no")
+        store.write_state("fenced", "k", 0, "h", run_id="F", fence=new.fence)
+        store.write_state("fenced", "k", 1, "h2")
+        paused = store.update_run("F", 1, status="paused", fence=new.fence)
+        store.update_run("F", paused.version, status="running")
+        assert [s.position for s in store.steps("F")] == [0, 1]
+        assert [c.seq for c in store.checkpoints("F")] == [0]
+        assert [m.status for m in store.handoffs("F", "a->b")] == ["acked", "rejected"]
+        latest = store.read_state("fenced", "k")
+        assert latest is not None and latest.version == 2
+        assert store.get_run("F").version == 3
+
+    def test_an_expired_fence_nobody_took_still_writes(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("E", "wf"))
+        lease = store.acquire_lease("E", "host-a:1", 0.05)
+        time.sleep(0.1)
+        store.record_step(StepRecord("E", 0, "tool", "t", "completed", fence=lease.fence))
+        store.release_lease("E", "host-a:1", lease.fence)
+        store.record_step(StepRecord("E", 1, "tool", "t", "completed", fence=lease.fence))
+        assert [s.position for s in store.steps("E")] == [0, 1]
+
+    def test_call_identity_generation_and_fence_round_trip(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("rt", "wf"))
+        fence = store.acquire_lease("rt", "host-a:1", 30).fence
+        store.record_step(
+            StepRecord("rt", 3, "llm", "chat", "completed", call_id="3.0.2", generation=2, fence=fence)
+        )
+        store.record_step(StepRecord("rt", 4, "tool", "t", "completed"))
+        new, old = store.steps("rt")
+        assert (new.call_id, new.generation, new.fence) == ("3.0.2", 2, fence)
+        assert (old.call_id, old.generation, old.fence) == ("", 0, 0)
+        store.add_checkpoint(
+            CheckpointRecord("rt", 0, "cp", 3, "h0", call_id="3.0.2", generation=2, fence=fence)
+        )
+        store.add_checkpoint(CheckpointRecord("rt", 1, "cp", 4, "h1"))
+        first, second = store.checkpoints("rt")
+        assert (first.call_id, first.generation, first.fence) == ("3.0.2", 2, fence)
+        assert (second.call_id, second.generation, second.fence) == ("", 0, 0)
+        store.append_handoff(HandoffRecord("rt", "a->b", 0, "a", "b", "p0", fence=fence))
+        store.append_handoff(HandoffRecord("rt", "a->b", 1, "a", "b", "p1"))
+        assert [m.fence for m in store.handoffs("rt", "a->b")] == [fence, 0]
+        acked = store.set_handoff_status("rt", "a->b", 1, "acked", fence=fence)
+        assert acked.fence == fence and store.handoffs("rt", "a->b")[1].fence == fence
+
+    def test_racing_executions_get_one_lease(self, store: CheckpointStore) -> None:
+        store.create_run(RunRecord("race-lease", "wf"))
+        start = threading.Barrier(8, timeout=30)
+        won: list[RunLease] = []
+        busy: list[RunBusy] = []
+        failed: list[BaseException] = []
+
+        def contender(n: int) -> None:
+            start.wait()
+            try:
+                won.append(store.acquire_lease("race-lease", f"host-{n}:1", 30))
+            except RunBusy as exc:
+                busy.append(exc)
+            except BaseException as exc:  # reported by the assertion below
+                failed.append(exc)
+
+        threads = [threading.Thread(target=contender, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failed == [] and len(won) == 1 and len(busy) == 7
+        (winner,) = won
+        assert winner.fence == 1 and store.lease("race-lease") == winner
+        assert {b.holder for b in busy} == {winner.holder}
+        assert {b.lease_until for b in busy} == {winner.lease_until}

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from omium.errors import NotFoundError, WarehouseError
+from omium.errors import FencedOut, NotFoundError, RunBusy, WarehouseError
 from omium.sdk import journal
 from omium.sdk.journal import QUARANTINE, JournaledStore, _encode
 from omium.sdk.remote_store import RemoteStore
-from omium.sdk.store import CheckpointRecord, RunRecord, StepRecord
+from omium.sdk.store import CheckpointRecord, HandoffRecord, RunLease, RunRecord, StepRecord
 from omium.warehouse import ClickHouseWarehouse
 from omium.warehouse.store import WarehouseStore
 from tests.conftest import ServerProcess
@@ -247,6 +247,92 @@ def test_a_failed_write_is_not_acknowledged_and_leaves_no_torn_line(
     assert [journal._decode(line)[1].run_id for line in path.read_text().splitlines()] == ["first", "second"]
     store.close()
     assert landed_runs(warehouse) == {"first", "second"}
+
+
+def test_journal_lines_from_before_call_ids_and_fences_still_load(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """Lines an older release journaled have no call_id, generation or fence: they replay with the
+    defaults (a call id of "" means the position's)."""
+    directory = tmp_path / "j"
+    directory.mkdir()
+    step = {
+        "run_id": "old", "position": 0, "kind": "tool", "name": "t", "status": "completed", "agent": "",
+        "attempt": 1, "input_hash": "", "output_hash": "", "error": "", "idempotency_key": "old:0",
+        "started_at": 1_700_000_000_000_000, "ended_at": 1_700_000_000_000_001,
+    }  # fmt: skip
+    checkpoint = {
+        "run_id": "old", "seq": 0, "name": "cp", "step_index": 0, "state_hash": "h", "agent": "",
+        "checkpoint_id": "old:0", "parent_checkpoint_id": "", "metadata": "{}",
+        "created_at": 1_700_000_000_000_002,
+    }  # fmt: skip
+    handoff = {
+        "run_id": "old", "channel": "a->b", "seq": 0, "sender": "a", "receiver": "b", "payload_hash": "p",
+        "schema_name": "", "status": "sent", "reason": "", "version": 1, "send_key": "", "receive_key": "",
+        "created_at": 1_700_000_000_000_003, "depends_on": {}, "trace_id": "", "span_id": "",
+    }  # fmt: skip
+    lines = [["run", RunRecord("old", "wf").__dict__], ["step", step], ["checkpoint", checkpoint],
+             ["handoff", handoff]]  # fmt: skip
+    (directory / "journal-000000000001-1.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    store = JournaledStore(WarehouseStore(warehouse), directory, flush_interval=60)
+    try:
+        assert quarantined(directory) == []
+        (kept,) = store.steps("old")
+        assert (kept.idempotency_key, kept.call_id, kept.generation, kept.fence) == ("old:0", "", 0, 0)
+        (cp,) = store.checkpoints("old")
+        assert (cp.name, cp.call_id, cp.generation, cp.fence) == ("cp", "", 0, 0)
+        (message,) = store.handoffs("old", "a->b")
+        assert (message.payload_hash, message.fence) == ("p", 0)
+    finally:
+        store.close()
+
+
+def test_a_fenced_out_write_is_never_journaled(warehouse: ClickHouseWarehouse, tmp_path: Path) -> None:
+    store = JournaledStore(WarehouseStore(warehouse), tmp_path / "j", flush_interval=60)
+    try:
+        store.create_run(RunRecord("f", "wf"))
+        old = store.acquire_lease("f", "host-a:1", 0.05)
+        time.sleep(0.1)
+        store.acquire_lease("f", "host-b:2", 30)
+        (path,) = journals(tmp_path / "j")
+        before = path.read_text()
+        with pytest.raises(FencedOut):
+            store.record_step(StepRecord("f", 0, "tool", "t", "completed", fence=old.fence))
+        with pytest.raises(FencedOut):
+            store.append_handoff(HandoffRecord("f", "a->b", 0, "a", "b", "p", fence=old.fence))
+        assert path.read_text() == before
+        assert [journal._decode(line)[0] for line in before.splitlines()] == ["run", "lease", "lease"]
+    finally:
+        store.close()
+
+
+def test_leases_survive_a_crash_and_fences_keep_growing(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    directory.mkdir()
+    now = time.time_ns() // 1000
+    lease = RunLease("crashed", "host-a:1", fence=4, lease_until=now + 30_000_000, acquired_at=now, version=6)
+    (directory / "journal-000000000001-1.jsonl").write_text(
+        _encode("run", RunRecord("crashed", "wf"))
+        + _encode("lease", lease)
+        + _encode("step", StepRecord("crashed", 0, "tool", "t", "completed", call_id="0", fence=4))
+    )
+    store = JournaledStore(WarehouseStore(warehouse), directory, flush_interval=60)
+    try:
+        assert store.lease("crashed") == lease  # replayed into the warehouse, read back from there
+        with pytest.raises(RunBusy) as busy:  # the dead holder's lease still runs
+            store.acquire_lease("crashed", "host-b:2", 30)
+        assert busy.value.holder == "host-a:1"
+        store.record_step(StepRecord("crashed", 1, "tool", "t", "completed", fence=4))
+        store.release_lease("crashed", "host-a:1", 4)
+        taken = store.acquire_lease("crashed", "host-b:2", 30)
+        assert (taken.fence, taken.version) == (5, 8)
+    finally:
+        store.close()
+    plain = WarehouseStore(warehouse)  # a later process: the lease is the warehouse's
+    assert plain.lease("crashed") == taken
+    assert [(s.position, s.fence) for s in plain.steps("crashed")] == [(0, 4), (1, 4)]
 
 
 @pytest.mark.integration

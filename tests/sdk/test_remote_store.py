@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +13,10 @@ import omium
 from omium import tool, workflow
 from omium.collector.server import RunningServer, serving
 from omium.config import Settings
-from omium.errors import AuthError
+from omium.errors import AuthError, FencedOut, RunBusy
 from omium.sdk import runs, tracing
 from omium.sdk.remote_store import RemoteStore
-from omium.sdk.store import CheckpointStore, RunRecord
+from omium.sdk.store import CheckpointStore, RunRecord, StepRecord
 from omium.warehouse import ClickHouseWarehouse
 from tests.sdk.store_conformance import StoreConformance
 
@@ -40,6 +41,50 @@ def test_reads_and_writes_need_the_token(server: RunningServer) -> None:
     authorised = {"authorization": "Bearer test-token"}
     unknown = httpx.post(f"{server.url}/v1/store/drop_everything", json={"args": {}}, headers=authorised)
     assert unknown.status_code == 404
+
+
+def test_lease_refusals_keep_their_kind_and_attributes_across_http(server: RunningServer) -> None:
+    remote = RemoteStore(server.url, token="test-token")
+    try:
+        remote.create_run(RunRecord("busy", "wf"))
+        old = remote.acquire_lease("busy", "host-a:1", 0.05)
+        time.sleep(0.1)
+        lease = remote.acquire_lease("busy", "host-b:2", 30)
+        with pytest.raises(RunBusy) as busy:
+            remote.acquire_lease("busy", "host-c:3", 30)
+        assert (busy.value.holder, busy.value.lease_until) == ("host-b:2", lease.lease_until)
+        assert "host-b:2" in str(busy.value)
+        with pytest.raises(FencedOut, match="superseded by fence 2"):
+            remote.record_step(StepRecord("busy", 0, "tool", "t", "completed", fence=old.fence))
+        with pytest.raises(FencedOut):
+            remote.renew_lease("busy", "host-a:1", old.fence, 30)
+        assert remote.steps("busy") == []
+        assert remote.lease("busy") == lease and remote.lease("nobody") is None
+    finally:
+        remote.close()
+
+    authorised = {"authorization": "Bearer test-token"}
+
+    def call(method: str, **args: object) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/store/{method}", json={"args": args}, headers=authorised)
+
+    refused = call("acquire_lease", run_id="busy", holder="host-c:3", lease_seconds=30)
+    assert refused.status_code == 409
+    body = refused.json()
+    assert (body["code"], body["holder"], body["lease_until"]) == ("run_busy", "host-b:2", lease.lease_until)
+    fenced = call("update_run", run_id="busy", expected_version=1, status="paused", fence=old.fence)
+    assert fenced.status_code == 409 and fenced.json()["code"] == "fenced_out"
+    conflict = call("update_run", run_id="busy", expected_version=7, status="paused")
+    assert conflict.status_code == 409 and conflict.json()["code"] == "conflict"
+    for bad in (
+        {"run_id": "busy", "holder": "", "lease_seconds": 30},
+        {"run_id": "busy", "holder": "h", "lease_seconds": 0},
+        {"run_id": "busy", "holder": "h", "lease_seconds": "30"},
+        {"run_id": "busy", "holder": "h"},
+    ):
+        assert call("acquire_lease", **bad).status_code == 400, bad
+    assert call("renew_lease", run_id="busy", holder="h", fence=-1, lease_seconds=30).status_code == 400
+    assert call("acquire_lease", run_id="ghost", holder="h", lease_seconds=30).status_code == 404
 
 
 @tool

@@ -8,6 +8,11 @@ one consistent view. Every call needs the API token, checked before the route
 Every body is checked against the store's types (:mod:`omium.collector.control_payloads`) before
 the store sees it: a client's mistake is a 400 naming the fields, never an acknowledged record
 that the warehouse refuses later, and never a 500.
+
+Run leases are store methods too (``acquire_lease``, ``renew_lease``, ``release_lease``,
+``lease``). A lost compare-and-set is a 409 whose body says which in ``code``: ``run_busy``
+(another execution holds the run's lease: ``holder`` and ``lease_until`` say who and until when),
+``fenced_out`` (the write's fencing token was superseded) or ``conflict``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from omium.collector.control_payloads import (
 )
 from omium.collector.jsonbody import load_json
 from omium.collector.state import ServerState
-from omium.errors import ConflictError, DecodeError, NotFoundError, OmiumError, WarehouseError
+from omium.errors import (
+    ConflictError,
+    DecodeError,
+    FencedOut,
+    NotFoundError,
+    OmiumError,
+    RunBusy,
+    WarehouseError,
+)
 from omium.recovery.audit import incidents
 from omium.recovery.review import review
 from omium.recovery.worker import enqueue
@@ -39,7 +52,7 @@ from omium.sdk.store import CheckpointStore
 
 READS = frozenset(
     {"get_blob", "get_blobs", "get_run", "list_runs", "steps", "checkpoints", "handoffs", "read_state"}
-    | {"events", "commands"}
+    | {"events", "commands", "lease"}
 )
 WRITES = frozenset(
     {
@@ -56,6 +69,9 @@ WRITES = frozenset(
         "claim_command",
         "renew_command",
         "finish_command",
+        "acquire_lease",
+        "renew_lease",
+        "release_lease",
     }
 )
 # Built at import: a store signature the payload models cannot express fails here, not per request.
@@ -70,8 +86,19 @@ class Answer(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _error(message: str, status: int, kind: str = "") -> Answer:
-    return Answer({"error": message} | ({"type": kind} if kind else {}), status_code=status)
+def _error(message: str, status: int, kind: str = "", **extra: Any) -> Answer:
+    return Answer({"error": message} | ({"type": kind} if kind else {}) | extra, status_code=status)
+
+
+def _conflict(exc: ConflictError) -> Answer:
+    """A 409 with a machine-readable ``code`` (clients raise the same error again)."""
+    if isinstance(exc, RunBusy):
+        return _error(
+            str(exc), 409, "RunBusy", code="run_busy", holder=exc.holder, lease_until=exc.lease_until
+        )
+    if isinstance(exc, FencedOut):
+        return _error(str(exc), 409, "FencedOut", code="fenced_out")
+    return _error(str(exc), 409, "ConflictError", code="conflict")
 
 
 def _plain(value: Any) -> Any:
@@ -117,7 +144,7 @@ async def _run_action(action: Callable[[], Any]) -> Answer:
     except NotFoundError as exc:
         return _error(str(exc), 404, "NotFoundError")
     except ConflictError as exc:
-        return _error(str(exc), 409, "ConflictError")
+        return _conflict(exc)
     except WarehouseError as exc:  # the arguments were valid: the server's side failed
         return _error(f"the warehouse failed: {exc}", 503, "WarehouseError")
     except OmiumError as exc:  # EditRefused, ConfigError: the reason is the answer

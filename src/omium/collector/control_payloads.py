@@ -75,12 +75,15 @@ Base64 = Annotated[str, Field(strict=True), AfterValidator(_base64)]
 
 # Columns narrower than the default (Count), by record: what ``omium_*`` tables declare.
 NARROW: dict[type, dict[str, Any]] = {
-    StepRecord: {"position": UInt32, "attempt": UInt16},
-    CheckpointRecord: {"seq": UInt32, "step_index": UInt32},
+    StepRecord: {"position": UInt32, "attempt": UInt16, "generation": UInt32},
+    CheckpointRecord: {"seq": UInt32, "step_index": UInt32, "generation": UInt32},
     CommandRecord: {"attempts": UInt32},
 }
+# Who executes a run: a lease needs one.
+Holder = Annotated[str, Field(strict=True, min_length=1)]
+
 # Method arguments narrower than their annotation says.
-NARROW_ARGUMENTS: dict[str, Any] = {"limit": UInt32, "lease_seconds": LeaseSeconds}
+NARROW_ARGUMENTS: dict[str, Any] = {"limit": UInt32, "lease_seconds": LeaseSeconds, "holder": Holder}
 RECORD_TYPES = (
     RunRecord,
     StepRecord,

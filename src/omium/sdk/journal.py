@@ -8,6 +8,12 @@ from the overlay. Reads merge the overlay over the backing store. Journals left 
 process are replayed, oldest first, into the backing store when the next one opens them (every
 record is idempotent there).
 
+Decisions are made here, synchronously, under the store's lock, before anything is journaled:
+compare-and-set of runs and shared state, run leases and the fence check of every fenced write
+(a :class:`~omium.errors.FencedOut` reaches the caller and nothing of the refused write is kept).
+The run leases this store decided are kept in memory for good (one small record per leased run),
+so a fenced step costs a dict lookup, not a read of the backing store.
+
 A record the backing store refuses must not hold back the records behind it, nor stop the next
 start: when a batch fails while the store still answers, the batch is split until the refused
 records are alone, those go to ``quarantine.jsonl`` (with the error and the time) and the rest
@@ -37,6 +43,7 @@ from omium.sdk.store import (
     HandoffRecord,
     LocalStore,
     MemoryStore,
+    RunLease,
     RunRecord,
     StateVersion,
     StepRecord,
@@ -52,6 +59,7 @@ RECORD_TYPES: dict[str, type] = {
     "run": RunRecord,
     "handoff": HandoffRecord,
     "state": StateVersion,
+    "lease": RunLease,
 }
 Record = tuple[str, Any]
 
@@ -129,6 +137,10 @@ class JournaledStore(LocalStore):
         self._interval = flush_interval
         self._lock = threading.RLock()
         self._overlay = MemoryStore()
+        # The authoritative lease of every run this store has leased or checked a fence of
+        # (loaded from the backing store on first use, never evicted: the fence check of each
+        # step reads it).
+        self._leases: dict[str, RunLease] = {}
         self._pending: list[Record] = []
         self._flush_lock = threading.Lock()
         self._retired: list[Path] = []
@@ -374,6 +386,7 @@ class JournaledStore(LocalStore):
             "run": (overlay._runs, lambda: record.run_id),
             "handoff": (overlay._handoffs, lambda: (record.run_id, record.channel, record.seq)),
             "state": (overlay._state, lambda: (record.namespace, record.key)),
+            "lease": (self._leases, lambda: record.run_id),
         }
         table, key = slots[kind]
         return table, key()
@@ -387,6 +400,8 @@ class JournaledStore(LocalStore):
 
     def _evict(self, batch: list[Record]) -> None:
         for kind, record in batch:
+            if kind == "lease":  # kept for good: see self._leases
+                continue
             table, key = self._slot(kind, record)
             try:
                 if kind == "blob":
@@ -428,6 +443,24 @@ class JournaledStore(LocalStore):
     def _put_state(self, written: StateVersion) -> None:
         self._keep("state", written)
 
+    def _put_step(self, step: StepRecord) -> None:
+        self._keep("step", step)
+
+    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        self._keep("checkpoint", checkpoint)
+
+    # --- leases: decided here (LocalStore), journaled like any record
+    def _get_lease(self, run_id: str) -> RunLease | None:
+        found = self._leases.get(run_id)
+        if found is None:
+            found = self._backing.lease(run_id)
+            if found is not None:  # a run never leased is not remembered: a bad id costs no memory
+                self._leases[run_id] = found
+        return found
+
+    def _put_lease(self, lease: RunLease) -> None:
+        self._keep("lease", lease)
+
     # --- blobs
     def put_blob(self, data: bytes) -> str:
         key = digest(data)
@@ -457,16 +490,10 @@ class JournaledStore(LocalStore):
         chosen.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         return chosen[:limit]
 
-    # --- steps and checkpoints
-    def record_step(self, step: StepRecord) -> None:
-        self._keep("step", step)
-
+    # --- steps and checkpoints (written by LocalStore.record_step/add_checkpoint, fence checked)
     def steps(self, run_id: str) -> list[StepRecord]:
         mine = self._overlay.steps(run_id)
         return layered(self._backing.steps(run_id), mine, lambda s: s.position)
-
-    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        self._keep("checkpoint", checkpoint)
 
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         mine = self._overlay.checkpoints(run_id)

@@ -1,4 +1,9 @@
-"""The checkpoint store through the Omium server's control API (``/v1/store/{method}``)."""
+"""The checkpoint store through the Omium server's control API (``/v1/store/{method}``).
+
+A refusal keeps its kind across HTTP: 404 is :class:`NotFoundError`, 409 a
+:class:`ConflictError`, or by the body's ``code`` a :class:`RunBusy` (with ``holder`` and
+``lease_until``) or a :class:`FencedOut`.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,22 @@ from typing import Any
 
 import httpx
 
-from omium.errors import AuthError, ConflictError, NotFoundError, ServerError, ServerUnavailable
+from omium.errors import (
+    AuthError,
+    ConflictError,
+    FencedOut,
+    NotFoundError,
+    RunBusy,
+    ServerError,
+    ServerUnavailable,
+)
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
     CommandRecord,
     EventRecord,
     HandoffRecord,
+    RunLease,
     RunRecord,
     StateVersion,
     StepRecord,
@@ -44,11 +58,12 @@ class RemoteStore(CheckpointStore):
             raise ServerUnavailable(f"no Omium server answered at {self._url}: {exc}") from exc
         if response.status_code == 200:
             return response.json()["result"]
-        message = response.json().get("error", response.text) if response.content else response.reason_phrase
+        body = _error_body(response)
+        message = str(body.get("error", response.text)) if response.content else response.reason_phrase
         if response.status_code == 404:
             raise NotFoundError(message)
         if response.status_code == 409:
-            raise ConflictError(message)
+            raise _conflict(message, body)
         if response.status_code == 401:
             raise AuthError(message, 401)
         raise ServerError(f"{response.status_code}: {message}", response.status_code)
@@ -77,6 +92,7 @@ class RemoteStore(CheckpointStore):
         status: str,
         error: str = "",
         attributes: dict[str, str] | None = None,
+        fence: int = 0,
     ) -> RunRecord:
         return RunRecord(
             **self._call(
@@ -86,6 +102,7 @@ class RemoteStore(CheckpointStore):
                 status=status,
                 error=error,
                 attributes=attributes,
+                fence=fence,
             )
         )
 
@@ -111,7 +128,15 @@ class RemoteStore(CheckpointStore):
         return [HandoffRecord(**m) for m in self._call("handoffs", run_id=run_id, channel=channel)]
 
     def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+        self,
+        run_id: str,
+        channel: str,
+        seq: int,
+        status: str,
+        reason: str = "",
+        receive_key: str = "",
+        *,
+        fence: int = 0,
     ) -> HandoffRecord:
         return HandoffRecord(
             **self._call(
@@ -122,6 +147,7 @@ class RemoteStore(CheckpointStore):
                 status=status,
                 reason=reason,
                 receive_key=receive_key,
+                fence=fence,
             )
         )
 
@@ -138,6 +164,7 @@ class RemoteStore(CheckpointStore):
         *,
         writer: str = "",
         run_id: str = "",
+        fence: int = 0,
     ) -> StateVersion:
         return StateVersion(
             **self._call(
@@ -148,8 +175,28 @@ class RemoteStore(CheckpointStore):
                 value_hash=value_hash,
                 writer=writer,
                 run_id=run_id,
+                fence=fence,
             )
         )
+
+    def acquire_lease(self, run_id: str, holder: str, lease_seconds: float) -> RunLease:
+        return RunLease(
+            **self._call("acquire_lease", run_id=run_id, holder=holder, lease_seconds=float(lease_seconds))
+        )
+
+    def renew_lease(self, run_id: str, holder: str, fence: int, lease_seconds: float) -> RunLease:
+        return RunLease(
+            **self._call(
+                "renew_lease", run_id=run_id, holder=holder, fence=fence, lease_seconds=float(lease_seconds)
+            )
+        )
+
+    def release_lease(self, run_id: str, holder: str, fence: int) -> None:
+        self._call("release_lease", run_id=run_id, holder=holder, fence=fence)
+
+    def lease(self, run_id: str) -> RunLease | None:
+        found = self._call("lease", run_id=run_id)
+        return RunLease(**found) if found else None
 
     def record_event(self, event: EventRecord) -> None:
         self._call("record_event", event=event.__dict__)
@@ -181,6 +228,29 @@ class RemoteStore(CheckpointStore):
 
     def close(self) -> None:
         self._http.close()
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _conflict(message: str, body: dict[str, Any]) -> ConflictError:
+    """The 409's own error: the server names it in ``code``."""
+    code = body.get("code")
+    if code == "run_busy":
+        holder, until = body.get("holder"), body.get("lease_until")
+        return RunBusy(
+            message,
+            holder=holder if isinstance(holder, str) else "",
+            lease_until=until if isinstance(until, int) else 0,
+        )
+    if code == "fenced_out":
+        return FencedOut(message)
+    return ConflictError(message)
 
 
 __all__ = ["RemoteStore"]

@@ -5,6 +5,13 @@ A store keeps what a durable run needs to survive a crash and be replayed: the r
 and values by content address (a value that did not change is stored once). Backends: this
 module's :class:`MemoryStore`, the warehouse (:mod:`omium.warehouse.store`), and the server's
 control API. One conformance suite (``tests/sdk/store_conformance.py``) runs against all.
+
+One execution runs a run at a time, under a :class:`RunLease`. Each acquisition gets a fencing
+token (``fence``: 1, 2, 3... per run) that the execution presents with every write it makes; the
+store refuses (:class:`~omium.errors.FencedOut`) a write whose fence is no longer the run's
+current one, so an execution that lost its lease (paused by the GC, cut off by the network) can
+never overwrite the work of the one that took over. Fence 0 is an unfenced write (the CLI, a
+review, an import) and is always accepted.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from omium.errors import ConflictError, NotFoundError
+from omium.errors import ConflictError, FencedOut, NotFoundError, RunBusy
 from omium.sdk.serde import digest
 
 R = TypeVar("R")
@@ -48,7 +56,13 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """A recorded call (step, tool, LLM call, hand-off receive) at ``position`` in a run."""
+    """A recorded call (step, tool, LLM call, hand-off receive) at ``position`` in a run.
+
+    ``call_id`` is the call's identity in the run, independent of how concurrent agents were
+    scheduled (hierarchical: ``"5"``, ``"3.0.2"``); an older record without one means
+    ``str(position)``. ``generation`` counts the run's rollbacks when the call was recorded, and
+    ``fence`` is the lease's fencing token the write presented (0: unfenced).
+    """
 
     run_id: str
     position: int
@@ -63,11 +77,18 @@ class StepRecord:
     idempotency_key: str = ""
     started_at: int = field(default_factory=now_us)
     ended_at: int = field(default_factory=now_us)
+    call_id: str = ""
+    generation: int = 0
+    fence: int = 0
 
 
 @dataclass(frozen=True)
 class CheckpointRecord:
-    """A consistent point of a run that a rollback can return to."""
+    """A consistent point of a run that a rollback can return to.
+
+    ``call_id``, ``generation`` and ``fence`` as in :class:`StepRecord`: the call the checkpoint
+    was taken after, the run's rollback generation, the writer's fencing token.
+    """
 
     run_id: str
     seq: int
@@ -79,6 +100,9 @@ class CheckpointRecord:
     parent_checkpoint_id: str = ""
     metadata: str = "{}"
     created_at: int = field(default_factory=now_us)
+    call_id: str = ""
+    generation: int = 0
+    fence: int = 0
 
     def __post_init__(self) -> None:
         if not self.checkpoint_id:
@@ -90,7 +114,8 @@ class HandoffRecord:
     """A message from one agent to another on ``channel`` (``sender->receiver``), by sequence.
 
     ``status`` goes ``sent`` -> ``acked`` or ``rejected`` (with ``reason``); each change is a new
-    ``version`` of the same (run, channel, seq).
+    ``version`` of the same (run, channel, seq). ``fence`` is the sender's fencing token (0:
+    unfenced).
     """
 
     run_id: str
@@ -112,6 +137,7 @@ class HandoffRecord:
     # The producer's span, so the consumer's span can link to it.
     trace_id: str = ""
     span_id: str = ""
+    fence: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,6 +151,25 @@ class StateVersion:
     writer: str = ""
     run_id: str = ""
     written_at: int = field(default_factory=now_us)
+
+
+@dataclass(frozen=True)
+class RunLease:
+    """The right of one execution (``holder``) to run ``run_id`` until ``lease_until``.
+
+    ``fence`` is the lease's fencing token: it grows by one at each acquisition of the run (from
+    1), and every write the execution makes presents it. ``lease_until`` and ``acquired_at`` are
+    microseconds since the epoch; a released lease has ``lease_until`` 0. ``version`` counts the
+    changes to the run's lease record (acquisitions, renewals, releases), so the latest one wins
+    in append-only storage.
+    """
+
+    run_id: str
+    holder: str
+    fence: int
+    lease_until: int
+    acquired_at: int
+    version: int = 1
 
 
 def next_run_version(
@@ -245,9 +290,10 @@ class CheckpointStore(ABC):
         status: str,
         error: str = "",
         attributes: dict[str, str] | None = None,
+        fence: int = 0,
     ) -> RunRecord:
         """Compare-and-set the run's status (merging ``attributes``); :class:`ConflictError` if its
-        version moved on."""
+        version moved on, :class:`FencedOut` if ``fence`` is not the run's current one."""
 
     @abstractmethod
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
@@ -256,7 +302,8 @@ class CheckpointStore(ABC):
     # --- recorded calls
     @abstractmethod
     def record_step(self, step: StepRecord) -> None:
-        """Record a call; recording the same (run, position, attempt) again is harmless."""
+        """Record a call; recording the same (run, position, attempt) again is harmless.
+        :class:`FencedOut` (and nothing recorded) if ``step.fence`` is not the run's current one."""
 
     @abstractmethod
     def steps(self, run_id: str) -> list[StepRecord]:
@@ -265,7 +312,8 @@ class CheckpointStore(ABC):
     # --- checkpoints
     @abstractmethod
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        """Record a checkpoint (idempotent on its sequence number)."""
+        """Record a checkpoint (idempotent on its sequence number); :class:`FencedOut` if
+        ``checkpoint.fence`` is not the run's current one."""
 
     @abstractmethod
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
@@ -274,7 +322,8 @@ class CheckpointStore(ABC):
     # --- hand-offs
     @abstractmethod
     def append_handoff(self, message: HandoffRecord) -> bool:
-        """Persist a sent message; False (and no change) if (run, channel, seq) exists already."""
+        """Persist a sent message; False (and no change) if (run, channel, seq) exists already.
+        :class:`FencedOut` if ``message.fence`` is not the run's current one."""
 
     @abstractmethod
     def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
@@ -282,9 +331,18 @@ class CheckpointStore(ABC):
 
     @abstractmethod
     def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+        self,
+        run_id: str,
+        channel: str,
+        seq: int,
+        status: str,
+        reason: str = "",
+        receive_key: str = "",
+        *,
+        fence: int = 0,
     ) -> HandoffRecord:
-        """Acknowledge or reject a message (a new version); :class:`NotFoundError` if unknown."""
+        """Acknowledge or reject a message (a new version); :class:`NotFoundError` if unknown,
+        :class:`FencedOut` if ``fence`` is not the run's current one."""
 
     # --- shared state
     @abstractmethod
@@ -301,9 +359,36 @@ class CheckpointStore(ABC):
         *,
         writer: str = "",
         run_id: str = "",
+        fence: int = 0,
     ) -> StateVersion:
         """Write version ``expected_version + 1`` if the key is at ``expected_version`` (0: absent);
-        :class:`ConflictError` otherwise, so concurrent writers never lose an update silently."""
+        :class:`ConflictError` otherwise, so concurrent writers never lose an update silently.
+        A nonzero ``fence`` must be the current one of ``run_id`` (:class:`FencedOut` otherwise)."""
+
+    # --- run leases: one execution runs a run at a time
+    @abstractmethod
+    def acquire_lease(self, run_id: str, holder: str, lease_seconds: float) -> RunLease:
+        """Lease the run to ``holder`` for ``lease_seconds``, with the next fencing token.
+
+        Granted when the run has no lease, its lease expired or was released, or ``holder``
+        holds it already (a new fence each time). :class:`RunBusy` (with ``holder`` and
+        ``lease_until``) while another holder's lease is live; :class:`NotFoundError` for an
+        unknown run.
+        """
+
+    @abstractmethod
+    def renew_lease(self, run_id: str, holder: str, fence: int, lease_seconds: float) -> RunLease:
+        """Extend the lease to ``lease_seconds`` from now. :class:`FencedOut` unless the run's
+        current lease is ``holder``'s with this ``fence`` (an expired lease that nobody took over
+        may still be renewed; a released one may not)."""
+
+    @abstractmethod
+    def release_lease(self, run_id: str, holder: str, fence: int) -> None:
+        """End the lease if it is still ``holder``'s with this ``fence``; otherwise do nothing."""
+
+    @abstractmethod
+    def lease(self, run_id: str) -> RunLease | None:
+        """The run's current lease record (possibly expired or released); None if never leased."""
 
     # --- audit events
     @abstractmethod
@@ -350,14 +435,66 @@ class CheckpointStore(ABC):
         """Release resources."""
 
 
+def _check_lease_request(holder: str, lease_seconds: float) -> None:
+    if not holder:
+        raise ValueError("a lease needs a holder (who executes the run)")
+    if not lease_seconds > 0:
+        raise ValueError(f"a lease lasts more than 0 seconds, not {lease_seconds!r}")
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds")
+
+
+def _busy(lease: RunLease, now: int) -> RunBusy:
+    return RunBusy(
+        f"run {lease.run_id!r} is being executed by {lease.holder} (fence {lease.fence}); its lease "
+        f"expires at {_iso(lease.lease_until)} ({(lease.lease_until - now) / 1e6:.1f} s from now) "
+        "unless renewed",
+        holder=lease.holder,
+        lease_until=lease.lease_until,
+    )
+
+
+def _fenced_out(run_id: str, fence: int, current: RunLease | None) -> FencedOut:
+    if current is None:
+        return FencedOut(f"run {run_id!r}: fence {fence} was never issued (the run was never leased)")
+    if current.fence < fence:
+        return FencedOut(f"run {run_id!r}: fence {fence} was never issued (the latest is {current.fence})")
+    if current.fence == fence:  # same fence, another holder: a forged or mixed-up token
+        return FencedOut(f"run {run_id!r}: fence {fence} is held by {current.holder}, not by this execution")
+    return FencedOut(
+        f"run {run_id!r}: fence {fence} was superseded by fence {current.fence} (holder {current.holder}); "
+        "this execution lost its lease"
+    )
+
+
 class LocalStore(CheckpointStore):
     """A store whose compare-and-set writes this process serialises under ``self._lock``.
 
-    Subclasses keep records (``_put_run``, ``_put_handoff``, ``_put_state``); the decisions —
-    exists or not, which version comes next — are made once, here.
+    Subclasses keep records (``_put_run``, ``_put_step``, ``_put_lease``...); the decisions —
+    exists or not, which version comes next, which lease and fence are current — are made once,
+    here. A fence check is made under the lock together with the write it guards.
     """
 
     _lock: Any
+
+    @abstractmethod
+    def _put_step(self, step: StepRecord) -> None:
+        """Keep a recorded call."""
+
+    @abstractmethod
+    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        """Keep a checkpoint."""
+
+    @abstractmethod
+    def _get_lease(self, run_id: str) -> RunLease | None:
+        """The run's lease record (called under ``self._lock``; on the hot path of fenced writes,
+        so it must not cost a database round trip each time)."""
+
+    @abstractmethod
+    def _put_lease(self, lease: RunLease) -> None:
+        """Keep a new version of a run's lease (called under ``self._lock``)."""
 
     @abstractmethod
     def _put_run(self, run: RunRecord) -> None:
@@ -447,6 +584,78 @@ class LocalStore(CheckpointStore):
             )
         return command
 
+    # --- leases and fences
+    def lease(self, run_id: str) -> RunLease | None:
+        with self._lock:
+            return self._get_lease(run_id)
+
+    def acquire_lease(self, run_id: str, holder: str, lease_seconds: float) -> RunLease:
+        _check_lease_request(holder, lease_seconds)
+        with self._lock:
+            self.get_run(run_id)  # NotFoundError for an unknown run
+            current = self._get_lease(run_id)
+            now = now_us()
+            if current is not None and current.holder != holder and current.lease_until > now:
+                raise _busy(current, now)
+            lease = RunLease(
+                run_id,
+                holder,
+                fence=(current.fence if current else 0) + 1,
+                lease_until=now + int(lease_seconds * 1e6),
+                acquired_at=now,
+                version=(current.version if current else 0) + 1,
+            )
+            self._put_lease(lease)
+            return lease
+
+    def renew_lease(self, run_id: str, holder: str, fence: int, lease_seconds: float) -> RunLease:
+        _check_lease_request(holder, lease_seconds)
+        with self._lock:
+            current = self._get_lease(run_id)
+            if current is None or current.fence != fence or current.holder != holder:
+                raise _fenced_out(run_id, fence, current)
+            if not current.lease_until:
+                raise FencedOut(f"run {run_id!r}: the lease of fence {fence} was released; acquire a new one")
+            renewed = replace(
+                current, lease_until=now_us() + int(lease_seconds * 1e6), version=current.version + 1
+            )
+            self._put_lease(renewed)
+            return renewed
+
+    def release_lease(self, run_id: str, holder: str, fence: int) -> None:
+        with self._lock:
+            current = self._get_lease(run_id)
+            mine = current is not None and (current.fence, current.holder) == (fence, holder)
+            if current is None or not mine or not current.lease_until:
+                return  # taken over, or released already: nothing of this holder's to end
+            self._put_lease(replace(current, lease_until=0, version=current.version + 1))
+
+    def _check_fence(self, run_id: str, fence: int) -> None:
+        """:class:`FencedOut` unless ``fence`` is 0 (unfenced) or the run's current one. Call
+        under ``self._lock``, in the same hold as the write it guards."""
+        if not fence:
+            return
+        current = self._get_lease(run_id)
+        if current is None or current.fence != fence:
+            raise _fenced_out(run_id, fence, current)
+
+    # --- fenced writes
+    def record_step(self, step: StepRecord) -> None:
+        if not step.fence:  # unfenced: no decision to make, no lock to take
+            self._put_step(step)
+            return
+        with self._lock:
+            self._check_fence(step.run_id, step.fence)
+            self._put_step(step)
+
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        if not checkpoint.fence:
+            self._put_checkpoint(checkpoint)
+            return
+        with self._lock:
+            self._check_fence(checkpoint.run_id, checkpoint.fence)
+            self._put_checkpoint(checkpoint)
+
     def create_run(self, run: RunRecord) -> RunRecord:
         with self._lock:
             try:
@@ -464,8 +673,10 @@ class LocalStore(CheckpointStore):
         status: str,
         error: str = "",
         attributes: dict[str, str] | None = None,
+        fence: int = 0,
     ) -> RunRecord:
         with self._lock:
+            self._check_fence(run_id, fence)
             updated = next_run_version(
                 self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
             )
@@ -474,20 +685,35 @@ class LocalStore(CheckpointStore):
 
     def append_handoff(self, message: HandoffRecord) -> bool:
         with self._lock:
+            self._check_fence(message.run_id, message.fence)
             if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
                 return False
             self._put_handoff(message)
             return True
 
     def set_handoff_status(
-        self, run_id: str, channel: str, seq: int, status: str, reason: str = "", receive_key: str = ""
+        self,
+        run_id: str,
+        channel: str,
+        seq: int,
+        status: str,
+        reason: str = "",
+        receive_key: str = "",
+        *,
+        fence: int = 0,
     ) -> HandoffRecord:
         with self._lock:
+            self._check_fence(run_id, fence)
             current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
             if current is None:
                 raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
             updated = replace(
-                current, status=status, reason=reason, version=current.version + 1, receive_key=receive_key
+                current,
+                status=status,
+                reason=reason,
+                version=current.version + 1,
+                receive_key=receive_key,
+                fence=fence,
             )
             self._put_handoff(updated)
             return updated
@@ -501,8 +727,12 @@ class LocalStore(CheckpointStore):
         *,
         writer: str = "",
         run_id: str = "",
+        fence: int = 0,
     ) -> StateVersion:
+        if fence and not run_id:
+            raise ValueError("a fenced write_state needs the run_id whose lease the fence is")
         with self._lock:
+            self._check_fence(run_id, fence)
             written = next_state_version(
                 self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
             )
@@ -514,7 +744,9 @@ class MemoryStore(LocalStore):
     """The reference backend: everything in dicts, guarded by one lock. For tests and examples."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a fenced write checks its fence and keeps the record in one hold of the lock.
+        self._lock = threading.RLock()
+        self._leases: dict[str, RunLease] = {}
         self._blobs: dict[str, bytes] = {}
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[tuple[str, int], StepRecord] = {}
@@ -547,7 +779,7 @@ class MemoryStore(LocalStore):
         runs.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         return runs[:limit]
 
-    def record_step(self, step: StepRecord) -> None:
+    def _put_step(self, step: StepRecord) -> None:
         with self._lock:
             key = (step.run_id, step.position)
             existing = self._steps.get(key)
@@ -558,7 +790,7 @@ class MemoryStore(LocalStore):
     def steps(self, run_id: str) -> list[StepRecord]:
         return sorted((s for (r, _), s in self._steps.items() if r == run_id), key=lambda s: s.position)
 
-    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         with self._lock:
             self._checkpoints[(checkpoint.run_id, checkpoint.seq)] = checkpoint
 
@@ -580,6 +812,12 @@ class MemoryStore(LocalStore):
 
     def _put_state(self, written: StateVersion) -> None:
         self._state[(written.namespace, written.key)] = written
+
+    def _get_lease(self, run_id: str) -> RunLease | None:
+        return self._leases.get(run_id)
+
+    def _put_lease(self, lease: RunLease) -> None:
+        self._leases[lease.run_id] = lease
 
     def record_event(self, event: EventRecord) -> None:
         with self._lock:
@@ -611,6 +849,7 @@ __all__ = [
     "HandoffRecord",
     "LocalStore",
     "MemoryStore",
+    "RunLease",
     "RunRecord",
     "StateVersion",
     "StepRecord",

@@ -430,6 +430,31 @@ ORDER BY run_id
 """,
 )
 
+# Issue 14, concurrent agents in one run: a recorded call's scheduling-independent identity
+# ("3.0.2"), the rollback generation it was recorded in, and the fencing token of the lease its
+# writer held; and the run leases themselves (one execution per run). A lease changes by new
+# rows: the highest version of a run's row is its current lease.
+RUN_LEASES = (
+    "ALTER TABLE omium_steps ADD COLUMN IF NOT EXISTS call_id String DEFAULT ''",
+    "ALTER TABLE omium_steps ADD COLUMN IF NOT EXISTS generation UInt32 DEFAULT 0",
+    "ALTER TABLE omium_steps ADD COLUMN IF NOT EXISTS fence UInt64 DEFAULT 0",
+    "ALTER TABLE omium_checkpoints ADD COLUMN IF NOT EXISTS call_id String DEFAULT ''",
+    "ALTER TABLE omium_checkpoints ADD COLUMN IF NOT EXISTS generation UInt32 DEFAULT 0",
+    "ALTER TABLE omium_checkpoints ADD COLUMN IF NOT EXISTS fence UInt64 DEFAULT 0",
+    "ALTER TABLE omium_handoffs ADD COLUMN IF NOT EXISTS fence UInt64 DEFAULT 0",
+    """
+CREATE TABLE IF NOT EXISTS omium_run_leases (
+    run_id String,
+    holder String,
+    fence UInt64,
+    lease_until Int64,
+    acquired_at DateTime64(6, 'UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY run_id
+""",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -448,6 +473,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     COMMAND_LEASES,
     GROUND_TRUTH,
     PIPELINE_TABLES,
+    RUN_LEASES,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]

@@ -4,6 +4,10 @@ ClickHouse is not transactional, so a state change is a new row with a higher ve
 with FINAL; compare-and-set on a run's status is serialised by a lock in this process, which is
 the one process that writes this warehouse (in embedded mode chdb allows no other). Other
 processes go through the Omium server, which serialises the same way.
+
+For the same reason this process holds the authoritative run leases in memory: a run's lease is
+read from ``omium_run_leases`` on its first use, then every change is decided here and appended
+there. The fence check of a fenced step is a dict lookup, not a query.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from omium.sdk.store import (
     EventRecord,
     HandoffRecord,
     LocalStore,
+    RunLease,
     RunRecord,
     StateVersion,
     StepRecord,
@@ -59,15 +64,17 @@ SELECT_BLOBS = (
 
 INSERT_STEP = """
 INSERT INTO omium_steps (run_id, position, attempt, kind, name, agent, status, input_hash, output_hash,
-                         error, idempotency_key, started_at, ended_at)
+                         error, idempotency_key, started_at, ended_at, call_id, generation, fence)
 VALUES ({run_id:String}, {position:UInt32}, {attempt:UInt16}, {kind:String}, {name:String}, {agent:String},
         {status:String}, {input_hash:String}, {output_hash:String}, {error:String}, {idempotency_key:String},
         fromUnixTimestamp64Micro({started_at:Int64}, 'UTC'),
-        fromUnixTimestamp64Micro({ended_at:Int64}, 'UTC'))
+        fromUnixTimestamp64Micro({ended_at:Int64}, 'UTC'), {call_id:String}, {generation:UInt32},
+        {fence:UInt64})
 """
 SELECT_STEPS = """
 SELECT run_id, position, attempt, kind, name, agent, status, input_hash, output_hash, error, idempotency_key,
-       toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(ended_at) AS ended_at
+       toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(ended_at) AS ended_at,
+       call_id, generation, fence
 FROM omium_steps FINAL
 WHERE run_id = {run_id:String}
 ORDER BY position, ended_at DESC, attempt DESC
@@ -76,14 +83,15 @@ LIMIT 1 BY position
 
 INSERT_CHECKPOINT = """
 INSERT INTO omium_checkpoints (run_id, seq, checkpoint_id, name, agent, step_index, state_hash,
-                               parent_checkpoint_id, metadata, created_at)
+                               parent_checkpoint_id, metadata, created_at, call_id, generation, fence)
 VALUES ({run_id:String}, {seq:UInt32}, {checkpoint_id:String}, {name:String}, {agent:String},
         {step_index:UInt32}, {state_hash:String}, {parent_checkpoint_id:String}, {metadata:String},
-        fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'))
+        fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'), {call_id:String}, {generation:UInt32},
+        {fence:UInt64})
 """
 SELECT_CHECKPOINTS = """
 SELECT run_id, seq, checkpoint_id, name, agent, step_index, state_hash, parent_checkpoint_id, metadata,
-       toUnixTimestamp64Micro(created_at) AS created_at
+       toUnixTimestamp64Micro(created_at) AS created_at, call_id, generation, fence
 FROM omium_checkpoints FINAL
 WHERE run_id = {run_id:String}
 ORDER BY seq
@@ -92,17 +100,18 @@ ORDER BY seq
 
 INSERT_HANDOFF = """
 INSERT INTO omium_handoffs (run_id, channel, seq, version, sender, receiver, schema_name, payload_hash,
-                            status, reason, send_key, receive_key, created_at, depends_on, trace_id, span_id)
+                            status, reason, send_key, receive_key, created_at, depends_on, trace_id, span_id,
+                            fence)
 VALUES ({run_id:String}, {channel:String}, {seq:UInt64}, {version:UInt64}, {sender:String}, {receiver:String},
         {schema_name:String}, {payload_hash:String}, {status:String}, {reason:String}, {send_key:String},
         {receive_key:String}, fromUnixTimestamp64Micro({created_at:Int64}, 'UTC'),
         mapFromArrays({dep_keys:Array(String)}, {dep_versions:Array(UInt64)}), {trace_id:String},
-        {span_id:String})
+        {span_id:String}, {fence:UInt64})
 """
 SELECT_HANDOFFS = """
 SELECT run_id, channel, seq, version, sender, receiver, schema_name, payload_hash, status, reason, send_key,
        receive_key, toUnixTimestamp64Micro(created_at) AS created_at, mapKeys(depends_on) AS dep_keys,
-       mapValues(depends_on) AS dep_versions, trace_id, span_id
+       mapValues(depends_on) AS dep_versions, trace_id, span_id, fence
 FROM omium_handoffs FINAL
 WHERE run_id = {run_id:String} AND channel = {channel:String}
 ORDER BY seq
@@ -153,6 +162,13 @@ WHERE ({run_id:String} = '' OR run_id = {run_id:String})
 ORDER BY created_at, command_id
 """
 
+LEASE_COLUMNS = ["run_id", "holder", "fence", "lease_until", "acquired_at", "version"]
+SELECT_LEASE = """
+SELECT run_id, holder, fence, lease_until, toUnixTimestamp64Micro(acquired_at) AS acquired_at, version
+FROM omium_run_leases FINAL
+WHERE run_id = {run_id:String}
+"""
+
 
 def _run(row: dict[str, Any]) -> RunRecord:
     row["attributes"] = dict(row["attributes"])
@@ -171,6 +187,7 @@ class WarehouseStore(LocalStore):
         self._warehouse = warehouse
         self._owns = owns
         self._lock = threading.Lock()
+        self._leases: dict[str, RunLease] = {}  # the authoritative lease of each run used so far
 
     def close(self) -> None:
         """Close the warehouse connection if this store opened it (``owns=True``)."""
@@ -251,14 +268,31 @@ class WarehouseStore(LocalStore):
         rows = self._warehouse.query_rows(LIST_RUNS, {"status": status or "", "limit": limit})
         return [_run(row) for row in rows]
 
-    def record_step(self, step: StepRecord) -> None:
+    def _put_step(self, step: StepRecord) -> None:
         self._warehouse.command(INSERT_STEP, dict(step.__dict__))
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return [StepRecord(**row) for row in self._warehouse.query_rows(SELECT_STEPS, {"run_id": run_id})]
 
-    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
         self._warehouse.command(INSERT_CHECKPOINT, dict(checkpoint.__dict__))
+
+    def _get_lease(self, run_id: str) -> RunLease | None:
+        found = self._leases.get(run_id)
+        if found is None:
+            rows = self._warehouse.query_rows(SELECT_LEASE, {"run_id": run_id})
+            if rows:  # a run never leased is not remembered: a bad id costs no memory
+                found = self._leases[run_id] = RunLease(**rows[0])
+        return found
+
+    def _put_lease(self, lease: RunLease) -> None:
+        self._insert_leases([lease])
+        self._leases[lease.run_id] = lease
+
+    def _insert_leases(self, leases: list[RunLease]) -> None:
+        self._warehouse.insert(
+            "omium_run_leases", [[getattr(x, n) for x in leases] for n in LEASE_COLUMNS], LEASE_COLUMNS
+        )
 
     def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
         rows = self._warehouse.query_rows(SELECT_CHECKPOINTS, {"run_id": run_id})
@@ -296,6 +330,14 @@ class WarehouseStore(LocalStore):
                 self._put_handoff(record)
             elif kind == "state":
                 self._warehouse.command(INSERT_STATE, dict(record.__dict__))
+        leases: list[RunLease] = [r for kind, r in records if kind == "lease"]
+        if leases:  # decided by the journal's store: kept, and known here if this run is
+            with self._lock:
+                self._insert_leases(leases)
+                for lease in leases:
+                    known = self._leases.get(lease.run_id)
+                    if known is not None and lease.version >= known.version:
+                        self._leases[lease.run_id] = lease
 
     def read_state(self, namespace: str, key: str) -> StateVersion | None:
         rows = self._warehouse.query_rows(SELECT_STATE, {"namespace": namespace, "key": key})
