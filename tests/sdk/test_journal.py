@@ -20,7 +20,7 @@ from omium.errors import FencedOut, NotFoundError, RunBusy, WarehouseError
 from omium.sdk import journal
 from omium.sdk.journal import QUARANTINE, JournaledStore, _encode
 from omium.sdk.remote_store import RemoteStore
-from omium.sdk.store import CheckpointRecord, HandoffRecord, RunLease, RunRecord, StepRecord
+from omium.sdk.store import CheckpointRecord, HandoffRecord, MemoryStore, RunLease, RunRecord, StepRecord
 from omium.warehouse import ClickHouseWarehouse
 from omium.warehouse.store import WarehouseStore
 from tests.conftest import ServerProcess
@@ -333,6 +333,42 @@ def test_leases_survive_a_crash_and_fences_keep_growing(
     plain = WarehouseStore(warehouse)  # a later process: the lease is the warehouse's
     assert plain.lease("crashed") == taken
     assert [(s.position, s.fence) for s in plain.steps("crashed")] == [(0, 4), (1, 4)]
+
+
+def test_runs_are_filtered_by_status_before_the_limit(tmp_path: Path) -> None:
+    """The backing store's runs of a status are found even when newer runs of other statuses fill
+    the limit (it used to read the ``limit`` newest runs and filter those)."""
+
+    class Backing(MemoryStore):
+        def apply_batch(self, records: list[tuple[str, Any]]) -> None:
+            for kind, record in records:
+                assert kind == "run"
+                self._put_run(record)
+
+    backing = Backing()
+    for n in range(3):
+        backing.create_run(RunRecord(f"failed-{n}", "wf", status="failed", started_at=1_000 + n))
+    for n in range(10):
+        backing.create_run(RunRecord(f"newer-{n}", "wf", started_at=2_000 + n))
+    store = JournaledStore(backing, tmp_path / "j", flush_interval=60)
+    try:
+        assert [r.run_id for r in store.list_runs(status="failed", limit=3)] == [
+            "failed-2",
+            "failed-1",
+            "failed-0",
+        ]
+        # A status changed in the journal (not flushed yet) counts as changed, both ways.
+        store.update_run("failed-2", 1, status="running")
+        store.update_run("newer-0", 1, status="failed")
+        assert [r.run_id for r in store.list_runs(status="failed", limit=3)] == [
+            "newer-0",
+            "failed-1",
+            "failed-0",
+        ]
+        assert [r.run_id for r in store.list_runs(status="failed", limit=2)] == ["newer-0", "failed-1"]
+    finally:
+        store.close()
+    assert backing.get_run("newer-0").status == "failed"
 
 
 @pytest.mark.integration

@@ -485,7 +485,9 @@ class JournaledStore(LocalStore):
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         mine = dict(self._overlay._runs)
-        runs = {r.run_id: r for r in self._backing.list_runs(None, limit + len(mine))} | mine
+        # Filtered by the backing store first, then limited: ``limit + len(mine)`` of its runs
+        # with that status leave ``limit`` of them even if every run here changed status since.
+        runs = {r.run_id: r for r in self._backing.list_runs(status, limit + len(mine))} | mine
         chosen = [r for r in runs.values() if status is None or r.status == status]
         chosen.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         return chosen[:limit]
