@@ -124,7 +124,11 @@ class Verdict:
 
 
 def record(context: RunContext, check: HandoffCheck, text: Any, verdict: Verdict, key: str) -> HandoffRecord:
-    """Append the checked reply to the run's hand-off log (``acked`` or ``rejected``)."""
+    """Append the checked reply to the run's hand-off log (``acked`` or ``rejected``).
+
+    ``key`` is the idempotency key of the call that produced the reply. The message carries the
+    run's fencing token, so an execution that lost the run cannot log it.
+    """
     store = context.store
     payload: Any = text
     if verdict.accepted:
@@ -135,26 +139,30 @@ def record(context: RunContext, check: HandoffCheck, text: Any, verdict: Verdict
             payload = text
     payload_hash = store.put_blob(serde.dumps(payload))
     status = "acked" if verdict.accepted else "rejected"
-    existing = store.handoffs(context.run_id, check.channel)
-    for message in existing:
-        # Recorded before a crash by this same turn with this same reply: do not log it twice.
-        if (message.send_key, message.payload_hash, message.status) == (key, payload_hash, status):
+    while True:
+        existing = store.handoffs(context.run_id, check.channel)
+        for message in existing:
+            # Recorded before a crash by this same call with this same reply: do not log it twice.
+            if (message.send_key, message.payload_hash, message.status) == (key, payload_hash, status):
+                return message
+        message = HandoffRecord(
+            run_id=context.run_id,
+            channel=check.channel,
+            seq=max((m.seq for m in existing), default=-1) + 1,
+            sender=check.sender,
+            receiver=check.receiver,
+            payload_hash=payload_hash,
+            schema_name=getattr(check.schema, "__name__", ""),
+            status=status,
+            reason=verdict.reason,
+            send_key=key,
+            receive_key=key if verdict.accepted else "",
+            fence=context.fence,
+        )
+        if store.append_handoff(message):
             return message
-    message = HandoffRecord(
-        run_id=context.run_id,
-        channel=check.channel,
-        seq=max((m.seq for m in existing), default=-1) + 1,
-        sender=check.sender,
-        receiver=check.receiver,
-        payload_hash=payload_hash,
-        schema_name=getattr(check.schema, "__name__", ""),
-        status=status,
-        reason=verdict.reason,
-        send_key=key,
-        receive_key=key if verdict.accepted else "",
-    )
-    store.append_handoff(message)
-    return message
+        # Another task of the run (a concurrent team or crew on the same channel) took this
+        # sequence number first: the store decided, so read the channel again and take the next.
 
 
 __all__ = ["HandoffCheck", "Verdict", "parse_json", "record"]
