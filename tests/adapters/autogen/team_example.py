@@ -147,3 +147,5 @@ class BatchMemoryStore(MemoryStore):
                 self._put_handoff(record)
             elif kind == "state":
                 self._put_state(record)
+            elif kind == "lease":  # before the fenced records it let the dead process write
+                self._put_lease(record)

@@ -174,7 +174,9 @@ def test_a_resumed_conversation_that_changes_speakers_is_refused(rt: Runtime) ->
         code = await fresh.coder.ask(task)  # the coder first this time
         return code.body or ""
 
-    with pytest.raises(NonDeterminismError, match="recording has agent_turn 'planner'"):
+    with pytest.raises(
+        NonDeterminismError, match=r"call 0\.0 \(position 0\): the recording has agent_turn 'planner'"
+    ):
         drive(fresh.team().run(reordered, "Write fib", run_id="nondet"))
 
 
@@ -236,8 +238,9 @@ def test_a_rollback_to_a_turn_checkpoint_reruns_the_turns_after_it(rt: Runtime) 
     assert outcome.status == "completed"
     assert second.calls() == {"planner": 0, "coder": 2, "reviewer": 1}
     assert second.tool_runs == ["fib"]  # the coder's turn ran again, tool and all
+    # AG2 runs each ask in a task of its own: a turn's call id is that task's first call.
     assert [(s.name, s.idempotency_key) for s in rt.store.steps("rolled")] == [
-        ("planner", "rolled:0"),
-        ("coder", "rolled:1:g1"),
-        ("reviewer", "rolled:2:g1"),
+        ("planner", "rolled:0.0"),
+        ("coder", "rolled:1.0:g1"),
+        ("reviewer", "rolled:2.0:g1"),
     ]

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from omium.adapters.autogen import ReviewGate
+from omium.errors import RunBusy
 from omium.recovery import review
 from omium.sdk.journal import JournaledStore
+from omium.sdk.store import now_us
 from omium.testing import Runtime
 from tests.adapters.autogen.team_example import PLAN_CHECK, BatchMemoryStore, crew, drive
 
 pytestmark = pytest.mark.integration
 PROCESS = Path(__file__).with_name("conversation_process.py")
+LEASE_SECONDS = "1"  # the child's run lease: a killed child's run is free again after it
 
 
 def _conversation_process(journal: Path, run_id: str, mode: str) -> subprocess.CompletedProcess[str]:
@@ -27,6 +32,7 @@ def _conversation_process(journal: Path, run_id: str, mode: str) -> subprocess.C
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "OMIUM_RUN_LEASE_SECONDS": LEASE_SECONDS},
     )
 
 
@@ -61,7 +67,15 @@ def test_a_killed_conversation_resumes_in_another_process(
         ("coder", "completed"),
     ]
 
+    # The dead process still holds the run until its lease runs out: nobody else executes it before.
     fresh = crew()
+    with pytest.raises(RunBusy):
+        drive(
+            fresh.team(handoffs=[PLAN_CHECK]).run(fresh.sequential, "Write fib", run_id="killed", store=store)
+        )
+    held = store.lease("killed")
+    assert held is not None
+    time.sleep(max(held.lease_until - now_us(), 0) / 1e6 + 0.05)
     outcome = drive(
         fresh.team(handoffs=[PLAN_CHECK]).run(fresh.sequential, "Write fib", run_id="killed", store=store)
     )

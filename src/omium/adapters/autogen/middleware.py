@@ -3,9 +3,13 @@
 Per turn (``on_turn``): an ``invoke_agent {agent}`` span; the turn's record answers it when the
 run is resumed (no model call, the agent's stream restored); otherwise a review gate may pause
 the conversation, the turn runs, its reply is checked as a hand-off, and the turn is recorded and
-checkpointed. Per model call (``on_llm_call``) a ``chat {model}`` span, per tool execution
+checkpointed. The turn is a call of the public recording interface
+(:func:`omium.sdk.recording.begin_call`): its code runs inside ``call.running()``, so
+:func:`omium.idempotency_key` in a tool is the turn's key and Omium calls made inside are part of it.
+Per model call (``on_llm_call``) a ``chat {model}`` span, per tool execution
 (``on_tool_execution``) an ``execute_tool {tool}`` span, children of the turn's. Every span
-carries ``omium.run_id`` and ``omium.step_index`` (the turn's position in the run).
+carries ``omium.run_id`` and ``omium.step_index`` (the turn's position in the run); the turn's
+span also its ``omium.call_id``.
 
 Nothing here raises into AG2 to stop a conversation: a stop ends the turn with a stop message
 (:mod:`omium.adapters.autogen.termination`). Errors of the turn itself propagate as usual, except
@@ -44,10 +48,10 @@ from omium.adapters import handoffs, review
 from omium.adapters.autogen.recording import request_text
 from omium.adapters.autogen.session import Session, Stop, TurnCall
 from omium.adapters.autogen.termination import stop_response
-from omium.errors import HandoffRejected
+from omium.errors import ControlSignal, HandoffRejected
 from omium.recovery import audit
 from omium.sdk import tracing
-from omium.sdk.context import enter, leave, maybe_current
+from omium.sdk.context import current, enter, leave, maybe_current
 
 if TYPE_CHECKING:
     from omium.adapters.autogen.team import Team
@@ -95,7 +99,7 @@ class _TurnMiddleware(BaseMiddleware):
                 return stop_response(session.stop.kind, session.stop.reason)
             try:
                 return await self._turn(session, call_next, event, context)
-            except Exception as error:
+            except (Exception, ControlSignal) as error:
                 if CHANNEL_DEP not in context.dependencies:
                     raise
                 # An AG2 network would swallow this and wait for a reply forever: stop instead.
@@ -115,8 +119,8 @@ class _TurnMiddleware(BaseMiddleware):
     async def _turn(
         self, session: Session, call_next: AgentTurn, event: BaseEvent, context: Context
     ) -> ModelResponse:
-        call = self.call = session.begin(self.agent)
         request = request_text(event)
+        call = self.call = session.begin(self.agent, request)
         with tracing.span(
             f"invoke_agent {self.agent}", self._turn_attributes(session, call, context)
         ) as span:
@@ -124,13 +128,14 @@ class _TurnMiddleware(BaseMiddleware):
                 span.set_attribute(
                     semconv.GEN_AI_INPUT_MESSAGES, json.dumps([{"role": "user", "content": request}])
                 )
-            if call.recorded is not None:
+            if call.replayed:
                 return await self._replay(session, call, context, span)
             gate = self.team.gate_for(call.agent, call.occurrence)
             if gate is not None:
-                key = review.gate_key(session.context, call.position)
+                run = current()
+                key = review.gate_key(run, call.call_id)
                 span.set_attribute("omium.review.gate", gate.name)
-                if not review.approved(session.context, key):
+                if not review.approved(run, key):
                     span.set_attribute("omium.review.status", "awaiting")
                     stop = session.stop_with(
                         Stop(
@@ -145,36 +150,26 @@ class _TurnMiddleware(BaseMiddleware):
                     return stop_response(stop.kind, stop.reason)
                 span.set_attribute("omium.review.status", "approved")
             before = len(list(await context.stream.history.get_events()))
-            response = await self._execute(session, call, request, call_next, event, context)
+            response = await self._execute(session, call, call_next, event, context)
             events = list(await context.stream.history.get_events())[before:]
             self._annotate_reply(span, response)
             for check in self.team.checks_for(call.agent):
-                if not self._hand_off(session, call, request, check, response, span):
+                if not self._hand_off(session, call, check, response, span):
                     assert session.stop is not None
                     return stop_response(session.stop.kind, session.stop.reason)
             session.complete(call, request, response, events)
             return response
 
     async def _execute(
-        self,
-        session: Session,
-        call: TurnCall,
-        request: str,
-        call_next: AgentTurn,
-        event: BaseEvent,
-        context: Context,
+        self, session: Session, call: TurnCall, call_next: AgentTurn, event: BaseEvent, context: Context
     ) -> ModelResponse:
-        run = session.context
-        run.call_key = call.key  # omium.idempotency_key() in tools; Omium calls inside are part of the turn
-        run.agents.append(call.agent)
         try:
-            return await call_next(event, context)
-        except Exception as error:
-            session.fail(call, request, f"{type(error).__name__}: {error}")
+            # omium.idempotency_key() in tools; Omium calls inside are part of the turn.
+            with call.call.running():
+                return await call_next(event, context)
+        except (Exception, ControlSignal) as error:
+            session.fail(call, error)
             raise
-        finally:
-            run.call_key = ""
-            run.agents.pop()
 
     async def _replay(self, session: Session, call: TurnCall, context: Context, span: Span) -> ModelResponse:
         record = session.replay(call)
@@ -191,7 +186,6 @@ class _TurnMiddleware(BaseMiddleware):
         self,
         session: Session,
         call: TurnCall,
-        request: str,
         check: handoffs.HandoffCheck,
         response: ModelResponse,
         span: Span,
@@ -208,7 +202,7 @@ class _TurnMiddleware(BaseMiddleware):
             },
         ) as handoff_span:
             verdict = check.validate(text)
-            message = handoffs.record(session.context, check, text, verdict, call.key)
+            message = handoffs.record(current(), check, text, verdict, call.key)
             attributes: dict[str, str | int] = {
                 semconv.OMIUM_HANDOFF_VERDICT: message.status,
                 "omium.handoff.channel": message.channel,
@@ -224,7 +218,7 @@ class _TurnMiddleware(BaseMiddleware):
         if verdict.accepted:
             return True
         reason = f"{message.channel} #{message.seq}: {verdict.reason}"
-        session.fail(call, request, f"HandoffRejected: {reason}")
+        session.fail(call, f"HandoffRejected: {reason}")
         incident = uuid.uuid4().hex[:12]
         audit.record(
             session.context.store,
@@ -266,6 +260,7 @@ class _TurnMiddleware(BaseMiddleware):
             semconv.OMIUM_STEP_INDEX: call.position,
             semconv.OMIUM_STEP_KIND: "agent_turn",
             TURN: call.turn,
+            "omium.call_id": call.call_id,
             "omium.idempotency_key": call.key,
         }
 

@@ -149,11 +149,14 @@ def checkpoint_state(record: CheckpointRecord, store: CheckpointStore) -> dict[s
     return state
 
 
-def transcript(store: CheckpointStore, run_id: str, checkpoint: str | None = None) -> list[dict[str, Any]]:
+def transcript(
+    store: CheckpointStore, run_id: str, checkpoint: str | None = None, *, team: str | None = None
+) -> list[dict[str, Any]]:
     """The conversation's messages as of ``checkpoint`` (default: the latest turn checkpoint).
 
     Each message is ``{"turn", "agent", "role", "content"}``; ``role`` is ``user`` for what a turn
-    was given and ``assistant`` for what the agent answered.
+    was given and ``assistant`` for what the agent answered. In a run where several teams talk
+    (each numbers its own ``turn-N`` checkpoints), ``team`` picks one by its name.
 
     Raises:
         NotFoundError: unknown run, no turn checkpoint yet, or no checkpoint called ``checkpoint``.
@@ -161,11 +164,14 @@ def transcript(store: CheckpointStore, run_id: str, checkpoint: str | None = Non
     turns = [c for c in store.checkpoints(run_id) if c.name.startswith("turn-")]
     if checkpoint is not None:
         turns = [c for c in turns if c.name == checkpoint]
-    if not turns:
+    states = [checkpoint_state(c, store) for c in turns]
+    if team is not None:
+        states = [s for s in states if s["values"].get("team") == team]
+    if not states:
         store.get_run(run_id)  # an unknown run says so first
-        raise NotFoundError(f"run {run_id!r} has no turn checkpoint {checkpoint or ''}".rstrip())
-    values = checkpoint_state(turns[-1], store)["values"]
-    return [serde.loads(store.get_blob(address)) for address in values["transcript"]]
+        wanted = " ".join(part for part in (checkpoint, team and f"of team {team!r}") if part)
+        raise NotFoundError(f"run {run_id!r} has no turn checkpoint {wanted}".rstrip())
+    return [serde.loads(store.get_blob(address)) for address in states[-1]["values"]["transcript"]]
 
 
 __all__ = [

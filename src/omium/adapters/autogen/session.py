@@ -1,13 +1,21 @@
-"""One execution of a conversation inside an Omium run: its turns, transcript and stop state.
+"""One team's conversation inside an Omium run: its turns, transcript and stop state.
 
-Turns are recorded calls of the run, in the order they happen: a turn takes the run's next
-position, and a position recorded as completed is answered from the record when the run is
-resumed. The conversation's turns must therefore happen in the same order when it is run again —
-true of sequential chats and of AG2 workflow channels, where one agent speaks at a time.
+A turn is a recorded call of the run (:func:`omium.sdk.recording.begin_call`): it takes the next
+call id of the task it runs in, and a call recorded as completed answers it when the run is
+resumed. AG2 runs each ``Agent.ask`` in a task of its own, which Omium places in the run when it is
+created, so a turn's call id depends on where the conversation asked, never on how tasks were
+scheduled: two teams talking at once in one run (``asyncio.gather``) keep their own call ids.
+Within a conversation the turns must happen in the same order when it is run again — true of
+sequential chats and of AG2 workflow channels, where one agent speaks at a time; a turn the
+recording does not have there raises :class:`~omium.errors.NonDeterminismError` naming its call id.
+
+A :class:`Session` is one team's conversation in one execution of a run: its turn numbers
+(``turn-N`` checkpoints), transcript and stop. Concurrent conversations need separate teams.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +28,10 @@ from omium.adapters.autogen.recording import (
     encode_events,
     put_message,
 )
-from omium.errors import NonDeterminismError, ReplayDivergence
-from omium.sdk import serde
-from omium.sdk.calls import record_call
-from omium.sdk.context import RunContext
-from omium.sdk.store import CheckpointRecord, StepRecord, now_us
+from omium.errors import OutsideRunError
+from omium.sdk.checkpoint import record_checkpoint
+from omium.sdk.context import RunContext, current
+from omium.sdk.recording import Call, begin_call
 
 
 @dataclass(frozen=True)
@@ -47,37 +54,42 @@ class Stop:
 
 @dataclass(frozen=True)
 class TurnCall:
-    """A turn about to run: who speaks, its number, its position in the run and its record."""
+    """A turn about to run: who speaks, its number in the conversation, and its recorded call."""
 
+    call: Call
     agent: str
     turn: int
     occurrence: int  # the agent's own turn number, from 1
-    position: int
-    key: str
-    recorded: StepRecord | None
-    started_at: int
 
+    @property
+    def call_id(self) -> str:
+        """The turn's call id in the run."""
+        return self.call.call_id
 
-# Where a run execution keeps its session: on its RunContext, so the session lives exactly as long
-# as that execution and every team whose agents take part in the run shares it.
-_ATTRIBUTE = "_omium_autogen_session"
+    @property
+    def position(self) -> int:
+        """The slot the turn is stored under."""
+        return self.call.position
 
+    @property
+    def key(self) -> str:
+        """The turn's idempotency key."""
+        return self.call.key
 
-def session_of(context: RunContext) -> Session:
-    """The session of this execution of the run (made on first use)."""
-    found = getattr(context, _ATTRIBUTE, None)
-    if not isinstance(found, Session):
-        found = Session(context)
-        setattr(context, _ATTRIBUTE, found)
-    return found
+    @property
+    def replayed(self) -> bool:
+        """Whether the recording answers the turn (it does not run again)."""
+        return self.call.replayed
 
 
 class Session:
-    """The turns of one execution of a run's conversation (see :func:`session_of`)."""
+    """The turns of one team's conversation in one execution of a run (see :class:`Sessions`)."""
 
-    def __init__(self, context: RunContext, otel_context: Any = None) -> None:
-        self.context = context
-        self.otel_context = otel_context  # the run's span, for turns AG2 runs in its own tasks
+    def __init__(self, context: RunContext, team: str = "") -> None:
+        # Weak: the session lives in its team, and must not keep a finished run's context alive.
+        self._context = weakref.ref(context)
+        self.team = team
+        self.otel_context: Any = None  # the run's span, for turns AG2 runs in its own tasks
         self.conversation_id = context.run_id
         self.turns = 0
         self.occurrences: dict[str, int] = {}
@@ -88,85 +100,84 @@ class Session:
         self.model_calls = 0
         self.tool_calls = 0
 
-    def begin(self, agent: str) -> TurnCall:
-        """Take the next turn and position for ``agent``.
+    @property
+    def context(self) -> RunContext:
+        """The execution of the run this conversation belongs to."""
+        context = self._context()
+        if context is None:
+            raise OutsideRunError(f"the execution of run {self.conversation_id!r} has ended")
+        return context
+
+    def begin(self, agent: str, request: str) -> TurnCall:
+        """Take the calling task's next call for ``agent``'s turn.
 
         Raises:
-            NonDeterminismError: the record has another agent (or another kind of call) here.
+            NonDeterminismError: the recording has another call there.
             ReplayDivergence: a verification replay reached a turn that was never completed.
         """
-        context = self.context
-        position = context.take_position()
-        recorded = context.recorded.get(position)
-        if recorded is not None and (recorded.name, recorded.kind) != (agent, TURN_KIND):
-            raise NonDeterminismError(
-                f"run {context.run_id!r} position {position}: the recording has {recorded.kind} "
-                f"{recorded.name!r} but the conversation gave the turn to {agent!r}; a resumed "
-                "conversation must take its turns in the same order"
-            )
-        done = recorded if recorded is not None and recorded.status == "completed" else None
-        if done is None and context.verify_only:
-            raise ReplayDivergence(
-                f"run {context.run_id!r} position {position}: replay reached {agent!r}'s turn, "
-                "which the recording does not have"
-            )
-        self.occurrences[agent] = self.occurrences.get(agent, 0) + 1
-        call = TurnCall(
-            agent=agent,
-            turn=self.turns,
-            occurrence=self.occurrences[agent],
-            position=position,
-            key=context.call_key_for(position),
-            recorded=done,
-            started_at=now_us(),
+        call = begin_call(
+            TURN_KIND, agent, inputs={"agent": agent, "turn": self.turns, "request": request}, agent=agent
         )
+        self.occurrences[agent] = self.occurrences.get(agent, 0) + 1
+        turn = TurnCall(call=call, agent=agent, turn=self.turns, occurrence=self.occurrences[agent])
         self.turns += 1
-        return call
+        return turn
 
-    def replay(self, call: TurnCall) -> TurnRecord:
+    def replay(self, turn: TurnCall) -> TurnRecord:
         """The recorded turn (it does not run again)."""
-        assert call.recorded is not None
-        record = TurnRecord.from_data(serde.loads(self.context.store.get_blob(call.recorded.output_hash)))
+        record = TurnRecord.from_data(turn.call.result)
         self.transcript.extend(record.messages)
-        self.context.next_checkpoint_seq += 1  # its checkpoint is recorded already
-        self.context.replayed += 1
         self.replayed += 1
         return record
 
     def complete(
-        self, call: TurnCall, request: str, response: ModelResponse, events: list[BaseEvent]
+        self, turn: TurnCall, request: str, response: ModelResponse, events: list[BaseEvent]
     ) -> TurnRecord:
         """Record a finished turn and checkpoint the conversation after it."""
-        store = self.context.store
+        context = current()
         messages = []
         if request:
             messages.append(
-                put_message(store, turn=call.turn, agent=call.agent, role="user", content=request)
+                put_message(context.store, turn=turn.turn, agent=turn.agent, role="user", content=request)
             )
         messages.append(
             put_message(
-                store, turn=call.turn, agent=call.agent, role="assistant", content=response.content or ""
+                context.store,
+                turn=turn.turn,
+                agent=turn.agent,
+                role="assistant",
+                content=response.content or "",
             )
         )
         record = TurnRecord(
-            agent=call.agent,
-            turn=call.turn,
+            agent=turn.agent,
+            turn=turn.turn,
             response=encode_event(response),
             events=encode_events(events),
             messages=messages,
         )
-        output_hash = store.put_blob(serde.dumps(record.to_data()))
-        step = self._step(call, "completed", request, output_hash=output_hash)
-        self.context.recorded[call.position] = step
+        turn.call.complete(record.to_data())
         self.transcript.extend(messages)
-        self._checkpoint(call, output_hash)
-        self.context.executed += 1
+        # The checkpoint holds the turn's output (the stretch from its call id on) and the transcript.
+        record_checkpoint(
+            context,
+            f"turn-{turn.turn}",
+            turn.call_id,
+            {
+                "turn": turn.turn,
+                "agent": turn.agent,
+                "team": self.team,
+                "conversation": self.conversation_id,
+                "transcript": list(self.transcript),
+            },
+            agent=turn.agent,
+        )
         self.executed += 1
         return record
 
-    def fail(self, call: TurnCall, request: str, error: str) -> None:
+    def fail(self, turn: TurnCall, error: BaseException | str) -> None:
         """Record a turn that did not complete (it runs again when the run is resumed)."""
-        self._step(call, "failed", request, error=error)
+        turn.call.fail(error)
 
     def stop_with(self, stop: Stop) -> Stop:
         """Stop the conversation (the first stop wins)."""
@@ -174,48 +185,22 @@ class Session:
             self.stop = stop
         return self.stop
 
-    def _step(
-        self, call: TurnCall, status: str, request: str, output_hash: str = "", error: str = ""
-    ) -> StepRecord:
-        return record_call(
-            self.context,
-            position=call.position,
-            kind=TURN_KIND,
-            name=call.agent,
-            agent=call.agent,
-            status=status,
-            inputs={"agent": call.agent, "turn": call.turn, "request": request},
-            key=call.key,
-            started_at=call.started_at,
-            output_hash=output_hash,
-            error=error,
-        )
 
-    def _checkpoint(self, call: TurnCall, output_hash: str) -> None:
-        context = self.context
-        name = f"turn-{call.turn}"
-        state = {
-            "name": name,
-            "position": context.next_position,
-            "outputs": {str(call.position): output_hash},
-            "values": {
-                "turn": call.turn,
-                "agent": call.agent,
-                "conversation": self.conversation_id,
-                "transcript": list(self.transcript),
-            },
-        }
-        context.store.add_checkpoint(
-            CheckpointRecord(
-                run_id=context.run_id,
-                seq=context.next_checkpoint_seq,
-                name=name,
-                agent=call.agent,
-                step_index=context.next_position,
-                state_hash=context.store.put_blob(serde.dumps(state)),
-            )
-        )
-        context.next_checkpoint_seq += 1
+class Sessions:
+    """A team's sessions: one per execution of a run it takes part in, kept while that lasts."""
+
+    def __init__(self, team: str) -> None:
+        self.team = team
+        self._by_execution: dict[int, Session] = {}
+
+    def of(self, context: RunContext) -> Session:
+        """The session of the execution ``context`` (made on first use)."""
+        key = id(context)
+        found = self._by_execution.get(key)
+        if found is None or found._context() is not context:
+            found = self._by_execution[key] = Session(context, self.team)
+            weakref.finalize(context, self._by_execution.pop, key, None)
+        return found
 
 
-__all__ = ["Session", "Stop", "TurnCall", "session_of"]
+__all__ = ["Session", "Sessions", "Stop", "TurnCall"]

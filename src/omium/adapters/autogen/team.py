@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 
 from omium.adapters import review, stops
 from omium.adapters.autogen.middleware import OmiumMiddleware
-from omium.adapters.autogen.session import Session, Stop, session_of
+from omium.adapters.autogen.session import Session, Sessions, Stop
 from omium.adapters.handoffs import HandoffCheck
 from omium.adapters.review import ReviewGate
 from omium.errors import ApprovalRequired, HandoffRejected
@@ -73,6 +73,8 @@ class Team:
         self.reviews = list(reviews)
         self._capture_content = capture_content
         self._active: list[Session] = []  # runs this team is executing now
+        # The team's conversation in each execution of a run it takes part in.
+        self._sessions = Sessions(name or "+".join(a.name for a in agents))
 
     @property
     def capture_content(self) -> bool:
@@ -84,7 +86,7 @@ class Team:
         """The session a turn taken now belongs to (None: outside any run, the turn is not recorded)."""
         context = maybe_current()
         if context is not None:
-            return session_of(context)
+            return self._sessions.of(context)
         if len(self._active) == 1:  # a turn AG2 runs in a task of its own (a network's handler)
             return self._active[0]
         if self._active:
@@ -172,7 +174,7 @@ class Team:
         return runs.workflow(body, name=chosen)
 
     def _bind(self, context: RunContext) -> Session:
-        session = session_of(context)
+        session = self._sessions.of(context)
         session.otel_context = otel_context.get_current()  # the run's span, for turns in AG2's tasks
         self._active.append(session)
         return session
