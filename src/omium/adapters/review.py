@@ -4,27 +4,19 @@ A paused run holds no process. The run is stored as ``paused`` awaiting review, 
 Omium's recovery supervisor pauses runs, so the same tools act on it: ``omium review RUN
 --approve`` (or :func:`omium.recovery.review`) approves the gate, and running the workflow again
 with the same run id — in this process or another — takes the finished turns or tasks from the
-record and carries on past the gate. AG2 and CrewAI adapters share these gates.
+record and carries on past the gate. AG2 and CrewAI adapters share these gates; pausing and
+deciding are :mod:`omium.recovery.review`'s, the one home of review decisions.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from omium.errors import ConflictError, NotFoundError
-from omium.recovery import audit
-from omium.recovery.supervisor import (
-    AWAITING_ATTRIBUTE,
-    FAILURE_ATTRIBUTE,
-    INCIDENT_ATTRIBUTE,
-    Failure,
-    check_not_awaiting,
-)
+from omium.recovery.review import gate_decision, pause_for_review
+from omium.recovery.supervisor import Failure, check_not_awaiting
 from omium.sdk.context import RunContext
-from omium.sdk.guards import APPROVALS_ATTRIBUTE
 from omium.sdk.store import CheckpointStore
 
 TRIGGER = "review_gate"
@@ -59,8 +51,8 @@ def gate_key(context: RunContext, call_id: str) -> str:
 
 def approved(context: RunContext, key: str) -> bool:
     """Whether a reviewer approved the gate ``key`` of the run."""
-    run = context.store.get_run(context.run_id)
-    return key in json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]"))
+    decision = gate_decision(context.store.get_run(context.run_id), key)
+    return decision is not None and decision.approved
 
 
 def pause(
@@ -78,7 +70,6 @@ def pause(
 
     Approving it (``omium.recovery.review(run_id, "approve")``) adds ``key`` to the run's approvals.
     """
-    incident = uuid.uuid4().hex[:12]
     failure = Failure(
         trigger=TRIGGER,
         error_type="ApprovalRequired",
@@ -89,31 +80,7 @@ def pause(
         check=gate,
         evidence={**evidence, "gate": key},
     )
-    run = store.get_run(run_id)
-    store.update_run(
-        run_id,
-        run.version,
-        status="paused",
-        error="",
-        attributes={
-            AWAITING_ATTRIBUTE: "review",
-            INCIDENT_ATTRIBUTE: incident,
-            FAILURE_ATTRIBUTE: failure.to_json(),
-        },
-    )
-    audit.record(
-        store,
-        run_id,
-        "paused",
-        reason=message,
-        after=failure.evidence,
-        incident=incident,
-        awaiting="review",
-        trigger=TRIGGER,
-        agent=agent,
-        position=position,
-    )
-    return incident
+    return pause_for_review(store, run_id, failure)
 
 
 def refuse_unreviewed(store: CheckpointStore, run_id: str) -> None:

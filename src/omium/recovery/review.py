@@ -1,4 +1,27 @@
-"""Human review of a paused run: approve, edit allowed fields, reject, and test a fix first.
+"""Human review: the one place a decision on a run is recorded, and where fixes are tested first.
+
+A run waits for a reviewer in one of two ways (:func:`awaiting`):
+
+* **paused awaiting review** — the recovery supervisor paused it under its policy (a failure the
+  policy sends to review, a high-value operation), or an adapter paused it at a review gate
+  (:func:`pause_for_review`, what AG2 and CrewAI gates use);
+* **stopped at a gate** — an approval gate (a recorded call of kind ``gate``, keyed by its
+  idempotency key) raised :class:`~omium.errors.ApprovalRequired` in an unsupervised run, which
+  then failed there.
+
+:func:`review` records the decision on either — for the SDK, ``omium review``, the server's
+control API and every adapter (the Agents SDK adapter's ``approve``/``reject`` call it):
+
+* ``approve`` (with optional ``edits``): the gate's key joins the run's approvals and the run is
+  ready to resume (status ``queued``); a gate passed again lets the run through;
+* ``edit``: edits recorded, the run keeps waiting;
+* ``reject`` (with a reason): the gate's key and the reason join the run's rejections. A gate that
+  can take a rejection as an answer — it says ``on_reject: carry_on`` in what it asks (its
+  recorded inputs, its ``ApprovalRequired`` evidence), as the Agents SDK's tool approvals do: the
+  model is told and carries on — leaves the run ready to resume; otherwise the run ends (status
+  ``rejected``).
+
+Each decision is a ``reviewed`` audit event. Gates read the decision with :func:`gate_decision`.
 
 Edits are agent configuration overrides (``terms_generator.prompt=...``) checked against the
 policy the run was paused under: a forbidden field, or one the policy does not allow, is refused
@@ -10,11 +33,12 @@ from the checkpoint with the edit.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from omium.errors import ConflictError, ControlSignal, EditRefused, NotFoundError
+from omium.errors import ConflictError, ControlSignal, EditRefused, NotFoundError, SerializationError
 from omium.recovery import audit
 from omium.recovery.policy import Policy
 from omium.recovery.supervisor import (
@@ -22,9 +46,10 @@ from omium.recovery.supervisor import (
     FAILURE_ATTRIBUTE,
     INCIDENT_ATTRIBUTE,
     POLICY_ATTRIBUTE,
+    Failure,
     classify,
 )
-from omium.sdk import runs
+from omium.sdk import runs, serde
 from omium.sdk.context import StopReached, Supervision, supervision
 from omium.sdk.guards import APPROVALS_ATTRIBUTE
 from omium.sdk.store import (
@@ -43,6 +68,94 @@ from omium.sdk.store import (
 DECISIONS = ("approve", "reject", "edit")
 # Agent configuration fields and the policy's names for them.
 POLICY_FIELD = {"prompt": "prompt", "constraints": "constraints", "tools": "tool_selection"}
+REJECTIONS_ATTRIBUTE = "rejections"  # JSON {gate key: reason}
+ON_REJECT = "on_reject"  # what a gate asks: CARRY_ON when a rejection is an answer it goes on with
+CARRY_ON = "carry_on"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision on a gate: ``approve`` or ``reject`` (with the reason)."""
+
+    decision: str
+    reason: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """Whether the gate may pass."""
+        return self.decision == "approve"
+
+
+def gate_decision(run: RunRecord, gate: str) -> Decision | None:
+    """The decision recorded on the gate ``gate`` (its key) of ``run``; None while undecided."""
+    if gate in json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]")):
+        return Decision("approve")
+    rejections = json.loads(run.attributes.get(REJECTIONS_ATTRIBUTE, "{}"))
+    if gate in rejections:
+        return Decision("reject", str(rejections[gate]))
+    return None
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """What a run waits for a reviewer on.
+
+    Attributes:
+        run: the run as it is now.
+        gate: the key of the gate a decision lets through ('' for a pause without one).
+        carries_on: a rejection is an answer the run goes on with (else it ends the run).
+        paused: paused awaiting review (else stopped at the gate in an unsupervised run).
+    """
+
+    run: RunRecord
+    gate: str = ""
+    carries_on: bool = False
+    paused: bool = True
+
+
+def _carries_on(asked: Any) -> bool:
+    return isinstance(asked, Mapping) and asked.get(ON_REJECT) == CARRY_ON
+
+
+def _failed_gate(store: CheckpointStore, run: RunRecord) -> StepRecord | None:
+    """The run's latest failed call, if it is an approval gate."""
+    failed = [s for s in store.steps(run.run_id) if s.status == "failed"]
+    latest = max(failed, key=lambda s: s.ended_at) if failed else None
+    return latest if latest is not None and latest.kind == "gate" else None
+
+
+def _asked(store: CheckpointStore, gate: StepRecord | None) -> Any:
+    """What a gate asked (its recorded inputs), or None."""
+    if gate is None or not gate.input_hash:
+        return None
+    try:
+        return serde.loads(store.get_blob(gate.input_hash))
+    except (NotFoundError, SerializationError):
+        return None
+
+
+def awaiting(store: CheckpointStore, run_id: str) -> Awaiting | None:
+    """What run ``run_id`` waits for a reviewer on, or None if it waits for none.
+
+    The gate is the one the pause names (its evidence ``gate``), else the approval gate the run
+    failed at; a rejection carries on if the evidence or what the gate asked says so.
+
+    Raises:
+        NotFoundError: unknown run.
+    """
+    run = store.get_run(run_id)
+    step = _failed_gate(store, run)
+    if run.status == "paused" and run.attributes.get(AWAITING_ATTRIBUTE):
+        evidence = json.loads(run.attributes.get(FAILURE_ATTRIBUTE, "{}")).get("evidence", {})
+        gate = str(evidence.get("gate") or (step.idempotency_key if step is not None else ""))
+        asked = _asked(store, step) if step is not None and step.idempotency_key == gate else None
+        return Awaiting(run, gate, _carries_on(evidence) or _carries_on(asked))
+    # Unsupervised: the run failed at a gate nobody has decided on yet.
+    if run.status != "failed" or not run.error.startswith("ApprovalRequired") or step is None:
+        return None
+    if gate_decision(run, step.idempotency_key) is not None:
+        return None
+    return Awaiting(run, step.idempotency_key, _carries_on(_asked(store, step)), paused=False)
 
 
 def check_edits(policy: Policy, edits: dict[str, Any]) -> None:
@@ -65,12 +178,15 @@ def check_edits(policy: Policy, edits: dict[str, Any]) -> None:
             )
 
 
+def _policy(run: RunRecord) -> Policy:
+    return Policy.from_json(run.attributes.get(POLICY_ATTRIBUTE, Policy().to_json()))
+
+
 def _paused_run(store: CheckpointStore, run_id: str) -> tuple[RunRecord, Policy]:
     run = store.get_run(run_id)
     if run.status != "paused" or not run.attributes.get(AWAITING_ATTRIBUTE):
         raise ConflictError(f"run {run_id!r} is {run.status}, not paused awaiting review")
-    policy = Policy.from_json(run.attributes.get(POLICY_ATTRIBUTE, Policy().to_json()))
-    return run, policy
+    return run, _policy(run)
 
 
 def review(
@@ -80,26 +196,36 @@ def review(
     edits: dict[str, Any] | None = None,
     reviewer: str = "reviewer",
     reason: str = "",
+    gate: str = "",
     store: CheckpointStore | None = None,
 ) -> RunRecord:
-    """Decide on a paused run.
+    """Record a reviewer's decision on run ``run_id``, which waits for one (see :func:`awaiting`).
 
     ``approve`` (with optional ``edits``) makes it ready to resume (status ``queued``); ``edit``
-    records edits and leaves it paused; ``reject`` ends it (status ``rejected``).
+    records edits and leaves it waiting; ``reject`` records the rejection with ``reason`` and ends
+    the run (status ``rejected``), or, at a gate that carries on after a rejection, makes it ready
+    to resume. ``gate``: decide only if the run waits at this gate (an adapter deciding what it
+    showed the reviewer). Returns the run as updated: callers queue a ``queued`` run to resume.
 
     Raises:
         NotFoundError: unknown run.
-        ConflictError: the run is not paused awaiting review.
+        ConflictError: the run waits for no review (or at another gate than ``gate``).
         EditRefused: an edit the policy does not allow (nothing is changed).
     """
     if decision not in DECISIONS:
         raise ValueError(f"a review decision is one of {', '.join(DECISIONS)}, not {decision!r}")
     store = store or runs.default_store()
-    run, policy = _paused_run(store, run_id)
+    waiting = awaiting(store, run_id)
+    if waiting is None:
+        status = store.get_run(run_id).status
+        raise ConflictError(f"run {run_id!r} is {status}, not paused awaiting review nor stopped at a gate")
+    if gate and waiting.gate != gate:
+        raise ConflictError(f"run {run_id!r} waits at gate {waiting.gate!r}, not {gate!r}")
+    run = waiting.run
     incident = run.attributes.get(INCIDENT_ATTRIBUTE, "")
     edits = dict(edits or {})
     try:
-        check_edits(policy, edits)
+        check_edits(_policy(run), edits)
     except EditRefused as refused:
         audit.record(
             store, run_id, "edit_refused", actor=reviewer, reason=str(refused), after=edits, incident=incident
@@ -120,27 +246,63 @@ def review(
             after=after,
             incident=incident,
         )
-    status = {"approve": "queued", "reject": "rejected", "edit": "paused"}[decision]
+    status = run.status
     if decision == "approve":
-        attributes[AWAITING_ATTRIBUTE] = ""
-        gate = json.loads(run.attributes.get(FAILURE_ATTRIBUTE, "{}")).get("evidence", {}).get("gate")
-        if gate:  # approving a high-value operation lets that gate pass
+        status = "queued"
+        if waiting.gate:  # the gate passes when the run reaches it again
             approvals = json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]"))
-            attributes[APPROVALS_ATTRIBUTE] = json.dumps([*approvals, gate])
-    if decision == "reject":
+            attributes[APPROVALS_ATTRIBUTE] = json.dumps([*approvals, waiting.gate])
+    elif decision == "reject":
+        status = "queued" if waiting.carries_on else "rejected"
+        if waiting.gate:
+            rejections = json.loads(run.attributes.get(REJECTIONS_ATTRIBUTE, "{}"))
+            attributes[REJECTIONS_ATTRIBUTE] = json.dumps({**rejections, waiting.gate: reason})
+    if decision != "edit" and waiting.paused:
         attributes[AWAITING_ATTRIBUTE] = ""
     updated = store.update_run(run_id, run.version, status=status, error=run.error, attributes=attributes)
+    outcome = {"decision": decision, "gate": waiting.gate, "status": status}
     audit.record(
         store,
         run_id,
         "reviewed",
         actor=reviewer,
         reason=reason or decision,
-        after={"decision": decision},
+        after=outcome,
         incident=incident,
         decision=decision,
     )
     return updated
+
+
+def pause_for_review(store: CheckpointStore, run_id: str, failure: Failure) -> str:
+    """Store run ``run_id`` as paused awaiting review of ``failure`` (a gate's key in its evidence
+    ``gate``); returns the new incident's id. :func:`review` decides it."""
+    incident = uuid.uuid4().hex[:12]
+    run = store.get_run(run_id)
+    store.update_run(
+        run_id,
+        run.version,
+        status="paused",
+        error="",
+        attributes={
+            AWAITING_ATTRIBUTE: "review",
+            INCIDENT_ATTRIBUTE: incident,
+            FAILURE_ATTRIBUTE: failure.to_json(),
+        },
+    )
+    audit.record(
+        store,
+        run_id,
+        "paused",
+        reason=failure.message,
+        after=failure.evidence,
+        incident=incident,
+        awaiting="review",
+        trigger=failure.trigger,
+        agent=failure.agent,
+        position=failure.position,
+    )
+    return incident
 
 
 @dataclass(frozen=True)
@@ -244,7 +406,22 @@ def test_fix(
     return result
 
 
-__all__ = ["DECISIONS", "ScratchStore", "TestFixResult", "check_edits", "review", "test_fix"]
+__all__ = [
+    "CARRY_ON",
+    "DECISIONS",
+    "ON_REJECT",
+    "REJECTIONS_ATTRIBUTE",
+    "Awaiting",
+    "Decision",
+    "ScratchStore",
+    "TestFixResult",
+    "awaiting",
+    "check_edits",
+    "gate_decision",
+    "pause_for_review",
+    "review",
+    "test_fix",
+]
 
 # Not tests, whatever pytest thinks of their names.
 test_fix.__test__ = False  # type: ignore[attr-defined]
