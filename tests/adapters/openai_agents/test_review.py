@@ -77,3 +77,26 @@ def test_under_supervision_the_run_is_paused_for_review_and_resumed(rt: Runtime)
     agent_workflow(triage, name="refunds")  # what a worker imports
     assert resume("refund-3").status == "completed"
     assert flows.executed == {"lookup_account": 1, "refund": 1}
+
+
+def test_under_supervision_a_rejection_is_reported_to_the_model_too(rt: Runtime) -> None:
+    triage, _ = flows.support(SCRIPT, with_refund=True)
+    policy = Policy(rollback_triggers={"high_value_operation": True})
+    assert (
+        supervise(
+            agent_workflow(triage, name="refunds"), "refund Jane", run_id="refund-4", policy=policy
+        ).status
+        == "paused"
+    )
+    # The console's / CLI's review: the gate takes a rejection as an answer, so the run goes on.
+    assert review("refund-4", "reject", reason="no refunds on Sundays").status == "queued"
+    triage, model = flows.support([flows.ANSWER], with_refund=True)
+    agent_workflow(triage, name="refunds")
+    assert resume("refund-4").status == "completed"
+    assert flows.executed == {"lookup_account": 1}
+    outputs = [
+        i for i in model.calls[0].input if isinstance(i, dict) and i.get("type") == "function_call_output"
+    ]
+    assert "no refunds on Sundays" in str(outputs[-1]["output"])
+    gate = next(s for s in rt.store.steps("refund-4") if s.kind == "gate")
+    assert (gate.agent, gate.status) == ("billing", "completed")

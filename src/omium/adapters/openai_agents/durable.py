@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from agents import Agent, FunctionTool, Model, ModelProvider, ModelResponse, RunConfig
@@ -30,6 +30,7 @@ from agents.retry import ModelRetryAdvice, ModelRetryAdviceRequest
 from agents.tool import Tool
 from agents.tool_context import ToolContext
 from agents.tracing import get_current_span
+from agents.tracing.span_data import AgentSpanData, TurnSpanData
 from agents.usage import deserialize_usage, serialize_usage
 from openai.types.responses import ResponseOutputItem
 from openai.types.responses.response_prompt_param import ResponsePromptParam
@@ -46,7 +47,8 @@ from omium.adapters.openai_agents.tracing import (
 )
 from omium.sdk import llm
 from omium.sdk.calls import CallDefinition, ainvoke
-from omium.sdk.context import RunContext, maybe_current
+from omium.sdk.context import maybe_current
+from omium.sdk.recording import acting_as, current_agent
 from omium.sdk.retry import NO_RETRY, RetryPolicy
 
 _OUTPUT_ITEM: TypeAdapter[Any] = TypeAdapter(ResponseOutputItem)
@@ -93,17 +95,23 @@ def tool_calls_of(response: ModelResponse) -> list[str]:
     ]
 
 
-@contextmanager
-def acting_as(context: RunContext, name: str) -> Iterator[None]:
-    """Attribute the calls inside to agent ``name`` (unless it is the one running already)."""
-    if not name or context.agent == name:
-        yield
-        return
-    context.agents.append(name)
-    try:
-        yield
-    finally:
-        context.agents.pop()
+def as_agent(name: str) -> AbstractContextManager[None]:
+    """Attribute the Omium calls made inside (in this task) to the SDK agent ``name``, unless it
+    is the one running already (or unknown)."""
+    if not name or current_agent() == name:
+        return nullcontext()
+    return acting_as(name)
+
+
+def sdk_agent() -> str:
+    """The SDK agent whose turn is running in this task ('' if none): the agent or turn span the
+    SDK made current (it does so with tracing off too), which every task of the turn inherits."""
+    data = getattr(get_current_span(), "span_data", None)
+    if isinstance(data, TurnSpanData):
+        return data.agent_name or ""
+    if isinstance(data, AgentSpanData):
+        return data.name
+    return ""
 
 
 class DurableModel(Model):
@@ -162,8 +170,7 @@ class DurableModel(Model):
                 prompt=prompt,
             )
 
-        context = maybe_current()
-        if context is None:
+        if maybe_current() is None:
             return await ask()
         live: list[ModelResponse] = []
 
@@ -177,7 +184,7 @@ class DurableModel(Model):
 
         # The prompt is the call's recorded input (for the step inspector), unless content stays out.
         recorded = (system_instructions, input) if llm.CAPTURE_CONTENT else ()
-        with sdk_span_as_parent():
+        with sdk_span_as_parent(), as_agent(sdk_agent()):
             data = await ainvoke(
                 CallDefinition(self.name, "llm", call, self.retry, is_async=True), recorded, {}
             )
@@ -284,8 +291,7 @@ def durable_tool(tool: FunctionTool) -> FunctionTool:
     name = tool.name
 
     async def invoke(ctx: ToolContext[Any], arguments: str) -> Any:
-        context = maybe_current()
-        if context is None:
+        if maybe_current() is None:
             return await original(ctx, arguments)
 
         async def call(recorded_arguments: str) -> Any:
@@ -306,7 +312,7 @@ def durable_tool(tool: FunctionTool) -> FunctionTool:
 
         call_id = str(getattr(ctx, "tool_call_id", "") or "")
         agent = getattr(getattr(ctx, "agent", None), "name", "") or ""
-        with sdk_span_as_parent(tool_ran=True), acting_as(context, agent):
+        with sdk_span_as_parent(tool_ran=True), as_agent(agent):
             return await ainvoke(CallDefinition(name, "tool", call, is_async=True), (arguments,), {})
 
     setattr(invoke, _DURABLE, True)
@@ -362,11 +368,12 @@ def durable_run_config(config: RunConfig | None = None) -> RunConfig:
 __all__ = [
     "DurableModel",
     "DurableModelProvider",
-    "acting_as",
+    "as_agent",
     "decode_response",
     "durable",
     "durable_run_config",
     "durable_tool",
     "encode_response",
+    "sdk_agent",
     "tool_calls_of",
 ]

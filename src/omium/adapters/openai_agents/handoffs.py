@@ -30,7 +30,7 @@ from agents.items import HandoffCallItem, HandoffOutputItem
 from agents.strict_schema import ensure_strict_json_schema
 
 from omium.adapters.openai_agents import tracing
-from omium.adapters.openai_agents.durable import acting_as
+from omium.adapters.openai_agents.durable import as_agent
 from omium.errors import HandoffRejected
 from omium.sdk.consensus import Consensus, check_constraints
 from omium.sdk.context import maybe_current
@@ -105,13 +105,14 @@ def handoff_validator(
         else:
             with tracing.sdk_span_as_parent():
                 try:
-                    await Consensus(source, timeout=timeout).broadcast(
-                        target, value, schema=schema, constraints=constraints
-                    )
+                    with as_agent(source):  # the sender's call
+                        await Consensus(source, timeout=timeout).broadcast(
+                            target, value, schema=schema, constraints=constraints
+                        )
                 except HandoffRejected as rejected:
                     _record_rejection(source, target, rejected)
                     raise
-                with acting_as(run, target):  # the receiver acknowledges
+                with as_agent(target):  # the receiver acknowledges
                     await Consensus(target, timeout=timeout).receive(
                         source, schema=schema, constraints=constraints, timeout=timeout
                     )

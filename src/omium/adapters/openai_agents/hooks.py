@@ -3,9 +3,12 @@
 :class:`OmiumRunHooks` records a checkpoint after every model call (``{agent}.turn``), every tool
 call (``{agent}.{tool}``) and the final output (``{agent}.output``): a consistent point of the
 Omium run that ``omium rollback RUN --to NAME`` can return to, holding the position reached and
-the recorded results since the previous checkpoint. It also tells Omium which agent is running,
-so recorded calls, spans and failures are attributed to the SDK agent rather than the workflow.
-Outside an Omium run it only forwards to the hooks it chains.
+the recorded results since the previous turn. Each checkpoint is attributed to the SDK agent that
+reached it. Outside an Omium run it only forwards to the hooks it chains.
+
+The SDK calls hooks in tasks of their own (one turn's tool calls run concurrently), so a
+checkpoint stands where its hook's task stands in the run (:meth:`Scope.boundary
+<omium.sdk.context.Scope.boundary>`): a place that is the same on every execution.
 
 Example:
     >>> result = await Runner.run(triage, "help", hooks=OmiumRunHooks())   # doctest: +SKIP
@@ -24,15 +27,12 @@ from omium import semconv
 from omium.adapters.openai_agents import tracing
 from omium.adapters.openai_agents.durable import tool_calls_of
 from omium.sdk.checkpoint import record_checkpoint
-from omium.sdk.context import RunContext, maybe_current
+from omium.sdk.context import maybe_current
 from omium.sdk.store import CheckpointRecord
 
 
 class OmiumRunHooks(RunHooks[Any]):
     """Per-step checkpoints of an Agents SDK run (one instance per ``Runner.run``).
-
-    Call :meth:`release` when the SDK run returns or raises (:func:`.agent_workflow` does), so
-    Omium calls made after it are attributed to the workflow again.
 
     Args:
         chain: the application's own hooks, called after Omium's.
@@ -41,18 +41,30 @@ class OmiumRunHooks(RunHooks[Any]):
     def __init__(self, chain: RunHooks[Any] | None = None) -> None:
         self.chain = chain
         self.checkpoints: list[CheckpointRecord] = []
-        self._agent_slot: tuple[RunContext, int] | None = None
-        self._since = 0
+        self._since = ("", "")  # where the next checkpoint's stretch begins: (run id, call id)
+        self._begin()
+
+    def _begin(self) -> None:
+        """Stretches of the Omium run in progress begin here, unless they began already."""
+        run = maybe_current()
+        if run is not None and self._since[0] != run.run_id:
+            self._since = (run.run_id, run.scope.boundary())
 
     # --- checkpoints
-    def checkpoint(self, name: str, values: dict[str, Any]) -> CheckpointRecord | None:
-        """Record checkpoint ``name`` of the Omium run in progress (None outside one)."""
+    def checkpoint(
+        self, name: str, agent: str, values: dict[str, Any], *, advance: bool = True
+    ) -> CheckpointRecord | None:
+        """Record checkpoint ``name``, reached by ``agent``, of the Omium run in progress (None
+        outside one). ``advance``: the next checkpoint's stretch begins here (False for a tool's,
+        which may finish in any order with the turn's other tool calls)."""
         run = maybe_current()
         if run is None:
             return None
-        start = min(self._since, run.next_position)
-        record = record_checkpoint(run, name, start, values)
-        self._since = run.next_position
+        self._begin()
+        here = run.scope.boundary()
+        record = record_checkpoint(run, name, self._since[1], values, agent=agent)
+        if advance:
+            self._since = (run.run_id, here)
         if record is not None:
             self.checkpoints.append(record)
             tracing.mark_current(
@@ -65,31 +77,10 @@ class OmiumRunHooks(RunHooks[Any]):
             )
         return record
 
-    def _running(self, agent: str) -> None:
-        """Make ``agent`` the Omium run's current agent (one slot, replaced at each hand-off)."""
-        run = maybe_current()
-        if run is None:
-            return
-        if self._agent_slot is not None and self._agent_slot[0] is run:
-            index = self._agent_slot[1]
-            if index < len(run.agents):
-                run.agents[index] = agent
-                return
-        run.agents.append(agent)
-        self._agent_slot = (run, len(run.agents) - 1)
-        self._since = run.next_position
-
-    def release(self) -> None:
-        """Hand the Omium run's agent stack back as it was before the SDK run (call when it ends)."""
-        if self._agent_slot is not None:
-            run, index = self._agent_slot
-            del run.agents[index:]
-            self._agent_slot = None
-
     # --- RunHooks (parameter names are the SDK's: it calls them by keyword)
     async def on_agent_start(self, context: AgentHookContext[Any], agent: Agent[Any]) -> None:
-        """The agent running from now on is ``agent``."""
-        self._running(agent.name)
+        """Forwarded (the first agent's start begins the first checkpoint's stretch)."""
+        self._begin()
         if self.chain is not None:
             await self.chain.on_agent_start(context, agent)
 
@@ -109,7 +100,9 @@ class OmiumRunHooks(RunHooks[Any]):
     ) -> None:
         """Checkpoint ``{agent}.turn``: the model answered."""
         calls = tool_calls_of(response)
-        self.checkpoint(f"{agent.name}.turn", {"agent": agent.name, "kind": "turn", "calls": calls})
+        self.checkpoint(
+            f"{agent.name}.turn", agent.name, {"agent": agent.name, "kind": "turn", "calls": calls}
+        )
         if self.chain is not None:
             await self.chain.on_llm_end(context, agent, response)
 
@@ -125,7 +118,9 @@ class OmiumRunHooks(RunHooks[Any]):
         call_id = str(getattr(context, "tool_call_id", "") or "")
         self.checkpoint(
             f"{agent.name}.{tool.name}",
+            agent.name,
             {"agent": agent.name, "kind": "tool", "tool": tool.name, "call_id": call_id},
+            advance=False,
         )
         if self.chain is not None:
             await self.chain.on_tool_end(context, agent, tool, result)
@@ -139,7 +134,7 @@ class OmiumRunHooks(RunHooks[Any]):
 
     async def on_agent_end(self, context: AgentHookContext[Any], agent: Agent[Any], output: Any) -> None:
         """Checkpoint ``{agent}.output``: the run produced its final output."""
-        self.checkpoint(f"{agent.name}.output", {"agent": agent.name, "kind": "output"})
+        self.checkpoint(f"{agent.name}.output", agent.name, {"agent": agent.name, "kind": "output"})
         if self.chain is not None:
             await self.chain.on_agent_end(context, agent, output)
 

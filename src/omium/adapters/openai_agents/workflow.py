@@ -57,16 +57,13 @@ def agent_workflow(
         options: dict[str, Any] = {"hooks": omium_hooks, "run_config": config}
         if max_turns is not None:
             options["max_turns"] = max_turns
-        try:
-            paused = review.paused_at(context.store, context.store.get_run(context.run_id))
-            if paused is not None:
-                result = await review.resume_paused(agent, paused, **options)
-            else:
-                result = await Runner.run(agent, input, **options)
-            while result.interruptions:  # stops at the gate until a reviewer has decided
-                result = await review.resume_paused(agent, await review.pause(result), **options)
-        finally:
-            omium_hooks.release()
+        paused = review.paused_at(context.store, context.store.get_run(context.run_id))
+        if paused is not None:
+            result = await review.resume_paused(agent, paused, **options)
+        else:
+            result = await Runner.run(agent, input, **options)
+        while result.interruptions:  # stops at the gate until a reviewer has decided
+            result = await review.resume_paused(agent, await review.pause(result), **options)
         return result.final_output
 
     run_agents.__qualname__ = run_agents.__name__ = name or agent.name
