@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agents import Agent, Runner, function_tool, trace
+from agents import Agent, Model, ModelResponse, Runner, Usage, function_tool, generation_span, trace
 from agents.testing import ScriptedModel, assistant_message, function_call
 from agents.tool_guardrails import ToolGuardrailFunctionOutput, tool_input_guardrail
 from agents.tracing import get_trace_provider
@@ -166,3 +166,47 @@ def test_a_recorded_tool_the_sdk_settles_without_calling_is_still_traced(rt: Run
     (span,) = [s for s in rt.spans.get_finished_spans() if s.name == "execute_tool credit"]
     assert span.attributes["gen_ai.tool.call.result"] == "no refunds to bob"  # type: ignore[index]
     assert span.attributes["gen_ai.agent.name"] == "clerk"  # type: ignore[index]
+
+
+USAGE = Usage(requests=1, input_tokens=120, output_tokens=30, total_tokens=150)
+
+
+def _tokens(spans: list[ReadableSpan], key: str) -> int:
+    return sum(int(s.attributes.get(key, 0)) for s in spans if s.attributes)  # type: ignore[arg-type]
+
+
+def test_a_runs_tokens_are_counted_once(rt: Runtime) -> None:
+    triage, model = flows.support([flows.HANDOFF, flows.LOOKUP, flows.ANSWER])
+    model.set_default_usage(USAGE)
+    omium.run(agent_workflow(triage, name="support"), "Jane was charged twice", run_id="tokens")
+    spans = list(rt.spans.get_finished_spans())
+    turns = [s for s in spans if s.name.startswith("turn ")]
+    assert len(turns) == 3
+    # Tokens sit on the chat spans alone: a turn's total would count them a second time.
+    assert not any(key.startswith("gen_ai.usage.") for turn in turns for key in turn.attributes or {})
+    assert '"input_tokens": 120' in str(turns[0].attributes["openai_agents.turn.usage"])  # type: ignore[index]
+    assert _tokens(spans, "gen_ai.usage.input_tokens") == 3 * 120 == len(model.calls) * 120
+    assert _tokens(spans, "gen_ai.usage.output_tokens") == 3 * 30
+
+
+class MeteredModel(Model):
+    """Answers "hello", reporting its usage on a generation span as the SDK's OpenAI models do."""
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        usage = {"input_tokens": USAGE.input_tokens, "output_tokens": USAGE.output_tokens}
+        with generation_span(model="metered", usage=usage):
+            return ModelResponse(output=[assistant_message("hello")], usage=USAGE, response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_tokens_are_counted_once_outside_an_omium_run_too() -> None:
+    agent: Agent[Any] = Agent(name="greeter", model=MeteredModel())
+    with runtime() as test_runtime:
+        result = asyncio.run(Runner.run(agent, "hi"))
+        spans = list(test_runtime.spans.get_finished_spans())
+    assert [s.name for s in spans if s.name.startswith("turn ")] == ["turn greeter"]
+    assert [s.name for s in spans if "gen_ai.usage.input_tokens" in (s.attributes or {})] == ["chat metered"]
+    assert _tokens(spans, "gen_ai.usage.input_tokens") == result.context_wrapper.usage.input_tokens == 120
+    assert _tokens(spans, "gen_ai.usage.output_tokens") == result.context_wrapper.usage.output_tokens == 30

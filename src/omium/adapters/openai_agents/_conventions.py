@@ -132,7 +132,9 @@ def describe_end(data: SpanData) -> tuple[str, dict[str, Any]]:
         name = f"handoff {source} -> {target or '?'}"
         attributes.update({"omium.handoff.to": target, "omium.handoff.channel": f"{source}->{target}"})
     elif isinstance(data, TurnSpanData):
-        attributes.update(tokens(data.usage))
+        # The turn's usage sums its chat spans': as gen_ai.usage.* it would count tokens twice.
+        if data.usage:
+            attributes[f"{PREFIX}.turn.usage"] = text(data.usage)
     elif isinstance(data, GuardrailSpanData):
         attributes[f"{PREFIX}.guardrail.triggered"] = data.triggered
     elif isinstance(data, CustomSpanData):

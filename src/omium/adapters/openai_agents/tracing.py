@@ -14,7 +14,7 @@ agent                     ``invoke_agent {name}``       ``gen_ai.agent.name``, t
 generation / response     ``chat {model}``              ``gen_ai.request.model``, usage tokens
 function                  ``execute_tool {name}``       ``gen_ai.tool.name``, arguments, result
 handoff                   ``handoff {from} -> {to}``    ``omium.handoff.from|to|channel``
-turn                      ``turn {agent}``              ``omium.agents.turn``
+turn                      ``turn {agent}``              ``omium.agents.turn``, ``openai_agents.turn.usage``
 guardrail / custom / ...  ``guardrail {name}`` / name   the SDK's data under ``openai_agents.*``
 ========================  ============================  ===========================================
 
@@ -23,7 +23,9 @@ task span (one per ``Runner.run``) is always folded into the trace's span. Every
 ``omium.run_id`` (the Omium run in progress when the trace started, else the SDK's trace id) and the
 name of the agent it belongs to; an SDK error sets status Error and ``error.type``. When a call is
 recorded by Omium (a durable tool or model, see :mod:`.durable`), Omium's own span is the span of
-that call and the SDK's span for it is folded away, so no call is counted twice.
+that call and the SDK's span for it is folded away, so no call is counted twice. Tokens are
+counted on ``chat`` spans alone: a turn's usage (the sum of its chat spans') is kept as JSON
+under ``openai_agents.turn.usage``, never as ``gen_ai.usage.*``.
 """
 
 from __future__ import annotations
