@@ -17,7 +17,12 @@ def review(
     approve: bool = typer.Option(
         False, "--approve", help="Approve (with any --edit) and retry from the checkpoint."
     ),
-    reject: bool = typer.Option(False, "--reject", help="Reject: the run ends."),
+    reject: bool = typer.Option(
+        False,
+        "--reject",
+        help="Reject (say why with --reason): the run ends, or, at a gate that takes a rejection "
+        "as an answer (an Agents SDK tool approval), carries on without the rejected call.",
+    ),
     edit: list[str] = typer.Option([], "--edit", help="AGENT.FIELD=VALUE (fields the policy allows)."),
     test: bool = typer.Option(
         False, "--test", help="Test the edit on the failed step first, committing nothing."
@@ -27,7 +32,11 @@ def review(
     reason: str = typer.Option("", help="Why (recorded in the audit trail)."),
     wait: float = typer.Option(60.0, help="Seconds to wait for a worker's test result."),
 ) -> None:
-    """Review a paused run: test a fix, approve it (the run is queued to resume), edit, or reject."""
+    """Review a run waiting for a reviewer (paused for review, or stopped at an approval gate):
+    test a fix, approve it (the run is queued to resume), edit, or reject.
+
+    The decision is recorded by omium.recovery.review, as for the SDK, the control API and the
+    adapters; a run it leaves ready to resume (status queued) is queued for a worker."""
     from omium.recovery import review as do_review
     from omium.recovery.review import test_fix
     from omium.recovery.worker import enqueue
@@ -57,10 +66,11 @@ def review(
                 raise typer.Exit(1)
         if approve or reject or edit:
             decision = "approve" if approve else "reject" if reject else "edit"
-            do_review(run_id, decision, edits=edits, reviewer=reviewer, reason=reason, store=store)
-            if approve:
+            updated = do_review(run_id, decision, edits=edits, reviewer=reviewer, reason=reason, store=store)
+            if updated.status == "queued":  # approved, or rejected at a gate the run carries on from
                 enqueue(store, run_id, "resume")
-                typer.echo(f"run {run_id} approved and queued to resume from its checkpoint")
+                done = "approved" if approve else "rejected"
+                typer.echo(f"run {run_id} {done} and queued to resume from its checkpoint")
             else:
                 typer.echo(f"run {run_id}: {decision} recorded")
     finally:
