@@ -17,6 +17,7 @@ def test_top_level_names() -> None:
             "RetryPolicy",
             "Settings",
             "SharedState",
+            "ThreadPoolExecutor",
             "Transaction",
             "__version__",
             "agent",
@@ -29,7 +30,9 @@ def test_top_level_names() -> None:
             "replay",
             "rollback",
             "run",
+            "spawn",
             "step",
+            "to_thread",
             "tool",
             "workflow",
         ]
@@ -38,10 +41,25 @@ def test_top_level_names() -> None:
         assert hasattr(omium, name)
 
 
-def test_error_tree_has_one_root() -> None:
+def test_error_tree_has_two_roots_errors_and_control_signals() -> None:
+    """Errors derive from OmiumError; signals that stop a run on purpose from ControlSignal, a
+    BaseException that ``except Exception`` cannot swallow."""
     for name in omium.errors.__all__:
         cls = getattr(omium.errors, name)
-        assert issubclass(cls, omium.errors.OmiumError), name
+        if name == "DETECTIONS":
+            assert cls == (omium.errors.Detected, omium.errors.ApprovalRequired)
+            continue
+        roots = (omium.errors.OmiumError, omium.errors.ControlSignal)
+        assert issubclass(cls, roots), name
+        assert issubclass(cls, Exception) != issubclass(cls, omium.errors.ControlSignal), name
+    for signal in (omium.errors.ApprovalRequired, omium.errors.HandoffRejected, omium.errors.HandoffStale):
+        try:
+            try:
+                raise signal("stop", **({"trigger": "t"} if signal is omium.errors.ApprovalRequired else {}))
+            except Exception:  # what user code writes around agent code
+                raise AssertionError(f"{signal.__name__} was swallowed") from None
+        except omium.errors.ControlSignal:
+            pass
 
 
 def test_warehouse_names() -> None:

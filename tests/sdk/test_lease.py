@@ -101,10 +101,13 @@ def test_a_process_paused_past_its_lease_is_fenced_out(server_process: ServerPro
     from omium.sdk.remote_store import RemoteStore
 
     store = RemoteStore(server.url, token="test-token")
-    assert store.get_run("paused-1").status == "completed"
-    steps = store.steps("paused-1")
+    try:
+        assert store.get_run("paused-1").status == "completed"
+        steps = store.steps("paused-1")
+        lease = store.lease("paused-1")
+    finally:
+        store.close()
     assert len(steps) == 12 and all(s.status == "completed" for s in steps)
-    lease = store.lease("paused-1")
     assert lease is not None and lease.fence == 2
     # Every record of a call the second process made carries its fence; the first one's writes
     # after the takeover were refused, so none carries fence 1 past the takeover point.
@@ -202,3 +205,18 @@ def test_an_execution_that_lost_its_lease_stops_at_its_next_call() -> None:
         omium.run(flow, run_id="lost", store=store)
     assert done == [0, 1]  # step 1's record was refused; step 2 never ran
     assert [s.position for s in store.steps("lost")] == [0]
+
+
+def test_a_run_held_by_a_process_that_died_on_this_host_is_free_at_once() -> None:
+    import socket
+
+    from omium.sdk.store import RunRecord
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store = MemoryStore()
+    store.create_run(RunRecord("orphan", "flow"))
+    store.acquire_lease("orphan", f"{socket.gethostname()}:{dead.stdout.strip()}:x", 60)
+    alive = store.acquire_lease("orphan", f"{socket.gethostname()}:{os.getpid()}:y", 60)
+    assert alive.fence == 2  # the dead process's lease did not have to run out
+    with pytest.raises(RunBusy):  # a live process's lease does
+        store.acquire_lease("orphan", "elsewhere:1:z", 60)

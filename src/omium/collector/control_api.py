@@ -173,7 +173,7 @@ async def review_run(request: Request) -> JSONResponse:
             reason=body.reason,
             store=state.store,
         )
-        if body.decision == "approve":
+        if record.status == "queued":  # approved, or rejected with the run carrying on
             enqueue(state.store, run_id, "resume")
         return record
 

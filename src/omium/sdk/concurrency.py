@@ -65,7 +65,7 @@ def ensure_task_scopes(loop: asyncio.AbstractEventLoop | None = None) -> None:
     if factory is _omium_task_factory:
         return
     _installed[loop] = factory
-    loop.set_task_factory(_omium_task_factory)
+    loop.set_task_factory(_omium_task_factory)  # type: ignore[arg-type]  # it passes context= on
 
 
 def carry(fn: Callable[..., T]) -> Callable[..., T]:

@@ -16,6 +16,8 @@ review, an import) and is always accepted.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -446,6 +448,23 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="milliseconds")
 
 
+def holder_gone(holder: str) -> bool:
+    """Whether ``holder`` (``host:pid:...``, see :func:`omium.sdk.lease.new_holder`) was a process
+    of this host that no longer exists: a run it held after a ``kill -9`` is free at once rather
+    than when its lease runs out. A reused pid only makes the run wait for the lease (safe)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
 def _busy(lease: RunLease, now: int) -> RunBusy:
     return RunBusy(
         f"run {lease.run_id!r} is being executed by {lease.holder} (fence {lease.fence}); its lease "
@@ -595,7 +614,8 @@ class LocalStore(CheckpointStore):
             self.get_run(run_id)  # NotFoundError for an unknown run
             current = self._get_lease(run_id)
             now = now_us()
-            if current is not None and current.holder != holder and current.lease_until > now:
+            live = current is not None and current.lease_until > now and not holder_gone(current.holder)
+            if current is not None and current.holder != holder and live:
                 raise _busy(current, now)
             lease = RunLease(
                 run_id,

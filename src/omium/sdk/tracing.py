@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from omium._version import __version__
+from omium.errors import ControlSignal
 
 _provider: trace.TracerProvider | None = None
 _tracer: Tracer | None = None
@@ -48,6 +49,8 @@ def span(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
             yield current
         except BaseException as error:
             current.set_attribute("error.type", type(error).__qualname__)
+            if isinstance(error, ControlSignal):  # OTel marks only Exceptions; a rejection is an error too
+                current.set_status(Status(StatusCode.ERROR, str(error)))
             raise
 
 
