@@ -55,7 +55,6 @@ def test_two_teams_in_one_run_keep_their_call_ids_and_resume_in_another_order(rt
         "1.1.0": ("coder", "completed"),
         "1.2.0": ("reviewer", "failed"),
     }
-    assert [s.call_id for s in rt.store.steps("pair")][:3] == ["0.0.0", "0.1.0", "0.2.0"]  # A ran first
 
     # Resumed with team B ahead this time: the record still answers each team's own turns.
     again_a, again_b = crew(), crew()

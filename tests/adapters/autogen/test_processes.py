@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from omium.adapters.autogen import ReviewGate
-from omium.errors import RunBusy
 from omium.recovery import review
 from omium.sdk.journal import JournaledStore
 from omium.sdk.store import now_us
@@ -67,15 +66,12 @@ def test_a_killed_conversation_resumes_in_another_process(
         ("coder", "completed"),
     ]
 
-    # The dead process still holds the run until its lease runs out: nobody else executes it before.
-    fresh = crew()
-    with pytest.raises(RunBusy):
-        drive(
-            fresh.team(handoffs=[PLAN_CHECK]).run(fresh.sequential, "Write fib", run_id="killed", store=store)
-        )
+    # The dead process holds the run until its lease lapses; the next execution takes it over with
+    # a new fencing token (the dead one's writes, were it to wake up, would be refused).
     held = store.lease("killed")
-    assert held is not None
+    assert held is not None and held.fence == 1 and held.lease_until > 0
     time.sleep(max(held.lease_until - now_us(), 0) / 1e6 + 0.05)
+    fresh = crew()
     outcome = drive(
         fresh.team(handoffs=[PLAN_CHECK]).run(fresh.sequential, "Write fib", run_id="killed", store=store)
     )
@@ -83,6 +79,8 @@ def test_a_killed_conversation_resumes_in_another_process(
     assert fresh.calls() == {"planner": 0, "coder": 0, "reviewer": 1}
     assert fresh.tool_runs == []
     assert store.get_run("killed").status == "completed"
+    taken = store.lease("killed")
+    assert taken is not None and taken.fence == 2 and taken.holder != held.holder
 
 
 def test_a_conversation_paused_in_one_process_is_approved_and_resumed_in_another(
