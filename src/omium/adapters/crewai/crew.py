@@ -4,7 +4,8 @@ The crew stays the team's own: its agents, tasks, tools and models are untouched
 through CrewAI's synchronous step hooks (``pre_step`` / ``post_step``, registered once per process
 and acting only on crews being run by Omium) and its event bus (:mod:`omium.adapters.crewai.spans`):
 
-* ``pre_step`` takes the task's position in the run, holds a review gate, opens its span;
+* ``pre_step`` begins the task's recorded call (:func:`omium.sdk.recording.begin_call`), holds a
+  review gate, opens its span, and enters the call's ``running()`` for the task's own code;
 * ``post_step`` checks the task's hand-off, records its output and checkpoints the crew;
 * a stop (rejected hand-off, review gate, Omium error) raises CrewAI's ``HookAborted``, which ends
   the kickoff without running the next task; the run then records why.
@@ -138,7 +139,7 @@ def _pre_step(ctx: Any) -> None:
     call = session.begin(ctx.task, role, _text(ctx.payload))
     gate = owner.gate_for(role, call.occurrence)
     if gate is not None:
-        key = review.gate_key(session.context, call.position)
+        key = review.gate_key(session.context, call.call_id)
         if not review.approved(session.context, key):
             session.open.pop(str(ctx.task.id), None)
             reason = f"{gate.name}: awaiting approval before {role}'s task {call.name!r}"
@@ -156,6 +157,7 @@ def _pre_step(ctx: Any) -> None:
     call.span = spans.start_task_span(session, call, owner.name, owner.capture_content)
     spans.watch(str(ctx.task.id))
     _judging.set((running, call))
+    call.start()  # omium.idempotency_key() in the task's tools; Omium calls inside are part of it
     return None
 
 
@@ -168,6 +170,7 @@ def _post_step(ctx: Any) -> None:
     call = session.open.pop(str(ctx.task.id), None)
     if call is None:
         return None
+    call.end()
     _judging.set(None)
     output = ctx.payload
     running.model_calls += spans.write_calls(
@@ -183,7 +186,7 @@ def _post_step(ctx: Any) -> None:
         if not verdict.accepted:
             reason = f"{check.channel} rejected: {verdict.reason}"
             error = HandoffRejected(f"hand-off {reason}", verdict.reason, send_position=call.position)
-            session.fail(call, f"HandoffRejected: {error}")
+            session.fail(call, error)
             _end(call, error)
             incident = uuid.uuid4().hex[:12]
             evidence = {"incident": incident, "channel": message.channel, "seq": message.seq}
@@ -355,6 +358,8 @@ class OmiumCrew:
                 raise failure from error
             raise
         finally:
+            for call in session.open.values():  # a task CrewAI never finished: its code is over
+                call.end()
             with _running_lock:
                 for task in crew.tasks:
                     if _running.get(str(task.id)) is running:
@@ -369,6 +374,7 @@ class OmiumCrew:
         session = running.session
         for task_id, call in list(session.open.items()):
             session.open.pop(task_id)
+            call.end()
             running.model_calls += spans.write_calls(session, call, spans.take(task_id), self.capture_content)
             judged = running.guard_failures.get(task_id)
             # CrewAI gives up on a guardrail with "... Last error: MESSAGE": only then did the guard fail.
@@ -382,7 +388,7 @@ class OmiumCrew:
                     evidence={"task": call.name, "attempts": judged},
                 )
             chosen = failure or error
-            session.fail(call, f"{type(chosen).__name__}: {chosen}")
+            session.fail(call, chosen)
             _end(call, chosen)
         return failure
 

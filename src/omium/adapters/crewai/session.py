@@ -1,28 +1,34 @@
 """One execution of a crew inside an Omium run: its tasks as recorded calls, checkpoints, stop state.
 
-Each task a crew runs takes the run's next position, the way an Omium step does: when it finishes,
-its ``TaskOutput`` is stored by content address as the step's output and a ``task-N`` checkpoint
-lists the outputs so far. When the run is resumed, the finished tasks' outputs are put back on the
-crew's tasks and CrewAI's own resume path (``checkpoint_kickoff_event_id`` set, outputs present)
-starts at the first unfinished task — finished tasks, and the tools they called, do not run again.
-A crew must therefore run its tasks in the same order when it is resumed (true of sequential and
-hierarchical crews; a ``ConditionalTask`` that skipped differently ends the restored stretch there).
+Each task a crew runs is a recorded call of the run (:func:`omium.sdk.recording.begin_call`) in the
+task or thread that kicked the crew off, as an Omium step is: when it finishes, its ``TaskOutput``
+is the call's result and a ``task-N`` checkpoint lists the crew's outputs so far. While it runs,
+:func:`omium.idempotency_key` is its key and Omium calls made inside are part of it. When the run
+is resumed, the finished tasks' outputs are put back on the crew's tasks and CrewAI's own resume
+path (``checkpoint_kickoff_event_id`` set, outputs present) starts at the first unfinished task —
+finished tasks, and the tools they called, do not run again. A crew must therefore run its tasks in
+the same order when it is resumed (true of sequential and hierarchical crews; a ``ConditionalTask``
+that skipped differently ends the restored stretch there); a task the recording does not have at
+its place raises :class:`~omium.errors.NonDeterminismError` naming the call id.
+
+Two crews may run at once in one run when each is kicked off in a task or thread of its own
+(``omium.ThreadPoolExecutor``, ``omium.spawn``): their tasks take the call ids of their own thread.
+Tasks a crew runs with ``async_execution=True`` share their crew's place from threads CrewAI starts,
+which Omium refuses (:class:`~omium.sdk.context.UnsupportedConcurrency`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from crewai.tasks.task_output import TaskOutput
 from opentelemetry.trace import Span
 
-from omium.errors import NonDeterminismError
-from omium.sdk import serde
-from omium.sdk.calls import record_call
 from omium.sdk.checkpoint import record_checkpoint
 from omium.sdk.context import RunContext
-from omium.sdk.store import StepRecord, now_us
+from omium.sdk.recording import Call, begin_call, peek_recorded
 
 TASK_KIND = "crewai.task"
 
@@ -75,17 +81,39 @@ class Stop:
 
 @dataclass
 class TaskCall:
-    """A task running now: where it stands in the run and its span."""
+    """A task running now: its recorded call, its span, and what it was given."""
 
     task: Any
+    call: Call
     name: str
     agent: str
-    position: int
-    key: str
     occurrence: int  # the agent's own task number, from 1
-    started_at: int
     request: str
     span: Span | None = None
+    _running: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    @property
+    def call_id(self) -> str:
+        """The task's call id in the run."""
+        return self.call.call_id
+
+    @property
+    def position(self) -> int:
+        """The slot the task is stored under."""
+        return self.call.position
+
+    @property
+    def key(self) -> str:
+        """The task's idempotency key."""
+        return self.call.key
+
+    def start(self) -> None:
+        """The task's own code starts (CrewAI's ``pre_step``): :meth:`Call.running` until :meth:`end`."""
+        self._running.enter_context(self.call.running())
+
+    def end(self) -> None:
+        """The task's own code is over (``post_step``, or the crew stopped); idempotent."""
+        self._running.close()
 
 
 class Session:
@@ -94,6 +122,7 @@ class Session:
     def __init__(self, context: RunContext, otel_parent: Any) -> None:
         self.context = context
         self.otel_parent = otel_parent  # the run's span: task spans hang under it
+        self.start = context.scope.boundary()  # where the crew's stretch of the run begins
         self.occurrences: dict[str, int] = {}
         self.open: dict[str, TaskCall] = {}  # by CrewAI task id
         self.stop: Stop | None = None
@@ -103,104 +132,67 @@ class Session:
     # --- resuming
     def restore(self, tasks: list[Any]) -> int:
         """Put the recorded outputs of the finished leading tasks back on ``tasks``; how many."""
-        context = self.context
         restored = 0
         for task in tasks:
-            position = context.next_position
-            recorded = context.recorded.get(position)
-            if (
-                recorded is None
-                or recorded.status != "completed"
-                or (recorded.kind, recorded.name) != (TASK_KIND, task_name(task))
-            ):
-                break
-            context.take_position()
-            data = serde.loads(context.store.get_blob(recorded.output_hash))
-            task.output = decode_output(data, task)
+            name = task_name(task)
+            recorded = peek_recorded()
+            if recorded is None or (recorded.kind, recorded.name) != (TASK_KIND, name):
+                break  # the first task to run (a different one there fails when it begins)
             role = agent_role(task) or recorded.agent
+            call = begin_call(TASK_KIND, name, agent=role)
+            task.output = decode_output(call.result, task)
             self.occurrences[role] = self.occurrences.get(role, 0) + 1
-            context.next_checkpoint_seq += 1  # its checkpoint is recorded already
-            context.replayed += 1
             self.replayed += 1
             restored += 1
         return restored
 
     # --- running
     def begin(self, task: Any, agent: str, request: str) -> TaskCall:
-        """Take the next position for ``task``.
+        """Take the calling thread's next call for ``task``.
 
         Raises:
-            NonDeterminismError: the record has another call at this position.
+            NonDeterminismError: the recording has another call at this place.
+            ReplayDivergence: a verification replay reached a task that was never completed.
         """
-        context = self.context
-        position = context.take_position()
         name = task_name(task)
-        recorded = context.recorded.get(position)
-        if recorded is not None and (recorded.kind, recorded.name) != (TASK_KIND, name):
-            raise NonDeterminismError(
-                f"run {context.run_id!r} position {position}: the recording has {recorded.kind} "
-                f"{recorded.name!r} but the crew ran task {name!r}; a resumed crew must run its "
-                "tasks in the same order"
-            )
+        call = begin_call(
+            TASK_KIND, name, inputs={"task": name, "agent": agent, "context": request}, agent=agent
+        )
         self.occurrences[agent] = self.occurrences.get(agent, 0) + 1
-        call = TaskCall(
+        running = TaskCall(
             task=task,
+            call=call,
             name=name,
             agent=agent,
-            position=position,
-            key=context.call_key_for(position),
             occurrence=self.occurrences[agent],
-            started_at=now_us(),
             request=request,
         )
-        self.open[str(task.id)] = call
-        return call
+        self.open[str(task.id)] = running
+        return running
 
     def complete(self, call: TaskCall, output: TaskOutput) -> str:
         """Record a finished task and checkpoint the crew after it; returns the output's hash."""
-        store = self.context.store
-        output_hash = store.put_blob(serde.dumps(encode_output(output)))
-        step = self._step(call, "completed", output_hash=output_hash)
-        self.context.recorded[call.position] = step
-        self._checkpoint(call)
-        self.context.executed += 1
+        step = call.call.complete(encode_output(output))
+        # The outputs of every finished task of the crew so far (restored ones included), by call id.
+        record_checkpoint(
+            self.context,
+            f"task-{call.call_id}",
+            self.start,
+            {"task": call.name, "agent": call.agent},
+            agent=call.agent,
+        )
         self.executed += 1
-        return output_hash
+        return step.output_hash
 
-    def fail(self, call: TaskCall, error: str) -> None:
+    def fail(self, call: TaskCall, error: BaseException | str) -> None:
         """Record a task that did not finish (it runs again when the run is resumed)."""
-        self._step(call, "failed", error=error)
+        call.call.fail(error)
 
     def stop_with(self, stop: Stop) -> Stop:
         """Stop the crew (the first stop wins)."""
         if self.stop is None:
             self.stop = stop
         return self.stop
-
-    def _step(self, call: TaskCall, status: str, output_hash: str = "", error: str = "") -> StepRecord:
-        return record_call(
-            self.context,
-            position=call.position,
-            kind=TASK_KIND,
-            name=call.name,
-            agent=call.agent,
-            status=status,
-            inputs={"task": call.name, "agent": call.agent, "context": call.request},
-            key=call.key,
-            started_at=call.started_at,
-            output_hash=output_hash,
-            error=error,
-        )
-
-    def _checkpoint(self, call: TaskCall) -> None:
-        # The outputs of every finished task so far (restored ones included), by position.
-        record_checkpoint(
-            self.context,
-            f"task-{call.position}",
-            0,
-            {"task": call.name, "agent": call.agent},
-            agent=call.agent,
-        )
 
 
 __all__ = [
