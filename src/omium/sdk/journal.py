@@ -141,6 +141,7 @@ class JournaledStore(LocalStore):
         # (loaded from the backing store on first use, never evicted: the fence check of each
         # step reads it).
         self._leases: dict[str, RunLease] = {}
+        self._unleased: set[str] = set()  # runs created here and not leased yet
         self._pending: list[Record] = []
         self._flush_lock = threading.Lock()
         self._retired: list[Path] = []
@@ -450,9 +451,15 @@ class JournaledStore(LocalStore):
         self._keep("checkpoint", checkpoint)
 
     # --- leases: decided here (LocalStore), journaled like any record
+    def create_run(self, run: RunRecord) -> RunRecord:
+        created = super().create_run(run)
+        with self._lock:
+            self._unleased.add(run.run_id)  # created here just now: the backing store has no lease
+        return created
+
     def _get_lease(self, run_id: str) -> RunLease | None:
         found = self._leases.get(run_id)
-        if found is None:
+        if found is None and run_id not in self._unleased:
             found = self._backing.lease(run_id)
             if found is not None:  # a run never leased is not remembered: a bad id costs no memory
                 self._leases[run_id] = found
@@ -460,6 +467,7 @@ class JournaledStore(LocalStore):
 
     def _put_lease(self, lease: RunLease) -> None:
         self._keep("lease", lease)
+        self._unleased.discard(lease.run_id)
 
     # --- blobs
     def put_blob(self, data: bytes) -> str:

@@ -173,17 +173,25 @@ def _begin(
         seconds = seconds if seconds is not None else supervised.lease_seconds
         wait = wait or supervised.wait
     holder, seconds = lease.new_holder(), lease.lease_seconds(seconds)
+    created = False
     try:
         record = store.get_run(run_id)
     except NotFoundError:
         try:
             record = store.create_run(RunRecord(run_id, name, attributes=input_attributes(store, inputs)))
+            created = True
         except ConflictError:  # another process created it just now
             record = store.get_run(run_id)
     if record.status == "completed":
         return RunContext(run_id, record.workflow, store), record, _result(store, record)
     taken = lease.acquire(store, run_id, holder, seconds, wait=wait)
     context = RunContext(run_id, record.workflow, store, fence=taken.fence)
+    if created and taken.fence == 1:
+        # Ours from its creation to its first lease: nothing was recorded in it, nothing to load.
+        context.holder = holder
+        lease.keeper.keep(context, holder, seconds, taken.lease_until)
+        _supervise(context)
+        return context, record, _NOT_DONE
     try:
         record = store.get_run(run_id)  # as the previous holder left it
         if record.status == "completed":
@@ -197,14 +205,20 @@ def _begin(
     context.overrides = json.loads(record.attributes.get("overrides", "{}"))
     context.rollbacks = RollbackView.of(record).rollbacks
     context.generation = max((g for g, _ in context.rollbacks), default=0)
-    if supervised is not None:
-        context.policy, context.detectors = supervised.policy, list(supervised.detectors)
-        context.stop_after = supervised.stop_after
+    _supervise(context)
     # Recorded calls answer this execution by call id; checkpoints passed again keep their numbers.
     context.load(store.steps(run_id), store.checkpoints(run_id))
     lease.keeper.keep(context, holder, seconds, taken.lease_until)
     context.holder = holder
     return context, record, _NOT_DONE
+
+
+def _supervise(context: RunContext) -> None:
+    """What the recovery supervisor running this run asks of it (its policy, detectors, stop)."""
+    supervised = supervision.get()
+    if supervised is not None:
+        context.policy, context.detectors = supervised.policy, list(supervised.detectors)
+        context.stop_after = supervised.stop_after
 
 
 def _result(store: CheckpointStore, record: RunRecord) -> Any:
