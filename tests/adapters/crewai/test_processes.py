@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,10 @@ import pytest
 
 pytestmark = pytest.mark.integration
 PROCESS = Path(__file__).with_name("crew_process.py")
-LEASE_SECONDS = 1.0  # the children's run lease: a killed child's run is free again after it
 
 
 def _run(home: Path, run_id: str, mode: str, log: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "OMIUM_HOME": str(home),
-        "OMIUM_SERVER_URL": "http://127.0.0.1:9",
-        "OMIUM_RUN_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
+    env = {**os.environ, "OMIUM_HOME": str(home), "OMIUM_SERVER_URL": "http://127.0.0.1:9"}
     return subprocess.run(
         [sys.executable, str(PROCESS), run_id, mode, str(log)],
         capture_output=True,
@@ -46,7 +39,6 @@ def test_a_killed_crew_resumes_in_another_process(tmp_path: Path) -> None:
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert log.read_text().splitlines() == ["lookup_customer Ada"]
 
-    time.sleep(LEASE_SECONDS)  # the dead process holds the run until its lease lapses
     report = _report(_run(home, "killed", "resume", log))
     assert report["status"] == "completed" and report["run"] == "completed"
     assert (report["executed"], report["replayed"]) == (1, 3)
