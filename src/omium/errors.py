@@ -229,9 +229,9 @@ class EditRefused(OmiumError):
 
 
 __all__ = [
+    "DETECTIONS",
     "ApprovalRequired",
     "AuthError",
-    "DETECTIONS",
     "ConfigError",
     "ConflictError",
     "ControlSignal",

@@ -236,7 +236,7 @@ def test_a_thread_that_copies_the_run_context_by_hand_gets_a_clear_error() -> No
         # The thread shares the workflow task's place in the run (asyncio.to_thread copies it).
         return [await asyncio.to_thread(fetch_sync, "x"), await fetch("y")]
 
-    with pytest.raises(UnsupportedConcurrency, match="omium.spawn"):
+    with pytest.raises(UnsupportedConcurrency, match=r"omium\.spawn"):
         omium.run(bare, run_id="bare", store=MemoryStore())
 
 
