@@ -285,3 +285,28 @@ def test_resume_does_not_duplicate_checkpoints(store: MemoryStore) -> None:
         omium.run(two_checkpoints, True, run_id="cp")
     omium.run(two_checkpoints, False, run_id="cp")
     assert [(c.seq, c.name) for c in store.checkpoints("cp")] == [(0, "a"), (1, "b")]
+
+
+def test_two_different_workflows_under_one_name_are_refused() -> None:
+    import types
+
+    from omium.errors import ConfigError
+    from omium.sdk.runs import registered_workflows
+
+    @workflow(name="runtime_dup")
+    def first() -> int:
+        return 1
+
+    with pytest.raises(ConfigError, match="two workflows are named 'runtime_dup'"):
+
+        @workflow(name="runtime_dup")
+        def second() -> int:
+            return 2
+
+    # The same code imported again under another module name (a copy in examples/) is the same workflow.
+    source = "from omium import workflow\n@workflow(name='runtime_copy')\ndef copy() -> int:\n    return 3\n"
+    for module_name in ("copy_a", "copy_b"):
+        module = types.ModuleType(module_name)
+        exec(compile(source, f"{module_name}.py", "exec"), module.__dict__)
+    assert registered_workflows()["runtime_dup"].__omium_run__.fn is first.__omium_run__.fn  # type: ignore[attr-defined]
+    assert "runtime_copy" in registered_workflows()

@@ -516,16 +516,26 @@ def _scoped(definition: RunDefinition) -> Callable[..., Any]:
     return wrapper
 
 
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same workflow defined again: its module reloaded, or a copy of its code imported
+    under another module name (the same name and bytecode run the same steps)."""
+    if (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__):
+        return True
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (
+        a.__qualname__ == b.__qualname__
+        and code_a is not None
+        and code_b is not None
+        and (code_a.co_code, code_a.co_names) == (code_b.co_code, code_b.co_names)
+    )
+
+
 def _register(definition: RunDefinition, wrapped: Callable[..., Any]) -> None:
     """Register a workflow by name; a different function under a taken name is an error."""
     existing = _workflows.get(definition.name)
     if existing is not None:
         before = existing.__omium_run__.fn  # type: ignore[attr-defined]
-        same = (before.__module__, before.__qualname__) == (
-            definition.fn.__module__,
-            definition.fn.__qualname__,
-        )
-        if not same:  # the same function defined again (a module reloaded) replaces itself
+        if not _same_function(before, definition.fn):
             raise ConfigError(
                 f"two workflows are named {definition.name!r}: {before.__module__}.{before.__qualname__} "
                 f"and {definition.fn.__module__}.{definition.fn.__qualname__}; give one another name "

@@ -126,7 +126,7 @@ def test_a_tool_failure_the_model_saw_is_recorded_as_seen(rt: Runtime) -> None:
     model = ScriptedModel(
         [[function_call("charge", {"card": "visa"}, call_id="c1")], [assistant_message("try later")]]
     )
-    flow = agent_workflow(Agent(name="cashier", model=model, tools=[charge]), name="checkout")
+    flow = agent_workflow(Agent(name="cashier", model=model, tools=[charge]), name="cashier")
     assert omium.run(flow, "charge me", run_id="declined") == "try later"
     step = next(s for s in rt.store.steps("declined") if s.kind == "tool")
     recorded = serde.loads(rt.store.get_blob(step.output_hash))
