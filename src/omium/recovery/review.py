@@ -51,7 +51,7 @@ from omium.recovery.supervisor import (
 )
 from omium.sdk import runs, serde
 from omium.sdk.context import StopReached, Supervision, supervision
-from omium.sdk.guards import APPROVALS_ATTRIBUTE
+from omium.sdk.guards import APPROVALS_ATTRIBUTE, REJECTIONS_ATTRIBUTE, Decision, gate_decision
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
@@ -68,32 +68,8 @@ from omium.sdk.store import (
 DECISIONS = ("approve", "reject", "edit")
 # Agent configuration fields and the policy's names for them.
 POLICY_FIELD = {"prompt": "prompt", "constraints": "constraints", "tools": "tool_selection"}
-REJECTIONS_ATTRIBUTE = "rejections"  # JSON {gate key: reason}
 ON_REJECT = "on_reject"  # what a gate asks: CARRY_ON when a rejection is an answer it goes on with
 CARRY_ON = "carry_on"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A reviewer's decision on a gate: ``approve`` or ``reject`` (with the reason)."""
-
-    decision: str
-    reason: str = ""
-
-    @property
-    def approved(self) -> bool:
-        """Whether the gate may pass."""
-        return self.decision == "approve"
-
-
-def gate_decision(run: RunRecord, gate: str) -> Decision | None:
-    """The decision recorded on the gate ``gate`` (its key) of ``run``; None while undecided."""
-    if gate in json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]")):
-        return Decision("approve")
-    rejections = json.loads(run.attributes.get(REJECTIONS_ATTRIBUTE, "{}"))
-    if gate in rejections:
-        return Decision("reject", str(rejections[gate]))
-    return None
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from typing import Any
 from omium.errors import ApprovalRequired, Detected, GuardViolation
 from omium.sdk.calls import CallDefinition, invoke
 from omium.sdk.context import current
+from omium.sdk.store import RunRecord
 
-APPROVALS_ATTRIBUTE = "approvals"
+APPROVALS_ATTRIBUTE = "approvals"  # JSON [gate key, ...]: the gates a reviewer approved
+REJECTIONS_ATTRIBUTE = "rejections"  # JSON {gate key: reason}: the gates a reviewer rejected
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,32 @@ def guard(
     invoke(CallDefinition(name, "guard", check), (), {})
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision on a gate: ``approve`` or ``reject`` (with the reason).
+
+    Decisions are recorded by :func:`omium.recovery.review.review` only; gates read them here.
+    """
+
+    decision: str
+    reason: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """Whether the gate may pass."""
+        return self.decision == "approve"
+
+
+def gate_decision(run: RunRecord, gate: str) -> Decision | None:
+    """The decision recorded on the gate ``gate`` (its key) of ``run``; None while undecided."""
+    if gate in json.loads(run.attributes.get(APPROVALS_ATTRIBUTE, "[]")):
+        return Decision("approve")
+    rejections = json.loads(run.attributes.get(REJECTIONS_ATTRIBUTE, "{}"))
+    if gate in rejections:
+        return Decision("reject", str(rejections[gate]))
+    return None
+
+
 def high_value(amount: float, what: str, *, threshold: float | None = None) -> None:
     """A gate before an operation worth ``amount``: above the threshold (``threshold``, else the
     policy's ``high_value_operation``) the run waits for a reviewer's approval.
@@ -154,8 +182,8 @@ def high_value(amount: float, what: str, *, threshold: float | None = None) -> N
         if limit is None or amount <= limit:
             return True
         key = current().call_key
-        approved = json.loads(context.store.get_run(context.run_id).attributes.get(APPROVALS_ATTRIBUTE, "[]"))
-        if key in approved:
+        decided = gate_decision(context.store.get_run(context.run_id), key)
+        if decided is not None and decided.approved:
             return True
         raise ApprovalRequired(
             f"{what}: {amount:,.2f} is above the approval threshold {limit:,.2f}",
@@ -169,9 +197,12 @@ def high_value(amount: float, what: str, *, threshold: float | None = None) -> N
 
 __all__ = [
     "APPROVALS_ATTRIBUTE",
+    "REJECTIONS_ATTRIBUTE",
     "CallView",
+    "Decision",
     "Detector",
     "Verdict",
+    "gate_decision",
     "guard",
     "high_value",
     "register_detector",
