@@ -48,6 +48,7 @@ from omium.recovery.supervisor import (
     POLICY_ATTRIBUTE,
     Failure,
     classify,
+    pause_run,
 )
 from omium.sdk import runs, serde
 from omium.sdk.context import StopReached, Supervision, supervision
@@ -254,30 +255,7 @@ def pause_for_review(store: CheckpointStore, run_id: str, failure: Failure) -> s
     """Store run ``run_id`` as paused awaiting review of ``failure`` (a gate's key in its evidence
     ``gate``); returns the new incident's id. :func:`review` decides it."""
     incident = uuid.uuid4().hex[:12]
-    run = store.get_run(run_id)
-    store.update_run(
-        run_id,
-        run.version,
-        status="paused",
-        error="",
-        attributes={
-            AWAITING_ATTRIBUTE: "review",
-            INCIDENT_ATTRIBUTE: incident,
-            FAILURE_ATTRIBUTE: failure.to_json(),
-        },
-    )
-    audit.record(
-        store,
-        run_id,
-        "paused",
-        reason=failure.message,
-        after=failure.evidence,
-        incident=incident,
-        awaiting="review",
-        trigger=failure.trigger,
-        agent=failure.agent,
-        position=failure.position,
-    )
+    pause_run(store, run_id, failure, awaiting="review", incident=incident)
     return incident
 
 

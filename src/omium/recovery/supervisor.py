@@ -282,6 +282,44 @@ def _roll_back(store: CheckpointStore, outcome: Outcome, failure: Failure, actor
     )
 
 
+def pause_run(
+    store: CheckpointStore,
+    run_id: str,
+    failure: Failure,
+    *,
+    awaiting: str,
+    incident: str,
+    actor: str = "omium",
+    policy: Policy | None = None,
+) -> RunRecord:
+    """Store run ``run_id`` as paused, awaiting ``awaiting`` (``review``, ``approval``, ...) on
+    ``failure``, and audit it: the one way a run is paused, by the supervisor or an adapter's gate.
+    A paused run holds no process; :func:`omium.recovery.review.review` decides it."""
+    run = store.get_run(run_id)
+    attributes = {
+        AWAITING_ATTRIBUTE: awaiting,
+        INCIDENT_ATTRIBUTE: incident,
+        FAILURE_ATTRIBUTE: failure.to_json(),
+    }
+    if policy is not None:
+        attributes[POLICY_ATTRIBUTE] = policy.to_json()
+    paused = store.update_run(run_id, run.version, status="paused", error=run.error, attributes=attributes)
+    audit.record(
+        store,
+        run_id,
+        "paused",
+        actor=actor,
+        reason=failure.message or f"awaiting {awaiting or 'a person'}",
+        after=failure.evidence,
+        incident=incident,
+        awaiting=awaiting,
+        trigger=failure.trigger,
+        agent=failure.agent,
+        position=failure.position,
+    )
+    return paused
+
+
 def _pause(
     store: CheckpointStore,
     outcome: Outcome,
@@ -291,29 +329,16 @@ def _pause(
     awaiting: str,
     console_url: str | None,
 ) -> Outcome:
-    run = store.get_run(outcome.run_id)
-    store.update_run(
-        outcome.run_id,
-        run.version,
-        status="paused",
-        error=run.error,
-        attributes={
-            AWAITING_ATTRIBUTE: awaiting,
-            INCIDENT_ATTRIBUTE: outcome.incident,
-            FAILURE_ATTRIBUTE: failure.to_json(),
-            POLICY_ATTRIBUTE: policy.to_json(),
-        },
-    )
-    outcome.status, outcome.settled_at = "paused", time.monotonic()
-    audit.record(
+    run = pause_run(
         store,
         outcome.run_id,
-        "paused",
-        actor=actor,
-        reason=f"awaiting {awaiting or 'a person'}",
-        incident=outcome.incident,
+        failure,
         awaiting=awaiting,
+        incident=outcome.incident,
+        actor=actor,
+        policy=policy,
     )
+    outcome.status, outcome.settled_at = "paused", time.monotonic()
     urls = notify.webhook_urls(policy.webhooks)
     if policy.pause_and_notify and urls:
         settings = Settings.from_env()
@@ -396,6 +421,7 @@ __all__ = [
     "check_not_awaiting",
     "classify",
     "last_checkpoint_before",
+    "pause_run",
     "resume",
     "supervise",
 ]
