@@ -114,3 +114,41 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_completes_once(
     assert {c["i"] for c in raw[switch:]} >= set(range(killed_at, 10))
     assert len(raw) - 10 <= 1
     store.close()
+
+
+def test_a_worker_that_loses_its_command_stops_the_run_at_its_next_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another worker may take a command whose lease this one lost: its run must not go on here."""
+    import threading
+
+    import omium
+    from omium.errors import ConflictError
+
+    store = MemoryStore()
+    ran: list[int] = []
+    lost = threading.Event()
+
+    @omium.step
+    def work(i: int) -> int:
+        ran.append(i)
+        if i == 1:
+            lost.wait(5)  # the command's renewal is refused meanwhile
+            time.sleep(0.05)
+        return i
+
+    @omium.workflow(name="worker_lost_command")
+    def flow() -> int:
+        return sum(work(i) for i in range(4))
+
+    def refused(*args: object, **kwargs: object) -> None:
+        lost.set()
+        raise ConflictError("command c is claimed by worker-b, not held by w")
+
+    monkeypatch.setattr(store, "renew_command", refused)
+    submit(store, "worker_lost_command", run_id="lost-cmd")
+    worker = Worker(store, {"worker_lost_command": flow}, name="w", lease_seconds=0.3, sleep=lambda s: None)
+    command = worker.run_once()
+    assert command is not None and command.status == "failed"
+    assert "FencedOut" in json.loads(command.result)["error"]
+    assert ran == [0, 1]  # the run stopped at its next call after the loss

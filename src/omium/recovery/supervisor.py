@@ -29,14 +29,16 @@ from omium.errors import (
     DETECTIONS,
     ConflictError,
     ControlSignal,
+    FencedOut,
     HandoffRejected,
     HandoffStale,
     NotFoundError,
+    RunBusy,
 )
 from omium.recovery import audit, notify
 from omium.recovery.policy import Policy
 from omium.sdk import runs
-from omium.sdk.context import Supervision, supervision
+from omium.sdk.context import Supervision, step_generation, supervision
 from omium.sdk.store import CheckpointStore, RunRecord
 
 POLICY_ATTRIBUTE = "policy"
@@ -103,7 +105,8 @@ def classify(error: BaseException, store: CheckpointStore, run_id: str) -> Failu
     )
     failed = [s for s in store.steps(run_id) if s.status == "failed"]
     if failed:
-        latest = max(failed, key=lambda s: s.ended_at)
+        # The latest failure by generation and position, never by clocks of different processes.
+        latest = max(failed, key=lambda s: (step_generation(s), s.position, s.attempt))
         position, step, agent = latest.position, latest.name, latest.agent or agent
     if isinstance(error, HandoffStale) and error.send_position >= 0:
         # The stale part is the message: the rollback must reach back before it was sent.
@@ -172,6 +175,8 @@ def supervise(
         token = supervision.set(Supervision(chosen, tuple(detectors), lease_seconds=lease_seconds, wait=wait))
         try:
             outcome.result = runs.run(fn, *args, run_id=run_id, store=store, **kwargs)
+        except (RunBusy, FencedOut):
+            raise  # the run is another execution's: nothing here to recover, and no status to write
         except (Exception, ControlSignal) as error:
             failure = classify(error, store, run_id)
         else:
