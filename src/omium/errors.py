@@ -181,7 +181,19 @@ class DataImportError(OmiumError):
     """A file to import does not match its format; the message names the file and the field."""
 
 
-class Detected(OmiumError):
+class _Evidence:
+    """What a detection carries: the policy ``trigger``, the ``check`` that caught it, ``evidence``."""
+
+    def __init__(
+        self, message: str, *, trigger: str, check: str = "", evidence: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)  # type: ignore[call-arg]  # the next class is an exception
+        self.trigger = trigger
+        self.check = check
+        self.evidence = dict(evidence or {})
+
+
+class Detected(_Evidence, OmiumError):
     """A failure Omium caught at the step where it happened: a guard, a detector or a gate.
 
     Attributes:
@@ -191,33 +203,17 @@ class Detected(OmiumError):
         evidence: what it saw (JSON-compatible).
     """
 
-    def __init__(
-        self, message: str, *, trigger: str, check: str = "", evidence: dict[str, object] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.trigger = trigger
-        self.check = check
-        self.evidence = dict(evidence or {})
-
 
 class GuardViolation(Detected):
     """A guard or post-condition did not hold."""
 
 
-class ApprovalRequired(ControlSignal):
+class ApprovalRequired(_Evidence, ControlSignal):
     """A high-value operation waits for a person's approval before it runs.
 
     Carries what a :class:`Detected` carries (``trigger``, ``check``, ``evidence``): it is a
     detection, but one that user code must not be able to catch with ``except Exception``.
     """
-
-    def __init__(
-        self, message: str, *, trigger: str, check: str = "", evidence: dict[str, object] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.trigger = trigger
-        self.check = check
-        self.evidence = dict(evidence or {})
 
 
 DETECTIONS = (Detected, ApprovalRequired)

@@ -28,6 +28,7 @@ from omium.adapters.autogen.recording import (
     encode_events,
     put_message,
 )
+from omium.adapters.recorded import OnCall
 from omium.errors import OutsideRunError
 from omium.sdk.checkpoint import record_checkpoint
 from omium.sdk.context import RunContext, current
@@ -53,33 +54,13 @@ class Stop:
 
 
 @dataclass(frozen=True)
-class TurnCall:
+class TurnCall(OnCall):
     """A turn about to run: who speaks, its number in the conversation, and its recorded call."""
 
     call: Call
     agent: str
     turn: int
     occurrence: int  # the agent's own turn number, from 1
-
-    @property
-    def call_id(self) -> str:
-        """The turn's call id in the run."""
-        return self.call.call_id
-
-    @property
-    def position(self) -> int:
-        """The slot the turn is stored under."""
-        return self.call.position
-
-    @property
-    def key(self) -> str:
-        """The turn's idempotency key."""
-        return self.call.key
-
-    @property
-    def replayed(self) -> bool:
-        """Whether the recording answers the turn (it does not run again)."""
-        return self.call.replayed
 
 
 class Session:

@@ -26,6 +26,7 @@ from typing import Any
 from crewai.tasks.task_output import TaskOutput
 from opentelemetry.trace import Span
 
+from omium.adapters.recorded import OnCall
 from omium.sdk.checkpoint import record_checkpoint
 from omium.sdk.context import RunContext
 from omium.sdk.recording import Call, begin_call, peek_recorded
@@ -80,7 +81,7 @@ class Stop:
 
 
 @dataclass
-class TaskCall:
+class TaskCall(OnCall):
     """A task running now: its recorded call, its span, and what it was given."""
 
     task: Any
@@ -91,21 +92,6 @@ class TaskCall:
     request: str
     span: Span | None = None
     _running: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
-
-    @property
-    def call_id(self) -> str:
-        """The task's call id in the run."""
-        return self.call.call_id
-
-    @property
-    def position(self) -> int:
-        """The slot the task is stored under."""
-        return self.call.position
-
-    @property
-    def key(self) -> str:
-        """The task's idempotency key."""
-        return self.call.key
 
     def start(self) -> None:
         """The task's own code starts (CrewAI's ``pre_step``): :meth:`Call.running` until :meth:`end`."""
