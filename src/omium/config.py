@@ -68,6 +68,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def run_lease_seconds(env: Mapping[str, str] | None = None) -> float:
+    """``OMIUM_RUN_LEASE_SECONDS`` (30): how long a run's lease lasts unless renewed. Read alone,
+    cheaply, each time a run starts (no token file is read for it)."""
+    return _float(os.environ if env is None else env, "OMIUM_RUN_LEASE_SECONDS", 30.0)
+
+
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in (env.get(name) or "").split(",") if part.strip())
 
@@ -147,6 +153,7 @@ class Settings:
         body_timeout: ``OMIUM_BODY_TIMEOUT_SECONDS``, time a client has to send a request's body
             once its headers arrived (60 s).
         shutdown_seconds: ``OMIUM_SHUTDOWN_SECONDS``, grace given to requests in progress on SIGTERM.
+        run_lease_seconds: ``OMIUM_RUN_LEASE_SECONDS``, how long a run's lease lasts unless renewed.
         allowed_hosts: ``OMIUM_ALLOWED_HOSTS`` (comma-separated): ``Host`` names accepted besides
             loopback names on a loopback server (a defence against DNS rebinding).
         allowed_origins: ``OMIUM_ALLOWED_ORIGINS`` (comma-separated): browser origins allowed to
@@ -175,6 +182,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     shutdown_seconds: float = 5.0
+    run_lease_seconds: float = 30.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
 
@@ -210,6 +218,7 @@ class Settings:
             header_timeout=_float(env, "OMIUM_HEADER_TIMEOUT_SECONDS", 10.0),
             body_timeout=_float(env, "OMIUM_BODY_TIMEOUT_SECONDS", 60.0),
             shutdown_seconds=_float(env, "OMIUM_SHUTDOWN_SECONDS", 5.0),
+            run_lease_seconds=run_lease_seconds(env),
             allowed_hosts=_names(env, "OMIUM_ALLOWED_HOSTS"),
             allowed_origins=_names(env, "OMIUM_ALLOWED_ORIGINS"),
         )

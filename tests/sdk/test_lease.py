@@ -119,9 +119,11 @@ def test_a_process_paused_past_its_lease_is_fenced_out(server_process: ServerPro
         by_index.setdefault(a["i"], set()).add(str(a["key"]))
     # No distinct effect applied twice: a step repeated by the second process used the same key.
     assert all(len(keys) == 1 for keys in by_index.values()), by_index
-    late = [a for a in applied if a["pid"] == first_pid and a["i"] > max(
-        int(str(b["i"])) for b in applied if b["pid"] == second_pid
-    )]
+    late = [
+        a
+        for a in applied
+        if a["pid"] == first_pid and a["i"] > max(int(str(b["i"])) for b in applied if b["pid"] == second_pid)
+    ]
     assert not late, "the fenced-out process went on after the takeover"
     assert {s.fence for s in steps} <= {1, 2}
 
@@ -212,7 +214,9 @@ def test_a_run_held_by_a_process_that_died_on_this_host_is_free_at_once() -> Non
 
     from omium.sdk.store import RunRecord
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     store = MemoryStore()
     store.create_run(RunRecord("orphan", "flow"))
     store.acquire_lease("orphan", f"{socket.gethostname()}:{dead.stdout.strip()}:x", 60)
@@ -220,3 +224,18 @@ def test_a_run_held_by_a_process_that_died_on_this_host_is_free_at_once() -> Non
     assert alive.fence == 2  # the dead process's lease did not have to run out
     with pytest.raises(RunBusy):  # a live process's lease does
         store.acquire_lease("orphan", "elsewhere:1:z", 60)
+
+
+def test_the_lease_length_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omium.config import Settings
+    from omium.errors import ConfigError
+    from omium.sdk.lease import lease_seconds
+
+    monkeypatch.setenv("OMIUM_RUN_LEASE_SECONDS", "2.5")
+    assert lease_seconds() == 2.5 == Settings.from_env().run_lease_seconds
+    assert lease_seconds(7) == 7
+    monkeypatch.setenv("OMIUM_RUN_LEASE_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="OMIUM_RUN_LEASE_SECONDS"):
+        lease_seconds()
+    with pytest.raises(ConfigError, match="positive"):
+        lease_seconds(0)

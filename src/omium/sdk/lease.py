@@ -21,25 +21,17 @@ import threading
 import time
 import uuid
 
+from omium.config import run_lease_seconds
 from omium.errors import ConfigError, ConflictError, FencedOut, NotFoundError, RunBusy
 from omium.sdk.context import RunContext
 from omium.sdk.store import CheckpointStore, RunLease, now_us
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LEASE_SECONDS = 30.0
-
 
 def lease_seconds(explicit: float | None = None) -> float:
     """The lease duration: ``explicit``, else ``OMIUM_RUN_LEASE_SECONDS``, else 30 s."""
-    if explicit is not None:
-        value = explicit
-    else:
-        raw = os.environ.get("OMIUM_RUN_LEASE_SECONDS", "")
-        try:
-            value = float(raw) if raw else DEFAULT_LEASE_SECONDS
-        except ValueError:
-            raise ConfigError(f"OMIUM_RUN_LEASE_SECONDS must be a number of seconds, not {raw!r}") from None
+    value = run_lease_seconds() if explicit is None else explicit
     if not value > 0:
         raise ConfigError(f"a run lease must last a positive number of seconds, not {value!r}")
     return value
@@ -148,4 +140,4 @@ class _Keeper:
 keeper = _Keeper()
 
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "acquire", "keeper", "lease_seconds", "new_holder"]
+__all__ = ["acquire", "keeper", "lease_seconds", "new_holder"]
