@@ -172,7 +172,9 @@ def test_the_issue_snippet_records_each_call_once_under_its_agent() -> None:
         store = MemoryStore()
         assert _run(snippet, store, f"s{seed}") == ["research", "write"]
         steps = {s.name: s for s in store.steps(f"s{seed}")}
-        fetched = sorted((s.agent, s.idempotency_key) for s in store.steps(f"s{seed}") if s.name.endswith("fetch"))
+        fetched = sorted(
+            (s.agent, s.idempotency_key) for s in store.steps(f"s{seed}") if s.name.endswith("fetch")
+        )
         assert len(fetched) == 2, steps
         by_key = {key: name for name, key in WORLD.by_name.items()}
         agents = {by_key[key]: agent for agent, key in fetched}
@@ -267,7 +269,9 @@ def test_to_thread_inside_gathered_tasks_is_deterministic() -> None:
 
     @omium.workflow(name="concurrency_gathered_to_thread")
     async def gathered() -> list[str]:
-        return list(await asyncio.gather(asyncio.to_thread(fetch_sync, "x"), asyncio.to_thread(fetch_sync, "y")))
+        return list(
+            await asyncio.gather(asyncio.to_thread(fetch_sync, "x"), asyncio.to_thread(fetch_sync, "y"))
+        )
 
     store = MemoryStore()
     assert omium.run(gathered, run_id="gt", store=store) == ["x", "y"]
@@ -291,3 +295,47 @@ def test_spawn_and_to_thread_record_under_their_own_ids() -> None:
     assert ids == {"0.0", "1.0"}
     assert omium.run(spawned, run_id="sp", store=store) == ["spawned", "to_thread"]
     assert omium.replay(spawned, run_id="sp", store=store).identical
+
+
+def test_a_run_started_inside_a_task_of_another_gives_the_task_its_place_back() -> None:
+    global WORLD
+    WORLD = World(11)
+
+    @omium.workflow(name="concurrency_inner")
+    def inner() -> str:
+        return fetch_sync("inner")
+
+    @omium.agent
+    async def outer_agent(store: MemoryStore) -> list[str]:
+        first = await fetch("before")
+        nested = omium.run(inner, run_id="inner-run", store=store)  # another run, in this task
+        return [first, nested, await fetch("after")]
+
+    @omium.workflow(name="concurrency_outer")
+    async def outer(store: MemoryStore) -> list[list[str]]:
+        return list(await asyncio.gather(outer_agent(store), outer_agent(store)))
+
+    store = MemoryStore()
+    omium.run(outer, store, run_id="outer-run", store=store)
+    ids = sorted(s.call_id for s in store.steps("outer-run"))
+    assert ids == ["0.0", "0.1", "1.0", "1.1"]  # each task kept its own place around the nested run
+    assert [s.call_id for s in store.steps("inner-run")] == ["0"]
+
+
+def test_threads_started_inside_a_step_are_part_of_it() -> None:
+    keys: list[str] = []
+
+    @omium.step
+    def fan_out() -> int:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            keys.extend(pool.map(lambda _: omium.idempotency_key(), range(3)))
+        return len(keys)
+
+    @omium.workflow(name="concurrency_step_threads")
+    def flow() -> int:
+        return fan_out()
+
+    store = MemoryStore()
+    assert omium.run(flow, run_id="fan", store=store) == 3
+    assert keys == ["fan:0"] * 3
+    assert [s.call_id for s in store.steps("fan")] == ["0"]

@@ -72,14 +72,15 @@ def carry(fn: Callable[..., T]) -> Callable[..., T]:
     """``fn`` as a new task of the run in progress, runnable in any thread.
 
     The new task's place in the run is taken now, in the caller; ``fn`` may then run anywhere,
-    once. Outside a run ``fn`` is returned unchanged.
+    once. Inside a recorded call ``fn`` runs as part of that call (its idempotency key, no calls
+    of its own recorded). Outside a run ``fn`` is returned unchanged.
     """
     scope = run_context.maybe_scope()
-    if scope is None or scope.call_key:
-        return fn  # outside a run, or inside a recorded call (whose part it is)
-    child = scope.child()
+    if scope is None:
+        return fn
     ctx = contextvars.copy_context()
-    ctx.run(run_context._scope.set, child)
+    if not scope.call_key:  # inside a recorded call the work is part of it: same place, same key
+        ctx.run(run_context._scope.set, scope.child())
 
     @functools.wraps(fn)
     def carried(*args: Any, **kwargs: Any) -> T:

@@ -326,18 +326,24 @@ def maybe_scope() -> Scope | None:
     return None if context is None else context.scope
 
 
-def enter(context: RunContext) -> Token[RunContext | None]:
-    """Make ``context`` current (with its root scope); pass the token to :func:`leave`."""
-    token = _current.set(context)
-    _scope.set(context.root)
-    return token
+@dataclass(frozen=True)
+class Entered:
+    """What :func:`enter` changed, for :func:`leave` to restore (the run and this task's scope)."""
+
+    run: Token[RunContext | None]
+    scope: Token[Scope | None]
 
 
-def leave(token: Token[RunContext | None]) -> None:
-    """Restore what was current before :func:`enter`."""
-    _current.reset(token)
-    previous = _current.get()
-    _scope.set(None if previous is None else previous.root)
+def enter(context: RunContext) -> Entered:
+    """Make ``context`` current, at its root scope; pass the result to :func:`leave`."""
+    return Entered(_current.set(context), _scope.set(context.root))
+
+
+def leave(entered: Entered) -> None:
+    """Restore the run and the scope that were current before :func:`enter` (a run started inside
+    a task of another run gives that task its own place back)."""
+    _scope.reset(entered.scope)
+    _current.reset(entered.run)
 
 
 def enter_scope(scope: Scope) -> Token[Scope | None]:
@@ -364,6 +370,7 @@ def idempotency_key() -> str:
 
 
 __all__ = [
+    "Entered",
     "RunContext",
     "Scope",
     "StopReached",
