@@ -77,14 +77,21 @@ def _postgres_driver() -> str:
     raise ConfigError("a postgresql:// control database needs a driver: pip install 'omium[postgres]'")
 
 
-def create_control_engine(url: str | Path, *, fsync: bool = False) -> Engine:
+def create_control_engine(url: str | Path, *, fsync: bool = False, autocommit: bool = False) -> Engine:
     """An engine on the control database, set up for its dialect (see the module docstring).
 
     ``fsync`` (SQLite): make each commit survive power loss, not only the death of the process
     (``synchronous=FULL`` instead of ``NORMAL``). PostgreSQL commits durably by its own settings.
+    ``autocommit`` (PostgreSQL): every connection in autocommit for good, for single-statement
+    writes in one round trip (switching a pooled connection in and out of it costs more than the
+    statement's own overhead).
     """
     parsed = control_url(url)
     if parsed.get_backend_name() == "postgresql":
+        if autocommit:
+            return create_engine(
+                parsed, pool_size=8, max_overflow=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            )
         return create_engine(parsed, pool_size=8, max_overflow=16)
     assert parsed.database is not None
     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -103,23 +103,26 @@ class SqlStore(CheckpointStore):
     Args:
         url: ``sqlite:///path/to/control.db`` (or a plain path), or ``postgresql://...``.
         fsync: SQLite only: each commit survives power loss too, not only a crash of the process.
-        engine: an engine made by :func:`omium.sdk.sql.engine.create_control_engine` to share
-            (``url`` is then ignored; the store does not dispose of it on close).
 
     The schema is migrated to the newest revision on open.
     """
 
-    def __init__(self, url: str | Path = "", *, fsync: bool = False, engine: Engine | None = None) -> None:
-        self._owns = engine is None
-        self._engine = engine if engine is not None else create_control_engine(url, fsync=fsync)
-        migrate(self._engine)
+    def __init__(self, url: str | Path, *, fsync: bool = False) -> None:
+        self._engine = create_control_engine(url, fsync=fsync)
+        self._autocommit: Engine | None = None
+        try:
+            migrate(self._engine)
+        except BaseException:
+            self.close()
+            raise
         self._postgres = self._engine.dialect.name == "postgresql"
         self._s = _statements(self._engine.dialect.name)
         # Row counts are how conditional writes answer: keep them for INSERTs too.
         counted = self._engine.execution_options(preserve_rowcount=True)
         if self._postgres:
+            self._autocommit = create_control_engine(url, autocommit=True)
             self._tx = counted
-            self._one = counted.execution_options(isolation_level="AUTOCOMMIT")
+            self._one = self._autocommit.execution_options(preserve_rowcount=True)
         else:
             self._tx = counted.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
             self._one = counted.execution_options(**{SQLITE_BEGIN: ""})
@@ -130,9 +133,10 @@ class SqlStore(CheckpointStore):
         return self._engine
 
     def close(self) -> None:
-        """Close the store's connections (if it made its engine)."""
-        if self._owns:
-            self._engine.dispose()
+        """Close the store's connections."""
+        self._engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
