@@ -10,7 +10,11 @@ store, runs SCENARIO and writes what it was granted to OUT as JSON:
   ``counters/c``: the versions granted;
 - ``lease``: an ``acquire_lease`` on each of the runs ``lease-0`` .. ``lease-49``: the ones won;
 - ``claim``: claim commands until none is queued or claimed: each claim, its run and when the
-  worker held it.
+  worker held it;
+- ``fence``: ``w0`` leases the runs ``fenced-0`` .. ``fenced-19`` for 0.3 s and records steps in
+  all of them, round and round, until each refuses it (FencedOut); ``w1`` takes each run over
+  once its lease ran out and counts, right after its acquisition committed, the steps recorded
+  under the old fence.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omium.errors import ConflictError, RunBusy
+from omium.errors import ConflictError, FencedOut, RunBusy
 from omium.sdk.sql import SqlStore
 from omium.sdk.sql.engine import current_revision
-from omium.sdk.store import now_us
+from omium.sdk.store import StepRecord, now_us
 
 ATTEMPTS = 250
 LEASED_RUNS = 50
@@ -77,7 +81,40 @@ def claim(store: SqlStore, name: str) -> dict[str, Any]:
         )
 
 
-SCENARIOS = {"cas": cas, "lease": lease, "claim": claim}
+FENCED_RUNS = 20
+
+
+def fence(store: SqlStore, name: str) -> dict[str, Any]:
+    runs = [f"fenced-{i}" for i in range(FENCED_RUNS)]
+    if name == "w0":  # the execution that stalls past its leases and keeps writing
+        fences = {run: store.acquire_lease(run, name, 0.3).fence for run in runs}
+        refused: dict[str, int] = {}
+        position = 0
+        while len(refused) < len(runs):
+            for run in runs:
+                if run in refused:
+                    continue
+                try:
+                    store.record_step(StepRecord(run, position, "tool", "t", "completed", fence=fences[run]))
+                except FencedOut:
+                    refused[run] = position
+            position += 1
+        return {"refused": refused}
+    seen: dict[str, int] = {}  # the execution that takes over
+    while not store.steps(runs[-1]):
+        time.sleep(0.01)
+    for run in runs:
+        while True:
+            try:
+                taken = store.acquire_lease(run, name, 60)
+                break
+            except RunBusy:
+                time.sleep(0.001)
+        seen[run] = sum(1 for s in store.steps(run) if s.fence == taken.fence - 1)
+    return {"seen": seen}
+
+
+SCENARIOS = {"cas": cas, "lease": lease, "claim": claim, "fence": fence}
 
 
 def main() -> None:

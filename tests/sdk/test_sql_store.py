@@ -61,12 +61,14 @@ def store(url: str) -> Iterator[SqlStore]:
     sql.close()
 
 
-def in_processes(url: str, scenario: str, tmp_path: Path, timeout: float = 240) -> list[dict[str, Any]]:
-    """Run ``scenario`` of sql_worker.py in PROCESSES processes at once; what each was granted."""
-    outs = [tmp_path / f"{scenario}-{n}.json" for n in range(PROCESSES)]
-    logs = [tmp_path / f"{scenario}-{n}.log" for n in range(PROCESSES)]
+def in_processes(
+    url: str, scenario: str, tmp_path: Path, processes: int = PROCESSES, timeout: float = 240
+) -> list[dict[str, Any]]:
+    """Run ``scenario`` of sql_worker.py in ``processes`` processes at once; what each was granted."""
+    outs = [tmp_path / f"{scenario}-{n}.json" for n in range(processes)]
+    logs = [tmp_path / f"{scenario}-{n}.log" for n in range(processes)]
     procs = []
-    for n in range(PROCESSES):
+    for n in range(processes):
         with open(logs[n], "w") as log:
             procs.append(
                 subprocess.Popen(
@@ -131,8 +133,8 @@ def test_processes_racing_for_leases_get_one_holder_per_run(
 def test_processes_claim_each_command_once_and_a_run_at_a_time(
     store: SqlStore, url: str, tmp_path: Path
 ) -> None:
-    for i in range(100):  # 25 runs of 4 commands each, oldest first within a run
-        store.enqueue_command(CommandRecord(f"c{i:03}", f"run-{i % 25}", "resume", created_at=1_000 + i))
+    for i in range(100):  # fewer runs than workers: they contend for each run's next command
+        store.enqueue_command(CommandRecord(f"c{i:03}", f"run-{i % 3}", "resume", created_at=1_000 + i))
     results = in_processes(url, "claim", tmp_path)
     claims = [c for r in results for c in r["claims"]]
     assert sorted(c["command"] for c in claims) == [f"c{i:03}" for i in range(100)]
@@ -146,6 +148,20 @@ def test_processes_claim_each_command_once_and_a_run_at_a_time(
         assert [c["command"] for c in run_claims] == sorted(c["command"] for c in run_claims)
         for before, after in itertools.pairwise(run_claims):
             assert before["until"] < after["from"]
+
+
+def test_a_fenced_out_process_writes_nothing_after_the_take_over(
+    store: SqlStore, url: str, tmp_path: Path
+) -> None:
+    for i in range(20):
+        store.create_run(RunRecord(f"fenced-{i}", "wf"))
+    writer, taker = in_processes(url, "fence", tmp_path, processes=2)
+    for run_id, seen in taker["seen"].items():
+        # What the new holder saw right after its lease committed is all the old fence ever wrote:
+        # no write of the old fence was in flight past the take-over.
+        old = [s for s in store.steps(run_id) if s.fence == 1]
+        assert len(old) == seen == writer["refused"][run_id]
+        assert store.lease(run_id).fence == 2  # type: ignore[union-attr]
 
 
 def test_processes_opening_a_fresh_database_migrate_it_once(url: str, tmp_path: Path) -> None:
