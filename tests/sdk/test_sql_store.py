@@ -205,3 +205,15 @@ def test_a_database_newer_than_this_omium_is_refused(store: SqlStore, url: str) 
         connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     with pytest.raises(MigrationError, match="9999"):
         SqlStore(url)
+
+
+def test_public_names_and_a_light_import() -> None:
+    import omium.sdk.sql
+
+    assert sorted(omium.sdk.sql.__all__) == ["SqlStore", "open_control_store"]
+    code = (
+        "import sys, omium; light = 'sqlalchemy' not in sys.modules; import omium.sdk.sql; "
+        "print(light, 'alembic' not in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]  # Alembic loads only to migrate
