@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +110,9 @@ def create_control_engine(url: str | Path, *, fsync: bool = False, autocommit: b
         dbapi_connection.isolation_level = None  # the store says when a transaction begins
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            _write_ahead_log(cursor)
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
         finally:
             cursor.close()
 
@@ -121,6 +123,28 @@ def create_control_engine(url: str | Path, *, fsync: bool = False, autocommit: b
             connection.exec_driver_sql(begin)
 
     return engine
+
+
+def _write_ahead_log(cursor: Any) -> None:
+    """Put the SQLite file in WAL mode (once per file: the mode is kept in it).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once rather
+    than waiting (no busy handler for it) while another process is, say, migrating a database
+    just created: wait for it here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            if cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("could not switch the control database to WAL mode")
+        time.sleep(0.01)
 
 
 def current_revision(engine: Engine) -> str | None:
