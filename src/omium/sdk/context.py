@@ -238,9 +238,10 @@ class RunContext:
         order = call_order(call_id)
         return max((g for g, boundary in self.rollbacks if order >= call_order(boundary)), default=0)
 
-    def call_key_for(self, call_id: str) -> str:
-        """The idempotency key of the call ``call_id`` (unique per call and generation)."""
-        generation = self.generation_of(call_id)
+    def call_key_for(self, call_id: str, generation: int | None = None) -> str:
+        """The idempotency key of the call ``call_id`` (unique per call and generation; pass the
+        generation when it is known already)."""
+        generation = self.generation_of(call_id) if generation is None else generation
         return f"{self.run_id}:{call_id}:g{generation}" if generation else f"{self.run_id}:{call_id}"
 
     def undone(self, call_id: str, generation: int) -> bool:

@@ -66,7 +66,7 @@ class Call:
         self.call_id = scope.take()
         self.position = context.slot(self.call_id)
         self.generation = context.generation_of(self.call_id)
-        self.key = context.call_key_for(self.call_id)
+        self.key = context.call_key_for(self.call_id, self.generation)
         self.started_at = now_us()
         self._inputs = inputs
         self._input_hash: str | None = None
