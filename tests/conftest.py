@@ -33,11 +33,14 @@ def omium_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(omium_home: Path) -> Settings:
     """Settings for an in-process server on free ports, in a database of the test's own."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
     return Settings(
         home=omium_home,
         http_port=0,
         grpc_port=0,
-        database=f"t_{uuid.uuid4().hex[:12]}",
+        database=database,
+        # A control database of the test's own too (the home's default file is the session's).
+        control_url=f"sqlite:///{omium_home / f'control-{database}.db'}",
         api_token="test-token",
     )
 

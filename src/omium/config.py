@@ -19,6 +19,8 @@ from omium.errors import ConfigError
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:4318"
 DEFAULT_DATABASE = "omium"
+# The control databases Omium runs on (SQLAlchemy URL schemes, with or without a driver name).
+CONTROL_SCHEMES = {"sqlite", "postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -124,6 +126,9 @@ class Settings:
         home: ``OMIUM_HOME``, where the embedded warehouse and local state live (default ``./.omium``).
         server_url: ``OMIUM_SERVER_URL``, the Omium server's HTTP address.
         clickhouse_url: ``OMIUM_CLICKHOUSE_URL``; unset means the embedded chdb warehouse.
+        control_url: ``OMIUM_CONTROL_URL``, the control database (runs, leases, recorded calls,
+            shared state, hand-offs, commands): ``postgresql://...`` in production; unset means
+            the SQLite file ``$OMIUM_HOME/control.db`` (see :attr:`control_database`).
         api_token: ``OMIUM_API_TOKEN``: every API call but health and loopback OTLP ingest needs
             it. Unset, a local server generates one into ``$OMIUM_HOME/api-token`` (0600), which
             local clients read (then ``api_token_from_file`` is true).
@@ -163,6 +168,7 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(".omium"))
     server_url: str = DEFAULT_SERVER_URL
     clickhouse_url: str | None = None
+    control_url: str | None = None
     api_token: str | None = None
     database: str = DEFAULT_DATABASE
     host: str = "127.0.0.1"
@@ -199,6 +205,7 @@ class Settings:
             home=home,
             server_url=_url(env, "OMIUM_SERVER_URL", DEFAULT_SERVER_URL, {"http", "https"}) or "",
             clickhouse_url=_url(env, "OMIUM_CLICKHOUSE_URL", None, {"http", "https", "clickhouse", "chdb"}),
+            control_url=_url(env, "OMIUM_CONTROL_URL", None, CONTROL_SCHEMES),
             api_token=env.get("OMIUM_API_TOKEN") or file_token,
             api_token_from_file=file_token is not None,
             ingest_token=env.get("OMIUM_INGEST_TOKEN") or None,
@@ -232,6 +239,13 @@ class Settings:
     def warehouse_path(self) -> Path:
         """Directory of the embedded chdb warehouse."""
         return self.home / "warehouse"
+
+    @property
+    def control_database(self) -> str:
+        """The control database's URL: ``OMIUM_CONTROL_URL``, else SQLite in ``$OMIUM_HOME``."""
+        if self.control_url:
+            return self.control_url
+        return f"sqlite:///{(self.home / 'control.db').resolve()}"
 
     @property
     def token_path(self) -> Path:

@@ -16,10 +16,9 @@ app = typer.Typer(help="Durable runs: list them, show one.", no_args_is_help=Tru
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from omium.warehouse import connect
-    from omium.warehouse.store import WarehouseStore
+    from omium.sdk.sql.connect import connect_control
 
-    return WarehouseStore(connect(Settings.from_env()), owns=True)
+    return connect_control(Settings.from_env(), warehouse=False)
 
 
 def _when(us: int) -> str:

@@ -17,7 +17,7 @@ def serve(
 
     from omium.collector.server import start
 
-    os.umask(0o077)  # warehouse, journal and spool files are for this user only
+    os.umask(0o077)  # warehouse, control database and spool files are for this user only
     settings = Settings.from_env()
     changes: dict[str, object] = {}
     if host is not None:

@@ -137,7 +137,7 @@ def up(
     settings = Settings.from_env()
     console = Console()
     procs: list[tuple[Child, subprocess.Popen[bytes]]] = []
-    os.umask(0o077)  # the warehouse, journal and Dagster's home are for this user only
+    os.umask(0o077)  # the warehouse, control database and Dagster's home are for this user only
     for signum in STOP_SIGNALS[1:]:
         signal.signal(signum, _stop_on_signal)
     try:

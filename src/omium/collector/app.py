@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -38,14 +39,24 @@ async def version(request: Request) -> JSONResponse:
 
 
 async def stats(request: Request) -> JSONResponse:
-    """The span writer's counters, requests refused at the door, and quarantined control records."""
+    """The span writer's counters, requests refused at the door, control facts shipped and waiting."""
     state: ServerState = request.app.state.omium
     body = vars(state.writer.stats) | {"pending_spans": state.writer.pending_spans}
-    quarantine = getattr(state.store, "quarantine_stats", None)
-    if callable(quarantine):
-        body |= quarantine()
+    if state.shipper is not None:
+        body["facts_shipped"] = state.shipper.shipped
+        body["facts_waiting"] = state.shipper.outbox.backlog()
     body["refused_requests"] = dict(state.access.refused) if state.access is not None else {}
     return JSONResponse(body)
+
+
+async def deployment(request: Request) -> JSONResponse:
+    """The identity of the control database this server runs on: a client that can open a
+    database with the same identity writes to it directly instead of through this API."""
+    state: ServerState = request.app.state.omium
+    found = ""
+    if state.shipper is not None:
+        found = await run_in_threadpool(state.shipper.outbox.deployment)
+    return JSONResponse({"deployment": found})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -73,6 +84,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/health", health, methods=["GET"]),
             Route("/v1/version", version, methods=["GET"]),
             Route("/v1/stats", stats, methods=["GET"]),
+            Route("/v1/deployment", deployment, methods=["GET"]),
             Route("/v1/sql", sql_api.sql, methods=["POST"]),
             Route("/v1/insert", sql_api.insert, methods=["POST"]),
             Route("/v1/store/{method}", control_api.store_method, methods=["POST"]),

@@ -4,8 +4,8 @@ A store method's arguments are a model built from the method's signature on
 :class:`~omium.sdk.store.CheckpointStore`, and a record argument (a run, a step, ...) a model built
 from the record's dataclass fields, so the API takes exactly what the store takes. Types are
 strict (``"1"`` is not an int, ``1.0`` not an int, ``true`` not an int) and integers are bounded
-by the warehouse columns they end up in: a value ClickHouse would refuse at the journal's next
-flush is refused here, at the door, with a 400 naming the field.
+by the warehouse columns they end up in: a value ClickHouse would refuse when the fact is
+shipped to the warehouse is refused here, at the door, with a 400 naming the field.
 """
 
 from __future__ import annotations

@@ -19,10 +19,12 @@ from omium.collector.protocol import bounded_protocol
 from omium.collector.state import ServerState
 from omium.collector.writer import SpanWriter
 from omium.config import Settings, ensure_home
-from omium.sdk.journal import JournaledStore
-from omium.sdk.store import CheckpointStore
+from omium.sdk.lease import new_holder
+from omium.sdk.sql.outbox import Outbox
+from omium.sdk.sql.store import SqlStore
+from omium.warehouse.carry_over import carry_over
 from omium.warehouse.connection import Warehouse, connect
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.shipper import Shipper
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,9 @@ KEEP_ALIVE_SECONDS = 15
 
 
 def build_state(settings: Settings, warehouse: Warehouse | None = None) -> ServerState:
-    """Open the warehouse (embedded unless ``OMIUM_CLICKHOUSE_URL``), migrate, start the writer."""
+    """Open the warehouse (embedded unless ``OMIUM_CLICKHOUSE_URL``) and the control database
+    (``OMIUM_CONTROL_URL``, else SQLite in ``$OMIUM_HOME``), migrate both, carry a 0.x home over,
+    start the span writer and the outbox shipper (one ships per deployment; the others stand by)."""
     if warehouse is None:
         warehouse = connect(settings, mode="embedded" if settings.embedded else "clickhouse")
     if settings.fsync:
@@ -47,10 +51,17 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
         native_ingest=warehouse.mode == "embedded",
     )
     writer.start()
-    store: CheckpointStore = WarehouseStore(warehouse)
-    if warehouse.mode == "embedded":
-        store = JournaledStore(store, settings.home / "journal", fsync=settings.fsync)
-    return ServerState(settings=settings, warehouse=warehouse, writer=writer, store=store)
+    if not settings.control_url:
+        ensure_home(settings.home)
+    store = SqlStore(settings.control_database, fsync=settings.fsync)
+    try:
+        carry_over(store, warehouse, settings.home / "journal")
+        shipper = Shipper(Outbox(store), warehouse, new_holder()).start()
+    except BaseException:
+        writer.stop()
+        store.close()
+        raise
+    return ServerState(settings=settings, warehouse=warehouse, writer=writer, store=store, shipper=shipper)
 
 
 def ensure_token(settings: Settings) -> Settings:
@@ -115,6 +126,8 @@ class RunningServer:
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()  # type: ignore[attr-defined]
         self.state.writer.stop()
+        if self.state.shipper is not None:
+            self.state.shipper.stop()
         self.state.store.close()
 
 

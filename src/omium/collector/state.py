@@ -1,4 +1,5 @@
-"""What the server's endpoints share: settings, the warehouse and the span writer."""
+"""What the server's endpoints share: settings, the warehouse, the span writer, the control store
+and its shipper."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from omium.warehouse.connection import Warehouse
 
 if TYPE_CHECKING:
     from omium.collector.access import AccessControl
+    from omium.warehouse.shipper import Shipper
 
 
 @dataclass
@@ -22,4 +24,5 @@ class ServerState:
     warehouse: Warehouse
     writer: SpanWriter
     store: CheckpointStore
+    shipper: Shipper | None = None
     access: AccessControl | None = None

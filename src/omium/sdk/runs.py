@@ -88,41 +88,33 @@ def _warehouse_tracer_provider(store: CheckpointStore) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-    from omium.sdk.journal import JournaledStore
     from omium.sdk.remote_store import RemoteStore
-    from omium.warehouse.store import WarehouseStore
+    from omium.warehouse.store import EmbeddedStore
 
     exporter: SpanExporter
-    if isinstance(store, RemoteStore):
+    server = store.url if isinstance(store, RemoteStore) else getattr(store, "server_url", "")
+    if server:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=f"{store.url}/v1/traces")
-    else:
-        if isinstance(store, JournaledStore):
-            store = store.backing
-        if not isinstance(store, WarehouseStore):
-            return None
+        exporter = OTLPSpanExporter(endpoint=f"{server}/v1/traces")
+    elif isinstance(store, EmbeddedStore) and store.warehouse is not None:
         from omium.warehouse.span_exporter import WarehouseSpanExporter
 
         exporter = WarehouseSpanExporter(store.warehouse)
+    else:
+        return None
     provider = TracerProvider(resource=Resource.create({"service.name": "omium-runs"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
 def _embedded_store() -> CheckpointStore:
-    """The server's store when one answers (so runs show in its console), else the embedded one."""
-    from omium.config import Settings
-    from omium.warehouse.remote import server_answers
+    """Where this process keeps runs (see :func:`omium.sdk.sql.connect_control`): the control
+    database directly when it can reach the one the server uses, else the server's control API,
+    else (no server) the embedded deployment."""
+    from omium.sdk.sql.connect import connect_control
 
-    settings = Settings.from_env()
-    if server_answers(settings.server_url):
-        from omium.sdk.remote_store import RemoteStore
-
-        return RemoteStore(settings.server_url, token=settings.api_token)
-    from omium.warehouse.store import embedded_store
-
-    return embedded_store(settings)
+    return connect_control()
 
 
 def default_store() -> CheckpointStore:

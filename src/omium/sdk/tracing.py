@@ -29,6 +29,13 @@ def configure(provider: trace.TracerProvider | None) -> None:
     _tracer = None
 
 
+def flush(timeout_millis: int = 10_000) -> None:
+    """Export the spans Omium's provider still buffers (before the warehouse they go to closes)."""
+    force = getattr(_provider, "force_flush", None)
+    if callable(force):
+        force(timeout_millis)
+
+
 def tracer() -> Tracer:
     """Omium's tracer."""
     global _tracer
@@ -69,4 +76,4 @@ SPAN_NAMES = {
     "handoff_receive": "handoff_receive",
 }
 
-__all__ = ["SPAN_NAMES", "annotate", "configure", "span", "tracer"]
+__all__ = ["SPAN_NAMES", "annotate", "configure", "flush", "span", "tracer"]

@@ -30,10 +30,11 @@ Each checkpoint's references are complete (an unchanged channel's reference is c
 from the parent checkpoint, without serializing the value again), so any checkpoint is read
 with one state blob and the blobs it references, and pruning ancestors never breaks one.
 
-Reading a thread replays its records, tombstones included. A store of this process (a
-``LocalStore``: memory, the embedded warehouse, the journal) is the one writer of its data, so by
-default a thread is read from it once and then kept current by this process's writes; a
-server's store is read every time (see :mod:`._shared`, which also numbers the records).
+Reading a thread replays its records, tombstones included. A store of this process
+alone (a ``LocalStore``: memory) is the one writer of its data, so by default a thread is read
+from it once and then kept current by this process's writes; a shared store (the control
+database, which other processes open too, or a server's) is read every time (see
+:mod:`._shared`, which also numbers the records).
 
 Ordering is LangGraph's: checkpoints by id (uuid6, increasing), ``list`` newest first; writes
 in ``writes_sort_key`` order, a repeated ``(task_id, index)`` keeping the first write except

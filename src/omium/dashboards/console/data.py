@@ -1,13 +1,16 @@
-"""The console's data: cached reads through the warehouse, actions through the control API.
+"""The console's data: live views from the control store, analytics from the warehouse, actions
+through the control API.
 
-In embedded mode the warehouse is reached through the Omium server's SQL API (only the server
-opens the embedded data directory); with ``OMIUM_CLICKHOUSE_URL`` the console reads ClickHouse
-directly. Reads are cached for a few seconds, so a busy page does not hammer the warehouse.
+The live views (a run's status, its recorded calls, checkpoints, events, the recovery queue) read
+the control database, directly when the console can open the one the server runs on, else through
+the server's control API (:func:`omium.sdk.sql.connect.connect_control`), so a paused run shows at
+once. Analytics read the warehouse: in embedded mode through the Omium server's SQL API (only the
+server opens the embedded data directory); with ``OMIUM_CLICKHOUSE_URL`` ClickHouse directly.
+Reads are cached for a few seconds, so a busy page does not hammer either.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,10 +22,9 @@ import streamlit as st
 
 from omium.config import Settings
 from omium.errors import NotFoundError
-from omium.sdk.store import CheckpointRecord, EventRecord, RunRecord, StepRecord
+from omium.sdk.store import CheckpointRecord, CheckpointStore, EventRecord, RunRecord, StepRecord
 from omium.warehouse import console_queries as queries
 from omium.warehouse.connection import Warehouse
-from omium.warehouse.store import WarehouseStore
 
 TTL = 3  # seconds a read is cached
 
@@ -42,9 +44,11 @@ def warehouse() -> Warehouse:
 
 
 @st.cache_resource
-def store() -> WarehouseStore:
-    """Read access to runs, steps, checkpoints and events."""
-    return WarehouseStore(warehouse())
+def store() -> CheckpointStore:
+    """The control store: runs, steps, checkpoints, events and values as committed."""
+    from omium.sdk.sql.connect import connect_control
+
+    return connect_control(settings(), warehouse=False)
 
 
 def today() -> datetime:
@@ -103,16 +107,46 @@ def catalogue() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     return queries.workflows(wh), queries.workflow_agents(wh), queries.workflow_checkpoints(wh)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
-def paused() -> pl.DataFrame:
-    """Runs awaiting a review or an approval."""
-    return queries.paused_runs(warehouse())
+# The live views are cached for less than a second: a run paused just now shows at the next rerun.
+LIVE_TTL = 0.5
+PAUSED_COLUMNS = {
+    "run_id": pl.String,
+    "workflow": pl.String,
+    "updated_at": pl.Datetime("us", "UTC"),
+    "awaiting": pl.String,
+    "incident": pl.String,
+    "failure": pl.String,
+    "policy": pl.String,
+    "checkpoint": pl.String,
+}
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def paused(limit: int = 200) -> pl.DataFrame:
+    """Runs awaiting a review or an approval, newest first (from the control store)."""
+    rows = [
+        {
+            "run_id": r.run_id,
+            "workflow": r.workflow,
+            "updated_at": datetime.fromtimestamp(r.updated_at / 1e6, UTC),
+            "awaiting": r.attributes.get("awaiting", ""),
+            "incident": r.attributes.get("incident", ""),
+            "failure": r.attributes.get("failure", ""),
+            "policy": r.attributes.get("policy", ""),
+            "checkpoint": r.attributes.get("rolled_back_to", ""),
+        }
+        for r in store().list_runs(status="paused", limit=10_000)
+        if r.attributes.get("awaiting")
+    ]
+    rows.sort(key=lambda r: r["updated_at"], reverse=True)
+    return pl.DataFrame(rows[:limit], schema=PAUSED_COLUMNS)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def latest_run() -> str:
-    """The run updated last."""
-    return queries.latest_run(warehouse())
+    """The run started last ('' if none)."""
+    found = store().list_runs(limit=1)
+    return found[0].run_id if found else ""
 
 
 def run(run_id: str) -> RunRecord | None:
@@ -123,19 +157,19 @@ def run(run_id: str) -> RunRecord | None:
         return None
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def steps(run_id: str) -> list[StepRecord]:
     """The run's recorded calls."""
     return store().steps(run_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def checkpoints(run_id: str) -> list[CheckpointRecord]:
     """The run's checkpoints."""
     return store().checkpoints(run_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def events(run_id: str) -> list[EventRecord]:
     """The run's audit events."""
     return store().events(run_id)
@@ -174,22 +208,13 @@ def value(digest: str) -> Any:
     return json.loads(store().get_blob(digest))
 
 
-BLOBS = """
-SELECT toString(hash) AS hash, base64Encode(data) AS data
-FROM omium_state_blobs
-WHERE hash IN {hashes:Array(String)}
-LIMIT 1 BY hash
-"""
-
-
 @st.cache_data(ttl=300, show_spinner=False)
 def values(digests: tuple[str, ...]) -> dict[str, Any]:
-    """Many stored values as JSON, in one query (one round trip instead of one per value)."""
+    """Many stored values as JSON, in one read (one round trip instead of one per value)."""
     wanted = sorted({d for d in digests if d})
     if not wanted:
         return {}
-    rows = warehouse().query_rows(BLOBS, {"hashes": wanted})
-    return {row["hash"]: json.loads(base64.b64decode(row["data"])) for row in rows}
+    return {key: json.loads(data) for key, data in store().get_blobs(wanted).items()}
 
 
 @st.cache_data(ttl=300, show_spinner=False)

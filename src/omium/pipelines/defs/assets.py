@@ -504,7 +504,7 @@ ORDER BY run_id
 )
 def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """For every failed run, the responsible agent and step with an evidence chain (``omium_root_causes``)."""
-    from omium.warehouse.store import WarehouseStore
+    from omium.warehouse.store import recorded_steps
 
     with warehouse.connect() as wh:
         if config.run_ids:
@@ -541,7 +541,6 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             ).version
         steps = _step_frame(wh, failed["run_id"].to_list())
         by_run = {run_id: run for (run_id,), run in steps.group_by(["run_id"])}
-        store = WarehouseStore(wh)
         causes = []
         for row in failed.iter_rows(named=True):
             run_id = row["run_id"]
@@ -562,7 +561,7 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
                     span_id=at["span_id"][0] if at.height else "",
                 )
             elif failure := labelling.incident(row):
-                cause = explain.runtime_chain(run_id, failure, store.steps(run_id))
+                cause = explain.runtime_chain(run_id, failure, recorded_steps(wh, run_id))
             else:
                 cause = explain.attribute_run(run_id, run_steps, model, version)
             causes.append(

@@ -107,6 +107,10 @@ class SqlStore(CheckpointStore):
     The schema is migrated to the newest revision on open.
     """
 
+    #: The Omium server this process's spans go to, when the store was found through one
+    #: (:func:`omium.sdk.sql.connect.connect_control`); empty otherwise.
+    server_url: str = ""
+
     def __init__(self, url: str | Path, *, fsync: bool = False) -> None:
         self._engine = create_control_engine(url, fsync=fsync)
         self._autocommit: Engine | None = None

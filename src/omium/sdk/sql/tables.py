@@ -176,13 +176,38 @@ commands = Table(
     Index("commands_by_run", "run_id", "status"),
 )
 
+# Facts committed and not yet in the warehouse's analytical copy: one row per written row of the
+# tables above, queued by triggers (migration 0002) in the writing transaction; the shipper
+# (omium.warehouse.shipper) reads the rows back by key, ships them, then deletes these.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _text("kind"),  # the table written
+    _text("k1"),  # its primary key's values, as text
+    _text("k2"),
+    _text("k3"),
+    _int("queued_at", big=True),
+)
+
+# Named values of the deployment: its identity, and the leases of its singleton services.
+meta = Table(
+    "meta",
+    metadata,
+    _text("name", key=True),
+    _text("value"),
+    _int("version"),
+)
+
 __all__ = [
     "blobs",
     "checkpoints",
     "commands",
     "events",
     "handoffs",
+    "meta",
     "metadata",
+    "outbox",
     "run_leases",
     "runs",
     "shared_state",

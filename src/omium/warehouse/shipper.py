@@ -1,0 +1,185 @@
+"""The shipper: committed control facts into the warehouse's analytical copies (``omium_*``).
+
+It reads a batch from the control store's outbox (:mod:`omium.sdk.sql.outbox`), reads each fact
+back as it is now, inserts them per table in one INSERT each, then deletes the batch. The
+``omium_*`` tables are ReplacingMergeTrees keyed by the facts' own keys (and versioned where a
+fact changes), so a batch shipped twice, after a crash between the insert and the delete, reads
+as one. One shipper runs per deployment (the outbox's ``shipper`` lease); the others stand by and
+take over when it stops or dies.
+
+A ``reviewed`` audit event also lands in ``omium_reviews``, the table the labelling pipeline
+reads reviewers' decisions from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from omium.sdk.sql.outbox import Outbox, Queued
+from omium.warehouse.connection import Warehouse
+
+logger = logging.getLogger(__name__)
+
+# Seconds between looks at an empty outbox (a fact waits at most about this plus one batch).
+INTERVAL_SECONDS = 0.2
+BATCH = 5000
+LEASE_SECONDS = 10.0
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in json.loads(text or "{}").items()}
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, attributes=_attributes(row["attributes"]))
+
+
+def _handoff(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, depends_on={str(k): int(v) for k, v in json.loads(row["depends_on"] or "{}").items()})
+
+
+def _event(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, attributes=_attributes(row["attributes"]))
+
+
+def _review(event: dict[str, Any]) -> dict[str, Any] | None:
+    if event["kind"] != "reviewed":
+        return None
+    attributes = _attributes(event["attributes"])
+    return {
+        "review_id": event["event_id"],
+        "run_id": event["run_id"],
+        "decision": attributes.get("decision", ""),
+        "reviewer": event["actor"],
+        "edits": event["after"] or "{}",
+        "reason": event["reason"],
+        "ts": event["ts"],
+    }
+
+
+# Control table -> (warehouse table, how a control row becomes a warehouse row).
+TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "runs": ("omium_runs", _run),
+    "steps": ("omium_steps", dict),
+    "checkpoints": ("omium_checkpoints", dict),
+    "handoffs": ("omium_handoffs", _handoff),
+    "shared_state": ("omium_shared_state", dict),
+    "events": ("omium_events", _event),
+    "commands": ("omium_commands", dict),
+}
+
+
+class Shipper:
+    """Ships one control store's outbox into one warehouse, on a thread of its own.
+
+    Args:
+        outbox: the control store's outbox.
+        warehouse: where the analytical copies live.
+        holder: this shipper's name in the lease (``host:pid:...``, see
+            :func:`omium.sdk.lease.new_holder`).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        warehouse: Warehouse,
+        holder: str,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        batch: int = BATCH,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.outbox = outbox
+        self.warehouse = warehouse
+        self.holder = holder
+        self.interval = interval
+        self.batch = batch
+        self.lease_seconds = lease_seconds
+        self.shipped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._columns: dict[str, list[str]] = {}
+
+    def _table_columns(self, table: str) -> list[str]:
+        found = self._columns.get(table)
+        if found is None:
+            rows = self.warehouse.query_rows(
+                "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} "
+                "AND default_kind NOT IN ('MATERIALIZED', 'ALIAS')",
+                {"t": table},
+            )
+            found = self._columns[table] = [r["name"] for r in rows]
+        return found
+
+    def ship_once(self) -> int:
+        """Ship one batch if this shipper holds the lease; the number of facts shipped."""
+        if not self.outbox.hold(self.holder, self.lease_seconds):
+            return 0
+        queued = self.outbox.pending(self.batch)
+        if not queued:
+            return 0
+        self._insert(queued)
+        self.outbox.done([q.seq for q in queued])
+        self.shipped += len(queued)
+        return len(queued)
+
+    def _insert(self, queued: list[Queued]) -> None:
+        keys: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        for fact in queued:
+            if fact.kind in TARGETS:
+                keys[fact.kind].append(fact.key)
+        for kind, wanted in keys.items():
+            table, convert = TARGETS[kind]
+            rows = [convert(row) for row in self.outbox.facts(kind, wanted)]
+            self._write(table, rows)
+            if kind == "events":
+                self._write("omium_reviews", [r for r in map(_review, self.outbox.facts(kind, wanted)) if r])
+
+    def _write(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names = [n for n in self._table_columns(table) if n in rows[0]]
+        self.warehouse.insert(table, [[row[n] for row in rows] for n in names], names)
+
+    def drain(self) -> int:
+        """Ship until the outbox is empty (or another shipper holds the lease); facts shipped."""
+        total = 0
+        while shipped := self.ship_once():
+            total += shipped
+        return total
+
+    def start(self) -> Shipper:
+        """Ship in the background until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._loop, name="omium-shipper", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.ship_once() >= self.batch:
+                    continue  # more waiting: no pause
+            except Exception:  # the warehouse or the database is down: the facts wait, retried
+                logger.exception("shipping control facts to the warehouse failed; retrying")
+            self._stop.wait(self.interval)
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Stop shipping: ship what is queued first (``drain``), then give the lease up."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        try:
+            if drain:
+                self.drain()
+        except Exception:
+            logger.exception("shipping the last control facts failed; they wait for the next shipper")
+        finally:
+            self.outbox.let_go(self.holder)
+
+
+__all__ = ["TARGETS", "Shipper"]
