@@ -179,6 +179,9 @@ def ratios(rows: list[Row]) -> None:
         ("per-step", "omium-postgres", "langgraph-postgres", "per_step_ms", 1.0),
         ("per-step", "omium-postgres", "dbos-postgres", "per_step_ms", 1.0),
         ("per-step", "omium-remote", "langgraph-sqlite", "per_step_ms", None),
+        ("per-step", "omium-sqlite-alone", "langgraph-sqlite", "per_step_ms", None),
+        ("per-step", "omium-postgres-alone", "langgraph-postgres", "per_step_ms", None),
+        ("per-step", "omium-postgres-alone", "dbos-postgres", "per_step_ms", None),
         ("bytes", "omium-sqlite", "langgraph-sqlite", "bytes", 0.1),
         ("bytes", "omium-sqlite", "dbos-sqlite", "bytes", None),
         ("bytes", "omium-postgres", "langgraph-postgres", "bytes", None),
@@ -191,7 +194,13 @@ def ratios(rows: list[Row]) -> None:
     ]
     lines += [
         ("this tree / baseline", key, f"baseline {key}", "per_step_ms", None)
-        for key in ("omium-sqlite", "omium-sqlite-fsync", "omium-postgres", "omium-remote")
+        for key in (
+            "omium-sqlite",
+            "omium-sqlite-fsync",
+            "omium-sqlite-alone",
+            "omium-postgres",
+            "omium-remote",
+        )
     ]
     printed = [(what, ratio(ours, theirs, field, goal)) for what, ours, theirs, field, goal in lines]
     print("\nratios (lower is better for Omium):")

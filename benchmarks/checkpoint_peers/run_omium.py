@@ -68,6 +68,11 @@ def conversation(n: int) -> int:
     return len(history)
 
 
+def is_sql(store: Any) -> bool:
+    """Whether ``store`` is the SQL control store (or a kind of it, as the embedded default is)."""
+    return any(cls.__name__ == "SqlStore" for cls in type(store).__mro__)
+
+
 def _use(store: Any) -> Any:
     omium.init(store=store, tracer_provider=None)
     tracing.configure(None)  # spans are not what is measured (the peers write none)
@@ -92,8 +97,8 @@ def open_store(home: str) -> tuple[Any, str]:
         return _use(open_control_store(url)), "opened explicitly"
     default = omium.init(tracer_provider=None)
     tracing.configure(None)
-    if type(default).__name__ == "SqlStore":
-        return default, "omium.init() default"
+    if is_sql(default):
+        return default, f"omium.init() default ({type(default).__name__})"
     try:
         from omium.sdk.sql import open_control_store
     except ImportError:  # a tree from before the SQL store: its own default
@@ -110,10 +115,8 @@ def _size(store: Any, home: str) -> int:
     """Bytes the store holds now (SQLite file + WAL, PostgreSQL tables, else files on disk)."""
     if MODE == "postgres":
         return pg_bytes(os.environ["BENCH_DB_URL"])
-    if type(store).__name__ == "SqlStore":
+    if is_sql(store):
         return sqlite_bytes(str(store.engine.url.database))
-    if hasattr(store, "flush"):
-        store.flush()
     return du(home)
 
 
@@ -148,7 +151,8 @@ def child_phase() -> None:
 def measure(key: str, system: str, env: dict[str, str]) -> None:
     """Per-step overhead, bytes of a TURNS-turn run in a fresh store, crash and resume."""
     store, note = open_store(os.path.join(WORK, "main"))
-    if type(store).__name__ not in ("SqlStore", "RemoteStore"):  # an older tree's default
+    kind = type(store).__name__
+    if not is_sql(store) and type(store).__name__ != "RemoteStore":  # an older tree's default
         system = f"Omium embedded default ({type(store).__name__})"
     per_step = overhead(lambda r: omium.run(conversation, STEPS, run_id=f"o{r}"))
     store.close()
@@ -159,30 +163,71 @@ def measure(key: str, system: str, env: dict[str, str]) -> None:
             os.environ["BENCH_DB_URL"] = pg_database(unique("omium_bytes"))
         store, _ = open_store(home)
         before = _size(store, home)
+        warehouse = os.path.join(home, "warehouse")
+        before_warehouse = du(warehouse)
         omium.run(conversation, TURNS, run_id="bytes")
+        if hasattr(store, "flush"):
+            store.flush()
+        store.close()  # the embedded default ships its outbox to the warehouse as it closes
         stored = _size(store, home) - before
-        store.close()
+        if getattr(store, "shipper", "absent") != "absent":
+            grown = du(warehouse) - before_warehouse
+            note += f"; its warehouse's analytical copy: {grown:,} more bytes on disk"
         if MODE == "postgres":
             os.environ["BENCH_DB_URL"] = env["BENCH_DB_URL"]
     row = {"key": key, "system": system, "note": note, "per_step_ms": per_step * 1e3, "bytes": stored}
     report(row | crash_phases(env))
-    if MODE == "sqlite" and type(store).__name__ == "SqlStore":
-        # The same store with each commit fsynced (synchronous=FULL), as the peers' SQLite does.
+    if not is_sql(store):
+        return
+    if MODE == "sqlite":
+        # The same store with each commit fsynced (synchronous=FULL), as the peers' SQLite does:
+        # OMIUM_FSYNC=1, or explicitly where the tree does not read it.
+        os.environ["OMIUM_FSYNC"] = "1"
+        store, how = open_store(os.path.join(WORK, "fsync"))
+        with store.engine.connect() as connection:
+            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        if synchronous != 2:
+            from omium.sdk.sql import open_control_store
+
+            store.close()
+            store, how = (
+                _use(open_control_store(f"sqlite:///{WORK}/fsync2/control.db", fsync=True)),
+                "explicit",
+            )
+        os.environ.pop("OMIUM_FSYNC")
+        note = f"{how}, OMIUM_FSYNC=1; per-step only; each commit synced as SqliteSaver's and DBOS's are"
+        per_step_only(store, "omium-sqlite-fsync", "Omium, SQLite control store, fsync=True", note)
+    if kind != "SqlStore":
+        # The default is more than the store (the embedded warehouse's shipper): the store alone.
         from omium.sdk.sql import open_control_store
 
-        _use(open_control_store(f"sqlite:///{WORK}/fsync/control.db", fsync=True))
-        per_step = overhead(lambda r: omium.run(conversation, STEPS, run_id=f"f{r}"))
-        report(
-            {
-                "key": "omium-sqlite-fsync",
-                "system": "Omium, SQLite control store, fsync=True",
-                "note": "per-step only; each commit synced as SqliteSaver's and DBOS's are",
-                "per_step_ms": per_step * 1e3,
-                "bytes": None,
-                "resume_s": None,
-                "reexecuted": None,
-            }
+        if MODE == "postgres":
+            url = pg_database(unique("omium_alone"))
+        else:
+            url = f"sqlite:///{WORK}/alone/control.db"
+        per_step_only(
+            _use(open_control_store(url)),
+            f"omium-{MODE}-alone",
+            f"Omium, SqlStore alone ({'PostgreSQL' if MODE == 'postgres' else 'SQLite'})",
+            "per-step only; open_control_store(url): no embedded warehouse, no shipper",
         )
+
+
+def per_step_only(store: Any, key: str, system: str, note: str) -> None:
+    """A row of per-step overhead alone, on ``store`` (closed afterwards)."""
+    per_step = overhead(lambda r: omium.run(conversation, STEPS, run_id=f"{key}-{r}"))
+    store.close()
+    report(
+        {
+            "key": key,
+            "system": system,
+            "note": note,
+            "per_step_ms": per_step * 1e3,
+            "bytes": None,
+            "resume_s": None,
+            "reexecuted": None,
+        }
+    )
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
