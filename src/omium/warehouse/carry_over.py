@@ -26,7 +26,9 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from omium.sdk.sql import tables
+from omium.sdk.sql.outbox import KINDS
 from omium.sdk.sql.store import SqlStore
+from omium.sdk.store import now_us
 from omium.warehouse.connection import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,21 @@ def _newest(table: Table, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]
     return [{k: v for k, v in row.items() if k in columns} for row in chosen.values()]
 
 
+def _queue(journaled: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Outbox rows (as the triggers write them) for the facts of the journal, one per key."""
+    keys = {
+        (table, tuple(str(row[k]) for k in KINDS[table]))
+        for table, rows in journaled.items()
+        if table in KINDS
+        for row in rows
+    }
+    now = now_us()
+    return [
+        {"kind": table, **dict(zip(("k1", "k2", "k3"), (*key, "", ""), strict=False)), "queued_at": now}
+        for table, key in sorted(keys)
+    ]
+
+
 def carry_over(store: SqlStore, warehouse: Warehouse | None, journal: Path | None) -> int:
     """Copy a 0.x home's control facts into ``store`` once; the number of rows copied.
 
@@ -190,9 +207,9 @@ def carry_over(store: SqlStore, warehouse: Warehouse | None, journal: Path | Non
     gathered: dict[str, list[dict[str, Any]]] = {}
     if warehouse is not None:
         gathered = _warehouse_rows(warehouse)
-    if journal is not None:
-        for table, rows in journal_rows(journal).items():
-            gathered.setdefault(table, []).extend(rows)
+    journaled = journal_rows(journal) if journal is not None else {}
+    for table, rows in journaled.items():
+        gathered.setdefault(table, []).extend(rows)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     copied = 0
     with engine.begin() as connection:  # one transaction: all of it, once (BEGIN IMMEDIATE on SQLite)
@@ -204,13 +221,22 @@ def carry_over(store: SqlStore, warehouse: Warehouse | None, journal: Path | Non
             chosen = _newest(table, rows)
             for start in range(0, len(chosen), 500):
                 chunk = chosen[start : start + 500]
-                result = connection.execute(insert(table).on_conflict_do_nothing(), chunk)
+                # Counted across the rows of the statement (PostgreSQL's driver says -1 otherwise).
+                result = connection.execute(
+                    insert(table).on_conflict_do_nothing(),
+                    chunk,
+                    execution_options={"preserve_rowcount": True},
+                )
                 copied += max(result.rowcount, 0)
         if engine.dialect.name == "sqlite":
             # The warehouse has these facts already: do not ship them back. Exact on SQLite, whose
             # write lock this transaction holds; on PostgreSQL another transaction's facts could
-            # fall in the range, so they are shipped again there (which changes nothing).
+            # fall in the range, so they are shipped again there (which changes nothing). What
+            # only the journal had never reached the warehouse: it is queued again.
             connection.execute(tables.outbox.delete().where(tables.outbox.c.seq > before))
+            queued = _queue(journaled)
+            if queued:
+                connection.execute(insert(tables.outbox), queued)
         connection.execute(
             insert(meta)
             .values(name=MARK, value=json.dumps({"rows": copied}), version=1)
