@@ -112,9 +112,16 @@ def medians(rows: list[Row]) -> list[Row]:
 
 
 def systems(args: argparse.Namespace) -> list[System]:
-    """What to run, Omium's trees alternating by round (so a busy machine weighs on both)."""
+    """What to run: every system once a round (so a busy machine weighs on all alike), Omium's
+    trees alternating in order by round."""
     modes = ["sqlite"] + ([] if args.no_postgres else ["postgres"]) + ([] if args.no_remote else ["remote"])
     trees: list[str | None] = [None] + ([args.baseline] if args.baseline else [])
+    peers: list[System] = []
+    if not args.skip_peers:
+        kinds = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
+        langgraph, dbos = peer_python("langgraph", LANGGRAPH), peer_python("dbos", "dbos")
+        peers += [System(f"langgraph {kind}", langgraph, "run_langgraph.py", kind) for kind in kinds]
+        peers += [System(f"dbos {kind}", dbos, "run_dbos.py", kind) for kind in kinds]
     out = []
     for round_ in range(args.rounds):
         for src in trees if round_ % 2 == 0 else trees[::-1]:
@@ -122,11 +129,7 @@ def systems(args: argparse.Namespace) -> list[System]:
             out += [
                 System(f"{name} {mode}", Path(sys.executable), "run_omium.py", mode, src) for mode in modes
             ]
-    if not args.skip_peers:
-        kinds = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
-        langgraph, dbos = peer_python("langgraph", LANGGRAPH), peer_python("dbos", "dbos")
-        out += [System(f"langgraph {kind}", langgraph, "run_langgraph.py", kind) for kind in kinds]
-        out += [System(f"dbos {kind}", dbos, "run_dbos.py", kind) for kind in kinds]
+        out += peers
     return out
 
 
@@ -222,7 +225,9 @@ def main() -> None:
     parser.add_argument("--crash-at", type=int, default=90)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--baseline", help="another Omium source tree (its src/) to run beside this one")
-    parser.add_argument("--rounds", type=int, default=1, help="runs of each Omium tree (alternating)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of every system, one each a round (medians)"
+    )
     parser.add_argument("--skip-peers", action="store_true", help="Omium only (with --baseline)")
     parser.add_argument("--no-postgres", action="store_true", help="leave out the PostgreSQL systems")
     parser.add_argument("--no-remote", action="store_true", help="leave out Omium's remote store")
@@ -231,16 +236,18 @@ def main() -> None:
         args.steps, args.turns, args.repeats, args.crash_at = 30, 60, 2, 20
     BENCH_DIR.mkdir(exist_ok=True)
     plan = systems(args)
+    load = os.getloadavg()
     results: list[Row] = []
     with contextlib.ExitStack() as stack:
         postgres = "" if args.no_postgres else stack.enter_context(postgres_server(BENCH_DIR))
         for system in plan:
             with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
-                print(f"running {system.name}...", flush=True)
+                print(f"running {system.name}... (load average {os.getloadavg()[0]:.1f})", flush=True)
                 results.extend(run_system(system, args, Path(tmp), postgres))
     if args.rounds > 1:
         results = medians(results)
     table(results, args)
+    print(f"load average (1 min) at the start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     ratios(results)
     (BENCH_DIR / "checkpoint.json").write_text(json.dumps(results, indent=2))
 

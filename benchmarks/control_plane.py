@@ -357,6 +357,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.rounds, args.runs = 1.0, 1, 60
     BENCH_DIR.mkdir(exist_ok=True)
+    load = os.getloadavg()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=BENCH_DIR)))
         databases = {"SQLite": f"sqlite:///{work}/cas/control.db"}
@@ -373,6 +374,7 @@ def main() -> None:
             print("runs/s: DBOS on PostgreSQL...", flush=True)
             run_rows.append(dbos_runs(create_database(server, "dbos_runs"), work, args))
     print_tables(cas_rows, run_rows, args)
+    print(f"load average (1 min) at the start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f}")
     (BENCH_DIR / "control_plane.json").write_text(json.dumps({"cas": cas_rows, "runs": run_rows}, indent=2))
 
 
