@@ -9,15 +9,18 @@ Omium's dev extra (``BENCH_POSTGRES_URL`` names an existing one instead):
 1. CAS operations/s on the control store (``omium.sdk.sql.open_control_store``), SQLite file and
    PostgreSQL: ``update_run`` with the expected version and ``write_state`` with the expected
    version, each by 1 process, by 4 processes on one key (every process read-modify-writes the
-   same run or key: most attempts lose and re-read), and by 4 processes on a key each. Granted/s
+   same run or key; a process that loses re-reads), and by 4 processes on a key each. Granted/s
    counts the writes the store acknowledged, attempts/s every try; after each case the key's
    version must equal the writes acknowledged (0 lost, 0 granted twice).
 2. Runs/s completed by 4 workers on one machine: 4 ``omium worker bench_flow`` processes on one
-   control database (``OMIUM_HOME`` shared, ``OMIUM_CONTROL_URL`` for PostgreSQL) are started and
-   idle; then N runs of a three-step workflow are submitted (``omium.recovery.worker.submit``)
+   control database (``OMIUM_HOME`` shared, ``OMIUM_CONTROL_URL`` for PostgreSQL; each opens what
+   ``omium.init()`` gives it, one of them also holding the embedded warehouse and shipping to it)
+   are started and idle; then N runs of a three-step workflow are submitted
+   (``omium.recovery.worker.submit``)
    and we time from the first submission to the last run completed, and check that each run was
    executed once. Peer: DBOS, the same workflow on a DBOS queue, 4 DBOS processes on a database of
-   the same PostgreSQL server (DBOS's defaults), enqueued with ``DBOSClient``.
+   the same PostgreSQL server (DBOS's defaults: no per-process concurrency limit, a queue polled
+   every second), enqueued with ``DBOSClient``.
 
 Medians over the rounds. Results: .bench/control_plane.json.
 """
