@@ -22,6 +22,7 @@ import pytest
 from omium.collector.server import RunningServer, serving
 from omium.config import Settings
 from omium.warehouse import ClickHouseWarehouse, connect
+from omium.warehouse.store import EmbeddedStore
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,16 @@ def warehouse(settings: Settings) -> Iterator[ClickHouseWarehouse]:
     yield wh
     wh.command("DROP DATABASE IF EXISTS {db:Identifier}", {"db": settings.database})
     wh.close()
+
+
+@pytest.fixture
+def control_store(settings: Settings, warehouse: ClickHouseWarehouse) -> Iterator[EmbeddedStore]:
+    """The test's control database, shipping its facts into the test's warehouse (``ship()``
+    copies what is committed at once, for tests that read the warehouse next)."""
+    assert settings.control_url is not None
+    store = EmbeddedStore(settings.control_url, warehouse, owns_warehouse=False)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -26,8 +26,13 @@ def test_readme_sdk_example(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "offer for Jane Smith at score 720"
-    # At a normal exit everything journaled was moved into the warehouse.
-    assert all(path.stat().st_size == 0 for path in (tmp_path / "home" / "journal").glob("*.jsonl"))
+    # The runs are in the control database, and at a normal exit every fact was shipped to the
+    # warehouse (nothing waits in the outbox).
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "home" / "control.db") as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE run_id = 'onboarding-jane'").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
 
 
 def test_ci_runs_the_readme_test_command() -> None:

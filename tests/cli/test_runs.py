@@ -1,4 +1,4 @@
-"""``omium runs`` against runs recorded in a real warehouse, reached through the server."""
+"""``omium runs`` against runs recorded in a server's control database, reached through the server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from omium.cli.main import app
 from omium.collector.server import RunningServer
 from omium.sdk import tracing
 from omium.warehouse import ClickHouseWarehouse
-from omium.warehouse.store import WarehouseStore
 
 runner = CliRunner()
 
@@ -55,7 +54,7 @@ def onboarding(customer: str, fail: bool) -> str:
 
 @pytest.fixture
 def recorded(server: RunningServer, warehouse: ClickHouseWarehouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    omium.init(store=WarehouseStore(warehouse), tracer_provider=None)
+    omium.init(store=server.state.store, tracer_provider=None)
     tracing.configure(None)
     omium.run(onboarding, "jane", False, run_id="good-run")
     with pytest.raises(RuntimeError):

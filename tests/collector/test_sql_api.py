@@ -20,7 +20,7 @@ from omium.config import Settings
 from omium.errors import AuthError, NotFoundError, QueryLimitExceeded, ReadOnlyError
 from omium.warehouse import ClickHouseWarehouse, Warehouse, console_queries, queries
 from omium.warehouse.remote import RemoteWarehouse, server_answers
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.store import EmbeddedStore, recorded_steps
 from tests.conftest import ServerProcess
 
 TOKEN = {"authorization": "Bearer test-token"}
@@ -374,11 +374,7 @@ def test_the_products_own_reads_pass_the_door(server: RunningServer, warehouse: 
         console_queries.run_handoffs(remote, "r1")
         assert console_queries.paused_runs(remote)["run_id"].to_list() == ["r2"]
         assert console_queries.latest_run(remote) in {"r1", "r2"}
-        store = WarehouseStore(remote)
-        assert {run.run_id for run in store.list_runs()} == {"r1", "r2"}
-        assert store.get_run("r1").workflow == "wf"
-        assert store.steps("r1") == [] and store.checkpoints("r1") == [] and store.events("r1") == []
-        assert store.commands("r1") == []
+        assert recorded_steps(remote, "r1") == []  # the pipelines' reader of recorded calls
         tables = remote.query_rows(
             "SELECT name FROM system.tables WHERE database = {db:String}", {"db": warehouse.database}
         )
@@ -392,24 +388,26 @@ def test_the_products_own_writes_pass_the_door(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """What the SDK's store, the console and the Dagster pipelines write through a RemoteWarehouse
-    (every statement of theirs: tests/warehouse/test_sql_guard.py) still runs, through the door."""
+    """What the outbox shipper, the console and the Dagster pipelines write through a
+    RemoteWarehouse (every statement of theirs: tests/warehouse/test_sql_guard.py) still runs,
+    through the door."""
     import dagster as dg
 
     from omium.pipelines import spans
     from omium.pipelines.defs import assets
     from omium.pipelines.defs.resources import WarehouseResource
-    from omium.sdk.store import CommandRecord, EventRecord, StateVersion
+    from omium.sdk.store import CommandRecord, EventRecord
     from tests.pipelines.conftest import record_live_runs
 
     with RemoteWarehouse(server.url, token="test-token", database=warehouse.database) as remote:
         # Runs, steps, checkpoints and handoffs (Company X hands off), blobs and spans.
         record_live_runs(remote, {"remote-ok": "ok", "remote-stale": "stale"})  # type: ignore[arg-type]
-        store = WarehouseStore(remote)
+        store = EmbeddedStore(f"sqlite:///{tmp_path / 'control.db'}", remote, owns_warehouse=False)
         store.record_event(EventRecord("e1", "remote-ok", "review", "me", "why", "a", "b", {"k": "v"}, 1))
         store.enqueue_command(CommandRecord("c1", "remote-ok", "replay", "{}", created_at=1, updated_at=1))
-        store._put_state(StateVersion("ns", "key", 1, "0" * 64, "me", "remote-ok", 1))
-        assert store.events("remote-ok")[-1].attributes == {"k": "v"}
+        store.write_state("ns", "key", 0, "0" * 64, writer="me", run_id="remote-ok")
+        assert store.ship() == 3
+        store.close()
     counts = {
         table: warehouse.scalar(f"SELECT count() FROM {table}")
         for table in (

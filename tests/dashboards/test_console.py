@@ -59,7 +59,8 @@ def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     provider.force_flush()
     provider.shutdown()
     tracing.configure(previous)
-    server.state.store.flush()  # type: ignore[attr-defined]  # the console reads the warehouse, behind the journal
+    assert server.state.shipper is not None
+    server.state.shipper.drain()  # the console's analytics read the warehouse's copy
     stop = threading.Event()
     worker = Worker(
         store,
@@ -76,7 +77,8 @@ def stack(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     store.close()
     from omium.dashboards.console import data
 
-    data.warehouse().close()  # the cached connection of this test's server
+    data.warehouse().close()  # the cached connections of this test's server
+    data.store().close()
     st.cache_resource.clear()
     st.cache_data.clear()
 

@@ -7,6 +7,7 @@ data, enough for both outcomes and several tasks.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,13 @@ def record_live_runs(warehouse: ClickHouseWarehouse, runs: dict[str, str]) -> No
     from omium.sdk import runs as sdk_runs
     from omium.sdk import tracing
     from omium.warehouse.span_exporter import WarehouseSpanExporter
-    from omium.warehouse.store import WarehouseStore
+    from omium.warehouse.store import EmbeddedStore
 
     previous_store, previous_provider = sdk_runs._default_store, tracing._provider
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(WarehouseSpanExporter(warehouse)))
-    store = WarehouseStore(warehouse)
+    # A control database of its own, shipping into ``warehouse`` (shipped in full at close).
+    store = EmbeddedStore(f"sqlite:///{tempfile.mkdtemp()}/control.db", warehouse, owns_warehouse=False)
     sdk_runs.init(store=store, tracer_provider=provider)
     try:
         for run_id, scenario in runs.items():
@@ -67,6 +69,7 @@ def record_live_runs(warehouse: ClickHouseWarehouse, runs: dict[str, str]) -> No
             )
     finally:
         provider.force_flush()
+        store.close()
         sdk_runs._default_store = previous_store
         tracing.configure(previous_provider)
         provider.shutdown()

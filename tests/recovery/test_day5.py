@@ -17,7 +17,7 @@ from omium.examples.company_x import workflow as company_x
 from omium.recovery import incidents, resume, review, supervise, test_fix
 from omium.sdk import runs
 from omium.warehouse import ClickHouseWarehouse
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.store import EmbeddedStore
 from tests.recovery.conftest import Receiver
 
 
@@ -25,8 +25,8 @@ def no_sleep(seconds: float) -> None:
     assert 1.0 <= seconds <= 10.0 * 1.2  # the policy's exponential(1s, 10s) with jitter
 
 
-def test_day_5(warehouse: ClickHouseWarehouse, webhook: Receiver) -> None:
-    store = WarehouseStore(warehouse)
+def test_day_5(warehouse: ClickHouseWarehouse, control_store: EmbeddedStore, webhook: Receiver) -> None:
+    store = control_store
     company_x.seed_customer(store, "c-5")
     outcome = supervise(company_x.onboard_customer, "c-5", "hallucination", run_id="day5", store=store,
                         sleep=no_sleep)  # fmt: skip
@@ -99,6 +99,7 @@ def test_day_5(warehouse: ClickHouseWarehouse, webhook: Receiver) -> None:
         edited.actor == "alice"
         and json.loads(edited.after)["terms_generator.prompt"] == company_x.FIXED_PROMPT
     )
+    control_store.ship()  # the analytical copy has it all
     rows = warehouse.query_rows(
         "SELECT kind FROM omium_events FINAL WHERE run_id = {r:String} ORDER BY ts", {"r": "day5"}
     )

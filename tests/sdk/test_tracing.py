@@ -15,7 +15,7 @@ from omium.sdk import tracing
 from omium.sdk.consensus import Consensus
 from omium.sdk.store import MemoryStore
 from omium.warehouse import ClickHouseWarehouse
-from omium.warehouse.store import WarehouseStore
+from omium.warehouse.store import EmbeddedStore
 
 
 @pytest.fixture
@@ -112,9 +112,11 @@ def test_failures_and_replays_are_visible(spans: InMemorySpanExporter) -> None:
     assert "omium.replayed" not in found["execute_tool send"][0].attributes  # type: ignore[attr-defined]
 
 
-def test_embedded_runs_write_their_spans_to_otel_traces(warehouse: ClickHouseWarehouse) -> None:
+def test_embedded_runs_write_their_spans_to_otel_traces(
+    warehouse: ClickHouseWarehouse, control_store: EmbeddedStore
+) -> None:
     failing["on"] = False
-    omium.init(store=WarehouseStore(warehouse))
+    omium.init(store=control_store)
     try:
         omium.run(onboarding, "zoe", run_id="in-warehouse")
         tracing._provider.force_flush()  # type: ignore[union-attr]

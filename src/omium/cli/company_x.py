@@ -134,9 +134,6 @@ def demo(
                 )
             interventions += 1
             outcomes[run_id] = resume(run_id, store=store)
-        flush = getattr(store, "flush", None)
-        if flush is not None:
-            flush()
         _summary(console, company_x, runs, first, outcomes, interventions, elapsed, settings, kept_for_review)
         if serve:
             # A SIGTERM ends the demo like Ctrl-C does: the console beside it is stopped too.

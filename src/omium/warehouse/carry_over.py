@@ -217,13 +217,13 @@ def carry_over(store: SqlStore, warehouse: Warehouse | None, journal: Path | Non
             return 0  # another process carried it over while we read
         before = connection.execute(select(func.coalesce(func.max(tables.outbox.c.seq), 0))).scalar() or 0
         for name, rows in gathered.items():
-            table = tables.metadata.tables[name]
-            chosen = _newest(table, rows)
+            target = tables.metadata.tables[name]
+            chosen = _newest(target, rows)
             for start in range(0, len(chosen), 500):
                 chunk = chosen[start : start + 500]
                 # Counted across the rows of the statement (PostgreSQL's driver says -1 otherwise).
                 result = connection.execute(
-                    insert(table).on_conflict_do_nothing(),
+                    insert(target).on_conflict_do_nothing(),
                     chunk,
                     execution_options={"preserve_rowcount": True},
                 )

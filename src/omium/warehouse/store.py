@@ -47,11 +47,15 @@ class EmbeddedStore(SqlStore):
         warehouse: the warehouse spans and the analytical copies go to (``None``: another
             process holds the embedded warehouse; facts wait in the outbox for its shipper).
         fsync: as :class:`SqlStore`.
+        owns_warehouse: close the warehouse with the store (a caller that lends one says False).
     """
 
-    def __init__(self, url: str, warehouse: Warehouse | None, *, fsync: bool = False) -> None:
+    def __init__(
+        self, url: str, warehouse: Warehouse | None, *, fsync: bool = False, owns_warehouse: bool = True
+    ) -> None:
         super().__init__(url, fsync=fsync)
         self.warehouse = warehouse
+        self._owns_warehouse = owns_warehouse
         self.shipper: Any = None
         if warehouse is not None:
             from omium.sdk.lease import new_holder
@@ -60,8 +64,14 @@ class EmbeddedStore(SqlStore):
 
             self.shipper = Shipper(Outbox(self), warehouse, new_holder()).start()
 
+    def ship(self) -> int:
+        """Ship every fact committed so far into the warehouse now (the shipper does it within a
+        fraction of a second anyway); the number shipped. For code that reads the warehouse right
+        after writing, such as a notebook or a test."""
+        return self.shipper.drain() if self.shipper is not None else 0
+
     def close(self) -> None:
-        """Ship what is queued, then close the warehouse and the control database."""
+        """Ship what is queued, then close the warehouse (if owned) and the control database."""
         if self.warehouse is not None:
             from omium.sdk import tracing
 
@@ -69,9 +79,9 @@ class EmbeddedStore(SqlStore):
         if self.shipper is not None:
             self.shipper.stop()
             self.shipper = None
-        if self.warehouse is not None:
+        if self.warehouse is not None and self._owns_warehouse:
             self.warehouse.close()
-            self.warehouse = None
+        self.warehouse = None
         super().close()
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from team_example import PLAN_CHECK, BatchMemoryStore, crew
+from team_example import PLAN_CHECK, crew
 
 from omium.adapters.autogen import ReviewGate
-from omium.sdk.journal import JournaledStore
+from omium.sdk.sql import open_control_store
 
 
 def kill_self(messages: Any) -> str:
@@ -31,8 +31,8 @@ def kill_self(messages: Any) -> str:
 
 
 async def main(directory: Path, run_id: str, mode: str) -> None:
-    # No background flush: everything stays in the journal, which a kill -9 does not lose.
-    store = JournaledStore(BatchMemoryStore(), directory, flush_interval=3600)
+    # The embedded default's control database: a kill -9 loses nothing it committed.
+    store = open_control_store(directory / "control.db")
     if mode == "crash":
         team_crew = crew()
         team_crew.models["reviewer"].script = kill_self
@@ -43,7 +43,7 @@ async def main(directory: Path, run_id: str, mode: str) -> None:
     outcome = await team.run(team_crew.sequential, "Write fib", run_id=run_id, store=store)
     result = {"status": outcome.status, "calls": team_crew.calls(), "tool_runs": len(team_crew.tool_runs)}
     print(json.dumps(result), flush=True)
-    os._exit(0)  # leave the journal as a crashed process would (close() would move it away)
+    os._exit(0)  # leave the database as a crashed process would
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from pydantic import BaseModel
 
 from omium.adapters.autogen import HandoffCheck, ReviewGate, Team, instrument, with_stop
 from omium.adapters.autogen.testing import Answer, ScriptedModel
-from omium.sdk.store import MemoryStore
 
 PLAN = '{"steps": ["write fib", "test fib"]}'
 CODE = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)"
@@ -130,22 +129,3 @@ def crew(
     return result
 
 
-class BatchMemoryStore(MemoryStore):
-    """A memory store a journal can be replayed into (for the kill -9 tests)."""
-
-    def apply_batch(self, records: list[tuple[str, Any]]) -> None:
-        for kind, record in records:
-            if kind == "blob":
-                self._blobs[record[0]] = record[1]
-            elif kind == "step":
-                self.record_step(record)
-            elif kind == "checkpoint":
-                self.add_checkpoint(record)
-            elif kind == "run":
-                self._put_run(record)
-            elif kind == "handoff":
-                self._put_handoff(record)
-            elif kind == "state":
-                self._put_state(record)
-            elif kind == "lease":  # before the fenced records it let the dead process write
-                self._put_lease(record)

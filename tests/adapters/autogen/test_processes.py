@@ -13,9 +13,9 @@ import pytest
 
 from omium.adapters.autogen import ReviewGate
 from omium.recovery import review
-from omium.sdk.journal import JournaledStore
+from omium.sdk.sql import SqlStore, open_control_store
 from omium.testing import Runtime
-from tests.adapters.autogen.team_example import PLAN_CHECK, BatchMemoryStore, crew, drive
+from tests.adapters.autogen.team_example import PLAN_CHECK, crew, drive
 
 pytestmark = pytest.mark.integration
 PROCESS = Path(__file__).with_name("conversation_process.py")
@@ -36,12 +36,12 @@ def journal(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def recovered(journal: Path) -> Iterator[Callable[[], JournaledStore]]:
-    """The store as the next process opens it: the dead process's journal replayed."""
-    stores: list[JournaledStore] = []
+def recovered(journal: Path) -> Iterator[Callable[[], SqlStore]]:
+    """The store as the next process opens it: what the dead process committed."""
+    stores: list[SqlStore] = []
 
-    def open_store() -> JournaledStore:
-        stores.append(JournaledStore(BatchMemoryStore(), journal, flush_interval=3600))
+    def open_store() -> SqlStore:
+        stores.append(open_control_store(journal / "control.db"))
         return stores[-1]
 
     yield open_store
@@ -50,7 +50,7 @@ def recovered(journal: Path) -> Iterator[Callable[[], JournaledStore]]:
 
 
 def test_a_killed_conversation_resumes_in_another_process(
-    rt: Runtime, journal: Path, recovered: Callable[[], JournaledStore]
+    rt: Runtime, journal: Path, recovered: Callable[[], SqlStore]
 ) -> None:
     child = _conversation_process(journal, "killed", "crash")
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
@@ -78,7 +78,7 @@ def test_a_killed_conversation_resumes_in_another_process(
 
 
 def test_a_conversation_paused_in_one_process_is_approved_and_resumed_in_another(
-    rt: Runtime, journal: Path, recovered: Callable[[], JournaledStore]
+    rt: Runtime, journal: Path, recovered: Callable[[], SqlStore]
 ) -> None:
     child = _conversation_process(journal, "paused", "pause")
     assert child.returncode == 0, child.stderr[-2000:]

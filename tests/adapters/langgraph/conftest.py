@@ -1,5 +1,6 @@
-"""Stores the LangGraph saver is tested on: in memory, the warehouse, the default (journal + warehouse),
-and the server's (``RemoteStore``, the one whose threads are read back every time)."""
+"""Stores the LangGraph saver is tested on: in memory, the default control database (SQLite, which
+several processes share: its threads are read back every time), and the server's
+(``RemoteStore``)."""
 
 from __future__ import annotations
 
@@ -12,35 +13,27 @@ from omium.sdk.store import CheckpointStore, MemoryStore
 
 StoreFactory = Callable[[], CheckpointStore]
 
-STORES = ["memory", "warehouse", "journaled", "remote"]
+STORES = ["memory", "control", "remote"]
 
 
 @pytest.fixture(params=STORES)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Makes fresh stores of one kind; warehouse-backed ones share the test's own database."""
+    """Makes fresh stores of one kind; the stores of a kind but memory share one database."""
     made: list[CheckpointStore] = []
-    # Asked for now, not inside make(): then the database outlives the stores that flush into it.
-    warehouse = None if request.param == "memory" else request.getfixturevalue("warehouse")
     server = request.getfixturevalue("server") if request.param == "remote" else None
 
     def make() -> CheckpointStore:
         store: CheckpointStore
-        if warehouse is None:
+        if request.param == "memory":
             store = MemoryStore()
         elif server is not None:
             from omium.sdk.remote_store import RemoteStore
 
             store = RemoteStore(server.url, token="test-token")
         else:
-            from omium.warehouse.store import WarehouseStore
+            from omium.sdk.sql import open_control_store
 
-            backing = WarehouseStore(warehouse)
-            if request.param == "warehouse":
-                store = backing
-            else:
-                from omium.sdk.journal import JournaledStore
-
-                store = JournaledStore(backing, tmp_path / f"journal-{len(made)}", flush_interval=0.05)
+            store = open_control_store(tmp_path / "control.db")
         made.append(store)
         return store
 

@@ -109,7 +109,7 @@ def catalogue() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
 
 # The live views are cached for less than a second: a run paused just now shows at the next rerun.
 LIVE_TTL = 0.5
-PAUSED_COLUMNS = {
+PAUSED_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "run_id": pl.String,
     "workflow": pl.String,
     "updated_at": pl.Datetime("us", "UTC"),
@@ -124,6 +124,11 @@ PAUSED_COLUMNS = {
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def paused(limit: int = 200) -> pl.DataFrame:
     """Runs awaiting a review or an approval, newest first (from the control store)."""
+    runs = sorted(
+        (r for r in store().list_runs(status="paused", limit=10_000) if r.attributes.get("awaiting")),
+        key=lambda r: r.updated_at,
+        reverse=True,
+    )[:limit]
     rows = [
         {
             "run_id": r.run_id,
@@ -135,11 +140,9 @@ def paused(limit: int = 200) -> pl.DataFrame:
             "policy": r.attributes.get("policy", ""),
             "checkpoint": r.attributes.get("rolled_back_to", ""),
         }
-        for r in store().list_runs(status="paused", limit=10_000)
-        if r.attributes.get("awaiting")
+        for r in runs
     ]
-    rows.sort(key=lambda r: r["updated_at"], reverse=True)
-    return pl.DataFrame(rows[:limit], schema=PAUSED_COLUMNS)
+    return pl.DataFrame(rows, schema=PAUSED_COLUMNS)
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
