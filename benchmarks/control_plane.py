@@ -221,8 +221,6 @@ def omium_runs(database: str, url: str, work: Path, args: argparse.Namespace) ->
                 time.sleep(0.01)
             seconds.append(time.perf_counter() - started)
             print(f"  round {r}: {args.runs} runs in {seconds[-1]:.2f} s", flush=True)
-        commands = store.commands()
-        steps = {run.run_id: len(store.steps(run.run_id)) for run in store.list_runs(limit=100_000)}
         store.close()
     finally:
         for worker in workers:
@@ -232,6 +230,11 @@ def omium_runs(database: str, url: str, work: Path, args: argparse.Namespace) ->
                 worker.wait(60)
             except subprocess.TimeoutExpired:
                 worker.kill()
+    # Read once the workers have stopped: a worker finishes its command just after the run.
+    store = open_control_store(url)
+    commands = store.commands()
+    steps = {run.run_id: len(store.steps(run.run_id)) for run in store.list_runs(limit=100_000)}
+    store.close()
     total = args.runs * args.rounds
     executed = [
         int(m.group(1)) for log in logs for m in re.finditer(r"executed (\d+) commands", log.read_text())
