@@ -54,16 +54,9 @@ from omium.sdk import runs, serde
 from omium.sdk.context import StopReached, Supervision, supervision
 from omium.sdk.guards import APPROVALS_ATTRIBUTE, REJECTIONS_ATTRIBUTE, Decision, gate_decision
 from omium.sdk.store import (
-    CheckpointRecord,
     CheckpointStore,
-    CommandRecord,
-    EventRecord,
-    HandoffRecord,
-    MemoryStore,
     RunRecord,
-    StateVersion,
     StepRecord,
-    layered,
 )
 
 DECISIONS = ("approve", "reject", "edit")
@@ -269,40 +262,6 @@ class TestFixResult:
     trigger: str = ""
 
 
-class ScratchStore(MemoryStore):
-    """A copy-on-write view of a store: reads fall through, writes stay here and are dropped."""
-
-    def __init__(self, base: CheckpointStore) -> None:
-        super().__init__()
-        self._base = base
-
-    def get_blob(self, digest: str) -> bytes:
-        return self._blobs[digest] if digest in self._blobs else self._base.get_blob(digest)
-
-    def get_run(self, run_id: str) -> RunRecord:
-        return self._runs[run_id] if run_id in self._runs else self._base.get_run(run_id)
-
-    def steps(self, run_id: str) -> list[StepRecord]:
-        return layered(self._base.steps(run_id), super().steps(run_id), lambda s: s.position)
-
-    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
-        return layered(self._base.checkpoints(run_id), super().checkpoints(run_id), lambda c: c.seq)
-
-    def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
-        return layered(
-            self._base.handoffs(run_id, channel), super().handoffs(run_id, channel), lambda m: m.seq
-        )
-
-    def read_state(self, namespace: str, key: str) -> StateVersion | None:
-        return super().read_state(namespace, key) or self._base.read_state(namespace, key)
-
-    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
-        return []
-
-    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
-        return []
-
-
 def test_fix(
     run_id: str,
     edits: dict[str, Any] | None = None,
@@ -325,14 +284,18 @@ def test_fix(
     fn = (workflows if workflows is not None else runs.registered_workflows()).get(run.workflow)
     if fn is None:
         raise NotFoundError(f"workflow {run.workflow!r} is not defined here: import its module first")
+    from omium.sdk.sql.memory import ScratchStore
+
     scratch = ScratchStore(store)
     overrides = json.loads(run.attributes.get("overrides", "{}")) | edits
-    scratch._runs[run_id] = RunRecord(  # the scratch run: running, with the edit, no review pending
-        **{
-            **run.__dict__,
-            "status": "running",
-            "attributes": {**run.attributes, "overrides": json.dumps(overrides)},
-        }
+    scratch.create_run(  # the scratch run: running, with the edit, no review pending
+        RunRecord(
+            **{
+                **run.__dict__,
+                "status": "running",
+                "attributes": {**run.attributes, "overrides": json.dumps(overrides)},
+            }
+        )
     )
     inputs = runs.recorded_inputs(store, run) or ([], {})
     token = supervision.set(Supervision(policy, (), stop_after=position if position >= 0 else None))
@@ -347,6 +310,7 @@ def test_fix(
         result = TestFixResult(False, found.position, found.message, found.trigger)
     finally:
         supervision.reset(token)
+        scratch.close()
     audit.record(
         store,
         run_id,
@@ -367,7 +331,6 @@ __all__ = [
     "REJECTIONS_ATTRIBUTE",
     "Awaiting",
     "Decision",
-    "ScratchStore",
     "TestFixResult",
     "awaiting",
     "check_edits",

@@ -70,6 +70,7 @@ class Call:
         self.started_at = now_us()
         self._inputs = inputs
         self._input_hash: str | None = None
+        self._values: dict[str, bytes] = {}  # stored with the call's record, in one write
         recorded = context.recorded.get(self.call_id)
         if recorded is not None and (recorded.name, recorded.kind) != (name, kind):
             raise NonDeterminismError(
@@ -109,16 +110,23 @@ class Call:
         self._inputs, self._input_hash = inputs, None
 
     def input_hash(self) -> str:
-        """The content address of the call's inputs ('' if none or not serializable)."""
+        """The content address of the call's inputs ('' if none or not serializable); the value
+        is stored with the call's record."""
         if self._input_hash is None:
             if self._inputs is _NO_INPUTS:
                 self._input_hash = ""
             else:
                 try:
-                    self._input_hash = self.context.store.put_blob(serde.dumps(self._inputs))
+                    self._input_hash = self._value(serde.dumps(self._inputs))
                 except SerializationError:
                     self._input_hash = ""  # clients or handles are not part of the recording
         return self._input_hash
+
+    def _value(self, data: bytes) -> str:
+        """Keep ``data`` to be stored with the call's record; its content address."""
+        key = serde.digest(data)
+        self._values[key] = data
+        return key
 
     @contextmanager
     def running(self) -> Iterator[Call]:
@@ -137,7 +145,7 @@ class Call:
     def complete(self, result: Any, *, attempt: int = 1, output_hash: str = "") -> StepRecord:
         """Record the call as completed with ``result`` (or an already stored ``output_hash``)."""
         if not output_hash:
-            output_hash = self.context.store.put_blob(serde.dumps(result))
+            output_hash = self._value(serde.dumps(result))
         record = self._record("completed", attempt, output_hash=output_hash)
         self.context.executed += 1
         return record
@@ -169,11 +177,14 @@ class Call:
         )
         if context.verify_only:
             return record  # a verification replay writes nothing
+        values, self._values = self._values, {}
         if self.scope.pending and status == "completed":
+            for data in values.values():  # stored now: the transaction's records refer to them
+                context.store.put_blob(data)
             self.scope.pending[-1].append(record)  # committed with the transaction, or never
             return record
         context.check_lease()
-        context.store.record_step(record)
+        context.store.record_call(record, values)
         if status == "completed":
             context.recorded[self.call_id] = record
         return record

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omium.errors import ConflictError, FencedOut, NotFoundError, RunBusy
-from omium.sdk.serde import digest
+
+if TYPE_CHECKING:
+    from omium.sdk.sql.memory import MemoryStore
 
 R = TypeVar("R")
 
@@ -307,6 +308,15 @@ class CheckpointStore(ABC):
         """Record a call; recording the same (run, position, attempt) again is harmless.
         :class:`FencedOut` (and nothing recorded) if ``step.fence`` is not the run's current one."""
 
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
+        """Store ``values`` (content address -> bytes: the call's inputs and result) and the
+        step that references them: the recorder's one write per call. A backend that can makes
+        it one transaction (one commit instead of three); this default writes them in turn,
+        values first, so a step never references a value that is not stored."""
+        for data in values.values():
+            self.put_blob(data)
+        self.record_step(step)
+
     @abstractmethod
     def steps(self, run_id: str) -> list[StepRecord]:
         """The run's calls by position, the latest record of each (by time, then attempt)."""
@@ -488,375 +498,14 @@ def _fenced_out(run_id: str, fence: int, current: RunLease | None) -> FencedOut:
     )
 
 
-class LocalStore(CheckpointStore):
-    """A store whose compare-and-set writes this process serialises under ``self._lock``.
+def __getattr__(name: str) -> Any:
+    # MemoryStore is the control database's code on a throwaway file (SQLAlchemy): loaded on use,
+    # so that importing omium stays light.
+    if name == "MemoryStore":
+        from omium.sdk.sql.memory import MemoryStore
 
-    Subclasses keep records (``_put_run``, ``_put_step``, ``_put_lease``...); the decisions —
-    exists or not, which version comes next, which lease and fence are current — are made once,
-    here. A fence check is made under the lock together with the write it guards.
-    """
-
-    _lock: Any
-
-    @abstractmethod
-    def _put_step(self, step: StepRecord) -> None:
-        """Keep a recorded call."""
-
-    @abstractmethod
-    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        """Keep a checkpoint."""
-
-    @abstractmethod
-    def _get_lease(self, run_id: str) -> RunLease | None:
-        """The run's lease record (called under ``self._lock``; on the hot path of fenced writes,
-        so it must not cost a database round trip each time)."""
-
-    @abstractmethod
-    def _put_lease(self, lease: RunLease) -> None:
-        """Keep a new version of a run's lease (called under ``self._lock``)."""
-
-    @abstractmethod
-    def _put_run(self, run: RunRecord) -> None:
-        """Keep a new version of a run."""
-
-    @abstractmethod
-    def _put_handoff(self, message: HandoffRecord) -> None:
-        """Keep a new version of a hand-off message."""
-
-    @abstractmethod
-    def _put_state(self, written: StateVersion) -> None:
-        """Keep a new version of a shared-state key."""
-
-    @abstractmethod
-    def _put_command(self, command: CommandRecord) -> None:
-        """Keep a new version of a command."""
-
-    def _command(self, command_id: str) -> CommandRecord:
-        found = [c for c in self.commands() if c.command_id == command_id]
-        if not found:
-            raise NotFoundError(f"no command {command_id!r}")
-        return found[0]
-
-    def enqueue_command(self, command: CommandRecord) -> CommandRecord:
-        with self._lock:
-            existing = [c for c in self.commands(command.run_id) if c.command_id == command.command_id]
-            if existing:
-                return existing[0]
-            self._put_command(command)
-            return command
-
-    def claim_command(
-        self, worker: str, lease_seconds: float, kinds: list[str] | None = None
-    ) -> CommandRecord | None:
-        with self._lock:
-            now = now_us()
-            everything = self.commands()
-            held = {c.run_id for c in everything if c.status == "claimed" and c.lease_until > now}
-            for command in everything:
-                expired = command.status == "claimed" and command.lease_until <= now
-                if (command.status == "queued" or expired) and command.run_id not in held:
-                    if kinds is not None and command.kind not in kinds:
-                        continue
-                    claimed = replace(
-                        command,
-                        status="claimed",
-                        worker=worker,
-                        version=command.version + 1,
-                        attempts=command.attempts + 1,
-                        lease_until=now + int(lease_seconds * 1e6),
-                        updated_at=now,
-                    )
-                    self._put_command(claimed)
-                    return claimed
-            return None
-
-    def renew_command(self, command_id: str, worker: str, lease_seconds: float) -> CommandRecord:
-        with self._lock:
-            command = self._held(command_id, worker)
-            now = now_us()
-            renewed = replace(
-                command,
-                version=command.version + 1,
-                lease_until=now + int(lease_seconds * 1e6),
-                updated_at=now,
-            )
-            self._put_command(renewed)
-            return renewed
-
-    def finish_command(self, command_id: str, worker: str, status: str, result: str = "") -> CommandRecord:
-        if status not in ("done", "failed"):
-            raise ValueError(f"a command finishes 'done' or 'failed', not {status!r}")
-        with self._lock:
-            command = self._held(command_id, worker)
-            finished = replace(
-                command, status=status, result=result, version=command.version + 1, updated_at=now_us()
-            )
-            self._put_command(finished)
-            return finished
-
-    def _held(self, command_id: str, worker: str) -> CommandRecord:
-        command = self._command(command_id)
-        if command.status != "claimed" or command.worker != worker:
-            raise ConflictError(
-                f"command {command_id} is {command.status} by {command.worker or 'nobody'}, "
-                f"not held by {worker}"
-            )
-        return command
-
-    # --- leases and fences
-    def lease(self, run_id: str) -> RunLease | None:
-        with self._lock:
-            return self._get_lease(run_id)
-
-    def acquire_lease(self, run_id: str, holder: str, lease_seconds: float) -> RunLease:
-        _check_lease_request(holder, lease_seconds)
-        with self._lock:
-            self.get_run(run_id)  # NotFoundError for an unknown run
-            current = self._get_lease(run_id)
-            now = now_us()
-            live = current is not None and current.lease_until > now and not holder_gone(current.holder)
-            if current is not None and current.holder != holder and live:
-                raise _busy(current, now)
-            lease = RunLease(
-                run_id,
-                holder,
-                fence=(current.fence if current else 0) + 1,
-                lease_until=now + int(lease_seconds * 1e6),
-                acquired_at=now,
-                version=(current.version if current else 0) + 1,
-            )
-            self._put_lease(lease)
-            return lease
-
-    def renew_lease(self, run_id: str, holder: str, fence: int, lease_seconds: float) -> RunLease:
-        _check_lease_request(holder, lease_seconds)
-        with self._lock:
-            current = self._get_lease(run_id)
-            if current is None or current.fence != fence or current.holder != holder:
-                raise _fenced_out(run_id, fence, current)
-            if not current.lease_until:
-                raise FencedOut(f"run {run_id!r}: the lease of fence {fence} was released; acquire a new one")
-            renewed = replace(
-                current, lease_until=now_us() + int(lease_seconds * 1e6), version=current.version + 1
-            )
-            self._put_lease(renewed)
-            return renewed
-
-    def release_lease(self, run_id: str, holder: str, fence: int) -> None:
-        with self._lock:
-            current = self._get_lease(run_id)
-            mine = current is not None and (current.fence, current.holder) == (fence, holder)
-            if current is None or not mine or not current.lease_until:
-                return  # taken over, or released already: nothing of this holder's to end
-            self._put_lease(replace(current, lease_until=0, version=current.version + 1))
-
-    def _check_fence(self, run_id: str, fence: int) -> None:
-        """:class:`FencedOut` unless ``fence`` is 0 (unfenced) or the run's current one. Call
-        under ``self._lock``, in the same hold as the write it guards."""
-        if not fence:
-            return
-        current = self._get_lease(run_id)
-        if current is None or current.fence != fence:
-            raise _fenced_out(run_id, fence, current)
-
-    # --- fenced writes
-    def record_step(self, step: StepRecord) -> None:
-        if not step.fence:  # unfenced: no decision to make, no lock to take
-            self._put_step(step)
-            return
-        with self._lock:
-            self._check_fence(step.run_id, step.fence)
-            self._put_step(step)
-
-    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        if not checkpoint.fence:
-            self._put_checkpoint(checkpoint)
-            return
-        with self._lock:
-            self._check_fence(checkpoint.run_id, checkpoint.fence)
-            self._put_checkpoint(checkpoint)
-
-    def create_run(self, run: RunRecord) -> RunRecord:
-        with self._lock:
-            try:
-                self.get_run(run.run_id)
-            except NotFoundError:
-                self._put_run(run)
-                return run
-            raise ConflictError(f"run {run.run_id!r} exists")
-
-    def update_run(
-        self,
-        run_id: str,
-        expected_version: int,
-        *,
-        status: str,
-        error: str = "",
-        attributes: dict[str, str] | None = None,
-        fence: int = 0,
-    ) -> RunRecord:
-        with self._lock:
-            self._check_fence(run_id, fence)
-            updated = next_run_version(
-                self.get_run(run_id), expected_version, status=status, error=error, attributes=attributes
-            )
-            self._put_run(updated)
-            return updated
-
-    def append_handoff(self, message: HandoffRecord) -> bool:
-        with self._lock:
-            self._check_fence(message.run_id, message.fence)
-            if any(m.seq == message.seq for m in self.handoffs(message.run_id, message.channel)):
-                return False
-            self._put_handoff(message)
-            return True
-
-    def set_handoff_status(
-        self,
-        run_id: str,
-        channel: str,
-        seq: int,
-        status: str,
-        reason: str = "",
-        receive_key: str = "",
-        *,
-        fence: int = 0,
-    ) -> HandoffRecord:
-        with self._lock:
-            self._check_fence(run_id, fence)
-            current = next((m for m in self.handoffs(run_id, channel) if m.seq == seq), None)
-            if current is None:
-                raise NotFoundError(f"no hand-off {seq} on {channel!r} in run {run_id!r}")
-            updated = replace(
-                current,
-                status=status,
-                reason=reason,
-                version=current.version + 1,
-                receive_key=receive_key,
-                fence=fence,
-            )
-            self._put_handoff(updated)
-            return updated
-
-    def write_state(
-        self,
-        namespace: str,
-        key: str,
-        expected_version: int,
-        value_hash: str,
-        *,
-        writer: str = "",
-        run_id: str = "",
-        fence: int = 0,
-    ) -> StateVersion:
-        if fence and not run_id:
-            raise ValueError("a fenced write_state needs the run_id whose lease the fence is")
-        with self._lock:
-            self._check_fence(run_id, fence)
-            written = next_state_version(
-                self.read_state(namespace, key), namespace, key, expected_version, value_hash, writer, run_id
-            )
-            self._put_state(written)
-            return written
-
-
-class MemoryStore(LocalStore):
-    """The reference backend: everything in dicts, guarded by one lock. For tests and examples."""
-
-    def __init__(self) -> None:
-        # Reentrant: a fenced write checks its fence and keeps the record in one hold of the lock.
-        self._lock = threading.RLock()
-        self._leases: dict[str, RunLease] = {}
-        self._blobs: dict[str, bytes] = {}
-        self._runs: dict[str, RunRecord] = {}
-        self._steps: dict[tuple[str, int], StepRecord] = {}
-        self._checkpoints: dict[tuple[str, int], CheckpointRecord] = {}
-        self._handoffs: dict[tuple[str, str, int], HandoffRecord] = {}
-        self._state: dict[tuple[str, str], StateVersion] = {}
-        self._events: dict[str, EventRecord] = {}
-        self._commands: dict[str, CommandRecord] = {}
-
-    def put_blob(self, data: bytes) -> str:
-        key = digest(data)
-        with self._lock:
-            self._blobs.setdefault(key, bytes(data))
-        return key
-
-    def get_blob(self, digest: str) -> bytes:
-        try:
-            return self._blobs[digest]
-        except KeyError:
-            raise NotFoundError(f"no stored value {digest!r}") from None
-
-    def get_run(self, run_id: str) -> RunRecord:
-        try:
-            return self._runs[run_id]
-        except KeyError:
-            raise NotFoundError(f"no run {run_id!r}") from None
-
-    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
-        runs = [r for r in self._runs.values() if status is None or r.status == status]
-        runs.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
-        return runs[:limit]
-
-    def _put_step(self, step: StepRecord) -> None:
-        with self._lock:
-            key = (step.run_id, step.position)
-            existing = self._steps.get(key)
-            # The latest record wins (a rolled-back run re-records positions from attempt 1).
-            if existing is None or (step.ended_at, step.attempt) >= (existing.ended_at, existing.attempt):
-                self._steps[key] = step
-
-    def steps(self, run_id: str) -> list[StepRecord]:
-        return sorted((s for (r, _), s in self._steps.items() if r == run_id), key=lambda s: s.position)
-
-    def _put_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        with self._lock:
-            self._checkpoints[(checkpoint.run_id, checkpoint.seq)] = checkpoint
-
-    def checkpoints(self, run_id: str) -> list[CheckpointRecord]:
-        return sorted((c for (r, _), c in self._checkpoints.items() if r == run_id), key=lambda c: c.seq)
-
-    def handoffs(self, run_id: str, channel: str) -> list[HandoffRecord]:
-        found = [m for (r, c, _), m in self._handoffs.items() if r == run_id and c == channel]
-        return sorted(found, key=lambda m: m.seq)
-
-    def read_state(self, namespace: str, key: str) -> StateVersion | None:
-        return self._state.get((namespace, key))
-
-    def _put_run(self, run: RunRecord) -> None:
-        self._runs[run.run_id] = run
-
-    def _put_handoff(self, message: HandoffRecord) -> None:
-        self._handoffs[(message.run_id, message.channel, message.seq)] = message
-
-    def _put_state(self, written: StateVersion) -> None:
-        self._state[(written.namespace, written.key)] = written
-
-    def _get_lease(self, run_id: str) -> RunLease | None:
-        return self._leases.get(run_id)
-
-    def _put_lease(self, lease: RunLease) -> None:
-        self._leases[lease.run_id] = lease
-
-    def record_event(self, event: EventRecord) -> None:
-        with self._lock:
-            self._events.setdefault(event.event_id, event)
-
-    def events(self, run_id: str = "", limit: int = 10_000) -> list[EventRecord]:
-        found = [e for e in list(self._events.values()) if not run_id or e.run_id == run_id]
-        return sorted(found, key=lambda e: (e.ts, e.event_id))[:limit]
-
-    def _put_command(self, command: CommandRecord) -> None:
-        self._commands[command.command_id] = command
-
-    def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
-        found = [
-            c
-            for c in list(self._commands.values())
-            if (not run_id or c.run_id == run_id) and (not status or c.status == status)
-        ]
-        return sorted(found, key=lambda c: (c.created_at, c.command_id))
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -867,7 +516,6 @@ __all__ = [
     "CommandRecord",
     "EventRecord",
     "HandoffRecord",
-    "LocalStore",
     "MemoryStore",
     "RunLease",
     "RunRecord",

@@ -31,7 +31,7 @@ from the parent checkpoint, without serializing the value again), so any checkpo
 with one state blob and the blobs it references, and pruning ancestors never breaks one.
 
 Reading a thread replays its records, tombstones included. A store of this process
-alone (a ``LocalStore``: memory) is the one writer of its data, so by default a thread is read
+alone (a ``MemoryStore``) is the one writer of its data, so by default a thread is read
 from it once and then kept current by this process's writes; a shared store (the control
 database, which other processes open too, or a server's) is read every time (see
 :mod:`._shared`, which also numbers the records).
@@ -84,7 +84,7 @@ from omium.adapters.langgraph._thread import (
     write_key,
 )
 from omium.errors import ConflictError
-from omium.sdk.store import CheckpointRecord, CheckpointStore, LocalStore, StepRecord
+from omium.sdk.store import CheckpointRecord, CheckpointStore, StepRecord
 
 # Aliases: inside the class, ``list`` is the method.
 Names = list[str]
@@ -108,12 +108,12 @@ class OmiumSaver(BaseCheckpointSaver[int]):
     """A LangGraph checkpointer whose threads live in an Omium checkpoint store.
 
     Args:
-        store: where the threads go (default: ``omium.init()``'s store — the embedded
-            warehouse, or the server's when one is configured).
+        store: where the threads go (default: ``omium.init()``'s store — the control
+            database, or the server's when one is configured).
         serde: LangGraph serializer for values (default: LangGraph's ``JsonPlusSerializer``).
         cache: keep each thread's records in memory once read, current with this process's
-            writes (default: for a store of this process, a ``LocalStore``, whose data only this
-            process writes). Pass False when other writers reach the same store object, e.g. a
+            writes (default: for a store of this process alone, a ``MemoryStore``, whose data
+            only this process writes). Pass False when other writers reach the same store object, e.g. a
             server's request handlers in this process.
 
     Example:
@@ -135,7 +135,11 @@ class OmiumSaver(BaseCheckpointSaver[int]):
 
             store = default_store()
         self.store = store
-        self._cache = isinstance(store, LocalStore) if cache is None else cache
+        if cache is None:
+            from omium.sdk.sql.memory import MemoryStore
+
+            cache = isinstance(store, MemoryStore)  # a database of its own: no other writer
+        self._cache = cache
         self._shared = shared(store)
         self._codec = Codec(self.serde, self._shared.blobs)
         self._parents: OrderedDict[tuple[str, str, str], _Parent] = OrderedDict()

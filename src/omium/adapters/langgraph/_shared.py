@@ -8,7 +8,7 @@ keeps recently used bytes (so reading back a history just written costs no store
 Thread views (:class:`~omium.adapters.langgraph._thread.Thread`) can be cached: loaded once
 (writes made while it loads are applied to it too), kept current by the savers' own writes, and
 dropped when too many threads are cached. That is right when this process is the one writer of
-the store's data, as it is for an in-process store (``LocalStore``: memory; not the control
+the store's data, as it is for an in-process store (a ``MemoryStore``; not the control
 database, which other processes open too); a saver decides (see ``OmiumSaver``'s ``cache``).
 
 A thread's records are numbered by one sequence (checkpoint ``seq`` and write ``position``

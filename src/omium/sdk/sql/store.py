@@ -30,7 +30,7 @@ IMMEDIATE on SQLite).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ class SqlStore(CheckpointStore):
     def __init__(self, url: str | Path, *, fsync: bool = False) -> None:
         self._engine = create_control_engine(url, fsync=fsync)
         self._autocommit: Engine | None = None
+        self._calls: Any = None  # SQLite: the recorder's one-transaction write (sql/fast.py)
         try:
             migrate(self._engine)
         except BaseException:
@@ -130,6 +131,10 @@ class SqlStore(CheckpointStore):
         else:
             self._tx = counted.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
             self._one = counted.execution_options(**{SQLITE_BEGIN: ""})
+            from omium.sdk.sql.fast import SqliteCalls
+
+            assert self._engine.url.database is not None
+            self._calls = SqliteCalls(self._engine.url.database, self._s, "FULL" if fsync else "NORMAL")
 
     @property
     def engine(self) -> Engine:
@@ -138,6 +143,8 @@ class SqlStore(CheckpointStore):
 
     def close(self) -> None:
         """Close the store's connections."""
+        if self._calls is not None:
+            self._calls.close()
         self._engine.dispose()
         if self._autocommit is not None:
             self._autocommit.dispose()
@@ -250,6 +257,19 @@ class SqlStore(CheckpointStore):
     # --- recorded calls
     def record_step(self, step: StepRecord) -> None:
         with self._statement() as connection:
+            if not step.fence:
+                connection.execute(self._s.put_step, step.__dict__)
+            elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
+                self._refused(connection, step.run_id, step.fence)
+
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
+        if self._calls is not None:
+            self._calls.record_call(step, values)
+            return
+        with self._transaction() as connection:  # one commit for the values and the record
+            if values:
+                rows = [{"hash": k, "data": bytes(v), "size": len(v)} for k, v in values.items()]
+                connection.execute(self._s.put_blob, rows)
             if not step.fence:
                 connection.execute(self._s.put_step, step.__dict__)
             elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
