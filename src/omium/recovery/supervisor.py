@@ -34,6 +34,7 @@ from omium.errors import (
     HandoffStale,
     NotFoundError,
     RunBusy,
+    ServerUnavailable,
 )
 from omium.recovery import audit, notify
 from omium.recovery.policy import Policy
@@ -175,8 +176,10 @@ def supervise(
         token = supervision.set(Supervision(chosen, tuple(detectors), lease_seconds=lease_seconds, wait=wait))
         try:
             outcome.result = runs.run(fn, *args, run_id=run_id, store=store, **kwargs)
-        except (RunBusy, FencedOut):
-            raise  # the run is another execution's: nothing here to recover, and no status to write
+        except (RunBusy, FencedOut, ServerUnavailable):
+            # The run is another execution's, or the store is out of reach (not the run's failure):
+            # nothing here to recover, and no status to write.
+            raise
         except (Exception, ControlSignal) as error:
             failure = classify(error, store, run_id)
         else:

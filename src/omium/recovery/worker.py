@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from omium.errors import ConflictError, NotFoundError, OmiumError
+from omium.errors import ConflictError, NotFoundError, OmiumError, ServerUnavailable
 from omium.recovery import supervisor
 from omium.recovery.review import review, test_fix
 from omium.sdk import lease, runs
@@ -88,6 +88,14 @@ class Worker:
         heartbeat.start()
         try:
             result = self.execute(command)
+        except ServerUnavailable as error:
+            # The store is out of reach (a server died), which is not the run's failure: the
+            # command stays claimed, its lease runs out, and a worker takes it over from the
+            # run's recording.
+            logger.warning(
+                "command %s (%s %s) interrupted: %s", command.command_id, command.kind, command.run_id, error
+            )
+            return command
         except (OmiumError, ValueError, KeyError) as error:
             logger.warning(
                 "command %s (%s %s) failed: %s", command.command_id, command.kind, command.run_id, error
@@ -131,7 +139,12 @@ class Worker:
         """Poll for commands until ``stop`` is set."""
         stop = stop or threading.Event()
         while not stop.is_set():
-            if self.run_once() is None:
+            try:
+                done = self.run_once()
+            except ServerUnavailable as error:  # a server restarting: try again (or another one)
+                logger.warning("the control store did not answer: %s", error)
+                done = None
+            if done is None:
                 stop.wait(self.poll_interval)
 
     def execute(self, command: CommandRecord) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from omium import semconv
-from omium.errors import ConfigError, ConflictError, FencedOut, NotFoundError
+from omium.errors import ConfigError, ConflictError, FencedOut, NotFoundError, ServerUnavailable
 from omium.sdk import lease, serde, tracing
 from omium.sdk.concurrency import ensure_task_scopes
 from omium.sdk.context import (
@@ -339,7 +339,9 @@ def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
 
 def _fail(context: RunContext, record: RunRecord, error: BaseException) -> None:
     try:
-        if not isinstance(error, FencedOut):  # the run belongs to another execution now
+        # FencedOut: the run belongs to another execution now. ServerUnavailable: this process lost
+        # the store (a server died), the run did not fail: it is taken over once its lease ends.
+        if not isinstance(error, (FencedOut, ServerUnavailable)):
             context.store.update_run(
                 context.run_id,
                 record.version,
