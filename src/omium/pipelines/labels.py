@@ -63,7 +63,7 @@ LEFT JOIN (SELECT * FROM omium_runs FINAL) AS o ON o.run_id = r.run_id
 LEFT JOIN (
     SELECT run_id, countIf(decision = 'reject') AS rejected,
            anyIf(reason, decision = 'reject') AS reject_reason
-    FROM omium_reviews GROUP BY run_id
+    FROM omium_reviews FINAL GROUP BY run_id
 ) AS v ON v.run_id = r.run_id
 LEFT JOIN (
     SELECT run_id, groupUniqArrayIf(error_type, status = 'error' AND error_type != '') AS error_types,

@@ -240,6 +240,7 @@ def review(
         after=outcome,
         incident=incident,
         decision=decision,
+        edits=json.dumps(edits, sort_keys=True),
     )
     return updated
 

@@ -28,7 +28,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
-from omium.errors import OmiumError, OutsideRunError
+from omium.errors import NotFoundError, OmiumError, OutsideRunError
 from omium.sdk.store import CheckpointRecord, CheckpointStore, StepRecord
 
 
@@ -190,10 +190,25 @@ class RunContext:
     lost: BaseException | None = None  # set when the lease was lost: the next call raises it
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     root: Scope | None = field(default=None, repr=False)
+    # Recorded results, fetched together at the first replayed call (one read, not one per call).
+    values: dict[str, bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.root is None:
             self.root = Scope(self)
+
+    def recorded_value(self, digest: str) -> bytes:
+        """A recorded result's bytes; the first asked fetches every recorded result in one read."""
+        if self.values is None:
+            wanted = {s.output_hash for s in list(self.recorded.values()) if s.output_hash}
+            try:
+                self.values = self.store.get_blobs(sorted(wanted))
+            except NotFoundError:  # one missing value: fetch them one at a time, as asked
+                self.values = {}
+        found = self.values.get(digest)
+        if found is None:
+            found = self.values[digest] = self.store.get_blob(digest)
+        return found
 
     def load(self, steps: Iterable[StepRecord], checkpoints: Iterable[CheckpointRecord]) -> None:
         """Take in what earlier executions stored: slots of every call, live completed calls."""

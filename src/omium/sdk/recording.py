@@ -98,7 +98,7 @@ class Call:
             raise RuntimeError(f"call {self.call_id} {self.name!r} has no recorded result: it has to run")
         self.context.replayed += 1
         self.context.answered.add(self.call_id)
-        return serde.loads(self.context.store.get_blob(self.recorded.output_hash))
+        return serde.loads(self.context.recorded_value(self.recorded.output_hash))
 
     @property
     def recorded_output_hash(self) -> str:

@@ -243,7 +243,12 @@ def carry_over(store: SqlStore, warehouse: Warehouse | None, journal: Path | Non
             .on_conflict_do_nothing()
         )
     if journal is not None and journal.is_dir() and any(journal.iterdir()):
-        journal.rename(journal.with_name("journal.carried-over"))
+        kept = journal.with_name("journal.carried-over")
+        n = 1
+        while kept.exists():  # carried over before (a home copied back in, say): keep both
+            n += 1
+            kept = journal.with_name(f"journal.carried-over-{n}")
+        journal.rename(kept)
     if copied:
         logger.info("carried %d rows of an earlier Omium home over to the control database", copied)
     return copied

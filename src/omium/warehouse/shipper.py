@@ -56,7 +56,7 @@ def _review(event: dict[str, Any]) -> dict[str, Any] | None:
         "run_id": event["run_id"],
         "decision": attributes.get("decision", ""),
         "reviewer": event["actor"],
-        "edits": event["after"] or "{}",
+        "edits": attributes.get("edits", "{}"),
         "reason": event["reason"],
         "ts": event["ts"],
     }

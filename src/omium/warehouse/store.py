@@ -95,16 +95,21 @@ def embedded_store(settings: Any = None) -> SqlStore:
 
     settings = settings or Settings.from_env()
     ensure_home(settings.home)  # runs, prompts and outputs live here: this user's only
-    warehouse: Warehouse | None
+    warehouse: Warehouse | None = None
+    shared = not settings.control_database.startswith("sqlite")
     try:
-        warehouse = connect(settings, mode="embedded")
+        if not shared:
+            warehouse = connect(settings, mode="embedded")
+        elif not settings.embedded:
+            # A deployment's control database: its facts go to the deployment's ClickHouse (by
+            # whichever process holds the shipper lease), never into a private chdb of this one.
+            warehouse = connect(settings, mode="clickhouse")
     except WarehouseError as exc:  # held by another process (chdb opens a directory once)
         logger.warning(
-            "the embedded warehouse is not available to this process (%s): runs are kept in "
-            "the control database, their analytics wait for the process holding it",
+            "the warehouse is not available to this process (%s): runs are kept in the control "
+            "database, their analytics wait for the process holding it",
             exc,
         )
-        warehouse = None
     store = EmbeddedStore(settings.control_database, warehouse, fsync=settings.fsync)
     try:
         carry_over(store, warehouse, settings.home / "journal")

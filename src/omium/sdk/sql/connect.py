@@ -46,6 +46,28 @@ def _local_file(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
+def _identity(url: str) -> str:
+    """The deployment identity recorded in the control database at ``url``, read without writing
+    anything ("" if it cannot be reached or has none)."""
+    from sqlalchemy import text
+
+    from omium.sdk.sql.engine import SQLITE_BEGIN, create_control_engine
+
+    try:
+        engine = create_control_engine(url)
+    except Exception:
+        return ""
+    try:
+        with engine.connect().execution_options(**{SQLITE_BEGIN: ""}) as connection:
+            found = connection.execute(text("SELECT value FROM meta WHERE name = 'deployment'")).scalar()
+        return str(found or "")
+    except Exception as exc:  # unreachable, or not a control database (no meta table)
+        logger.info("control database %s not reachable from here (%s); using the server's API", url, exc)
+        return ""
+    finally:
+        engine.dispose()
+
+
 def direct_store(settings: Settings, deployment: str) -> SqlStore | None:
     """The control database ``deployment`` names, opened directly, if this process can reach it."""
     from omium.sdk.sql.outbox import Outbox
@@ -55,10 +77,14 @@ def direct_store(settings: Settings, deployment: str) -> SqlStore | None:
     local = _local_file(url)
     if not deployment or (local is not None and not local.exists()):
         return None  # never create a database just to find it is not the server's
+    # Read the identity before opening the store, which would migrate (write to) any database it
+    # can reach, even one that is not the server's.
+    if _identity(url) != deployment:
+        return None
     try:
         store = SqlStore(url, fsync=settings.fsync)
-    except Exception as exc:  # unreachable, refused, another version: the API still works
-        logger.info("control database %s not reachable from here (%s); using the server's API", url, exc)
+    except Exception as exc:  # refused, another version: the API still works
+        logger.info("control database %s not usable from here (%s); using the server's API", url, exc)
         return None
     if Outbox(store).deployment() != deployment:
         store.close()
