@@ -52,7 +52,6 @@ from tests.conftest import ServerProcess, free_port
 
 # The session's PostgreSQL and a schema per test (imported: fixtures of tests/sdk/conftest.py are
 # not visible from here).
-from tests.sdk.conftest import postgres_server, postgres_url  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -250,7 +249,7 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:  # noqa: F811
+def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:
     """Two servers on the test's PostgreSQL schema (workers are started by the test)."""
     found = Deployment(tmp_path, postgres_url)
     try:
@@ -261,7 +260,7 @@ def deployment(tmp_path: Path, postgres_url: str) -> Iterator[Deployment]:  # no
 
 
 @pytest.fixture
-def control(postgres_url: str) -> Iterator[SqlStore]:  # noqa: F811
+def control(postgres_url: str) -> Iterator[SqlStore]:
     """The test's own view of the control database (checks, and the run the CAS clients race on)."""
     store = SqlStore(postgres_url)
     yield store

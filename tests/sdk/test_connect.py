@@ -20,8 +20,7 @@ from omium.sdk.sql.outbox import Outbox
 from omium.sdk.store import CheckpointStore, RunRecord
 from omium.warehouse import ClickHouseWarehouse
 from omium.warehouse.store import EmbeddedStore
-from tests.conftest import free_port
-from tests.sdk.conftest import schema_url
+from tests.conftest import free_port, schema_url
 
 
 @pytest.fixture

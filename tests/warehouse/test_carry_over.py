@@ -39,7 +39,6 @@ from omium.warehouse import ClickHouseWarehouse
 from omium.warehouse.carry_over import MARK, carry_over
 from omium.warehouse.shipper import Shipper
 from omium.warehouse.store import EmbeddedStore, embedded_store
-from tests.sdk.conftest import postgres_server, postgres_url  # noqa: F401 - fixtures of this module too
 
 # --- how Omium 0.x wrote its facts (its WarehouseStore's statements, verbatim)
 

@@ -42,7 +42,6 @@ from omium.sdk.store import (
 from omium.warehouse import ClickHouseWarehouse, connect
 from omium.warehouse.connection import Warehouse
 from omium.warehouse.shipper import TARGETS, Shipper
-from tests.sdk.conftest import postgres_server, postgres_url  # noqa: F401 - fixtures of this module too
 
 ROOT = Path(__file__).resolve().parents[2]
 _MAPS = {"attributes", "depends_on"}  # JSON text in the control database, maps in the warehouse

@@ -105,9 +105,15 @@ def connect_control(settings: Settings | None = None, *, warehouse: bool = True)
 
     settings = settings or Settings.from_env()
     if server_answers(settings.server_url):
-        direct = direct_store(settings, server_deployment(settings))
+        deployment = server_deployment(settings)
+        direct = direct_store(settings, deployment)
         if direct is not None:
             return direct
+        logger.info(
+            "the server at %s runs on %s; this process uses its control API",
+            settings.server_url,
+            f"control database {deployment}" if deployment else "a control database it did not name",
+        )
         from omium.sdk.remote_store import RemoteStore
 
         return RemoteStore(settings.server_url, token=settings.api_token)
