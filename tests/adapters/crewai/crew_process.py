@@ -7,7 +7,7 @@ KYC, credit and terms tasks finished (and KYC's tool ran). ``resume``: kicks the
 prints what happened as JSON, with the run's steps and its spans as the warehouse has them.
 ``pause``: a review gate before the email agent pauses the run; the process exits. ``approve``:
 approves the paused run (as ``omium review RUN --approve`` does), then resumes it like ``resume``.
-``$OMIUM_HOME`` says where the embedded warehouse and its journal are.
+``$OMIUM_HOME`` says where the embedded warehouse and the control database are.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main(run_id: str, mode: str, tool_log: Path) -> None:
     }
     if mode in ("resume", "approve"):
         tracing._provider.force_flush()  # type: ignore[union-attr]
-        warehouse = store.backing.warehouse  # type: ignore[attr-defined]
+        warehouse = store.warehouse  # type: ignore[attr-defined]
         report["spans"] = warehouse.query_rows(
             "SELECT SpanId, ParentSpanId, SpanName, SpanAttributes['gen_ai.agent.name'] AS agent, "
             "SpanAttributes['omium.step_index'] AS step FROM otel_traces "
@@ -68,7 +68,7 @@ def main(run_id: str, mode: str, tool_log: Path) -> None:
         )
     print(json.dumps(report), flush=True)
     if mode == "pause":
-        os._exit(0)  # leave the journal as a crashed process would
+        os._exit(0)  # leave the control database as a crashed process would
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import pytest
 from crewai import Crew
@@ -276,10 +277,10 @@ def test_a_task_that_fails_after_a_guardrail_verdict_is_not_blamed_on_the_guardr
 class _RefusingStore(MemoryStore):
     """A store that cannot record a finished task (a full disk, say)."""
 
-    def record_step(self, step: StepRecord) -> None:
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
         if step.status == "completed":
             raise OSError("No space left on device")
-        super().record_step(step)
+        super().record_call(step, values)
 
 
 def test_a_task_omium_cannot_record_stops_the_crew_instead_of_being_carried_past(rt: Runtime) -> None:

@@ -42,7 +42,7 @@ def test_a_killed_crew_resumes_in_another_process(tmp_path: Path) -> None:
     report = _report(_run(home, "killed", "resume", log))
     assert report["status"] == "completed" and report["run"] == "completed"
     assert (report["executed"], report["replayed"]) == (1, 3)
-    # Nothing acknowledged was lost: the three finished tasks came back from the journal; none ran twice.
+    # Nothing acknowledged was lost: the three finished tasks came back from the control database; none ran twice.
     assert report["calls"] == {"kyc": 0, "credit": 0, "terms": 0, "email": 2}
     assert log.read_text().splitlines() == ["lookup_customer Ada", "send_email Ada"]
     assert [tuple(s) for s in report["steps"]] == [

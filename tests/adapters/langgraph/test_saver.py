@@ -21,7 +21,6 @@ from langgraph.graph.message import add_messages
 import omium.adapters.langgraph
 from omium.adapters.langgraph import OmiumSaver
 from omium.adapters.langgraph import _shared as shared_module
-from omium.sdk.serde import digest
 from omium.sdk.store import CheckpointStore, MemoryStore
 
 WORDS = ["order", "refund", "shipping", "invoice", "account", "delay", "carrier", "address", "label"]
@@ -203,11 +202,13 @@ class MeteredStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.blob_bytes = 0
+        self._kept: set[str] = set()
 
     def put_blob(self, data: bytes) -> str:
-        new = digest(data) not in self._blobs
         key = super().put_blob(data)
-        self.blob_bytes += len(data) if new else 0
+        if key not in self._kept:  # an unchanged value is stored once
+            self._kept.add(key)
+            self.blob_bytes += len(data)
         return key
 
 
