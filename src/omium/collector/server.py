@@ -19,12 +19,9 @@ from omium.collector.protocol import bounded_protocol
 from omium.collector.state import ServerState
 from omium.collector.writer import SpanWriter
 from omium.config import Settings, ensure_home
-from omium.sdk.lease import new_holder
-from omium.sdk.sql.outbox import Outbox
-from omium.sdk.sql.store import SqlStore
 from omium.warehouse.carry_over import carry_over
 from omium.warehouse.connection import Warehouse, connect
-from omium.warehouse.shipper import Shipper
+from omium.warehouse.store import EmbeddedStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +50,18 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
     writer.start()
     if not settings.control_url:
         ensure_home(settings.home)
-    store = SqlStore(settings.control_database, fsync=settings.fsync)
+    # The control store with this server's shipper into its warehouse; runs executed in this
+    # process (the demo's) write their spans straight into the warehouse too.
+    store = EmbeddedStore(settings.control_database, warehouse, fsync=settings.fsync, owns_warehouse=False)
     try:
         carry_over(store, warehouse, settings.home / "journal")
-        shipper = Shipper(Outbox(store), warehouse, new_holder()).start()
     except BaseException:
         writer.stop()
         store.close()
         raise
-    return ServerState(settings=settings, warehouse=warehouse, writer=writer, store=store, shipper=shipper)
+    return ServerState(
+        settings=settings, warehouse=warehouse, writer=writer, store=store, shipper=store.shipper
+    )
 
 
 def ensure_token(settings: Settings) -> Settings:
@@ -126,9 +126,7 @@ class RunningServer:
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()  # type: ignore[attr-defined]
         self.state.writer.stop()
-        if self.state.shipper is not None:
-            self.state.shipper.stop()
-        self.state.store.close()
+        self.state.store.close()  # ships what is queued, then lets the shipper lease go
 
 
 def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: bool = True) -> RunningServer:

@@ -57,7 +57,8 @@ def _migrated_template() -> Path:
 
 
 class MemoryStore(SqlStore):
-    """A control database of this object's own, thrown away with it: for tests and examples."""
+    """A control database of this object's own, removed when the object is collected (or at
+    exit): for tests and examples."""
 
     def __init__(self) -> None:
         directory = tempfile.mkdtemp(prefix="omium-store-")
@@ -66,10 +67,8 @@ class MemoryStore(SqlStore):
         self._remove = weakref.finalize(self, shutil.rmtree, directory, True)
         super().__init__(path)
 
-    def close(self) -> None:
-        """Close the store and remove its database."""
-        super().close()
-        self._remove()
+    # close() only closes connections (the store reopens them if used again, as a caller that
+    # lent it to a command expects); the database goes when the store is collected, or at exit.
 
 
 class ScratchStore(MemoryStore):
