@@ -123,10 +123,10 @@ class Shipper:
                 keys[fact.kind].append(fact.key)
         for kind, wanted in keys.items():
             table, convert = TARGETS[kind]
-            rows = [convert(row) for row in self.outbox.facts(kind, wanted)]
-            self._write(table, rows)
+            facts = self.outbox.facts(kind, wanted)  # read once: the reviews come from the same rows
+            self._write(table, [convert(row) for row in facts])
             if kind == "events":
-                self._write("omium_reviews", [r for r in map(_review, self.outbox.facts(kind, wanted)) if r])
+                self._write("omium_reviews", [r for r in map(_review, facts) if r])
 
     def _write(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

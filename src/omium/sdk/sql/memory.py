@@ -14,6 +14,7 @@ and are dropped with it.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 import threading
@@ -111,7 +112,7 @@ class ScratchStore(MemoryStore):
         mine = {m.seq for m in own}
         copied = [m for m in self._base.handoffs(run_id, channel) if m.seq not in mine]
         if copied:  # here, so that a status change of one is this database's decision
-            rows = [dict(m.__dict__, depends_on=_json(m.depends_on)) for m in copied]
+            rows = [dict(m.__dict__, depends_on=json.dumps(m.depends_on)) for m in copied]
             with self._transaction() as connection:
                 connection.execute(insert(handoff_table).prefix_with("OR IGNORE"), rows)
         return layered(copied, own, lambda m: m.seq)
@@ -160,12 +161,6 @@ class ScratchStore(MemoryStore):
 
     def commands(self, run_id: str = "", status: str = "") -> list[CommandRecord]:
         return []
-
-
-def _json(value: dict[str, int]) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 __all__ = ["MemoryStore", "ScratchStore"]

@@ -257,10 +257,14 @@ class SqlStore(CheckpointStore):
     # --- recorded calls
     def record_step(self, step: StepRecord) -> None:
         with self._statement() as connection:
-            if not step.fence:
-                connection.execute(self._s.put_step, step.__dict__)
-            elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
-                self._refused(connection, step.run_id, step.fence)
+            self._put_step(connection, step)
+
+    def _put_step(self, connection: Connection, step: StepRecord) -> None:
+        """Write ``step`` on ``connection``; :class:`FencedOut` if its fence is not current."""
+        if not step.fence:
+            connection.execute(self._s.put_step, step.__dict__)
+        elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
+            self._refused(connection, step.run_id, step.fence)
 
     def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
         if self._calls is not None:
@@ -270,10 +274,7 @@ class SqlStore(CheckpointStore):
             if values:
                 rows = [{"hash": k, "data": bytes(v), "size": len(v)} for k, v in values.items()]
                 connection.execute(self._s.put_blob, rows)
-            if not step.fence:
-                connection.execute(self._s.put_step, step.__dict__)
-            elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
-                self._refused(connection, step.run_id, step.fence)
+            self._put_step(connection, step)
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return [StepRecord(**row._mapping) for row in self._read(self._s.steps, {"run_id": run_id})]
