@@ -134,3 +134,24 @@ def test_embedded_runs_write_their_spans_to_otel_traces(
         names
     )
     assert len({r["SpanName"] for r in rows}) == len(names)  # each once
+
+
+def test_with_no_provider_a_span_is_a_no_op_and_a_provider_given_later_records() -> None:
+    """The recorder's hot path makes no span where nothing records one (no provider given, none
+    set globally); the check is made per span, so a provider configured later records at once."""
+    tracing.configure(None)
+    try:
+        with tracing.span("step lookup", {"omium.run_id": "r"}) as current:
+            assert not current.is_recording()
+            current.set_attribute("omium.attempts", 1)  # callers may still annotate it
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracing.configure(provider)
+        with pytest.raises(ValueError), tracing.span("step lookup", {"omium.run_id": "r", "empty": ""}):
+            raise ValueError("boom")
+        (span,) = exporter.get_finished_spans()
+        assert span.name == "step lookup"
+        assert dict(span.attributes or {}) == {"omium.run_id": "r", "error.type": "ValueError"}
+    finally:
+        tracing.configure(None)

@@ -421,6 +421,34 @@ def test_a_committed_fact_is_in_the_warehouse_within_2_s(
     assert p99 <= 2.0
 
 
+def test_facts_gather_while_writers_are_busy_and_ship_at_once_when_they_are_quiet(
+    store: SqlStore, warehouse: ClickHouseWarehouse
+) -> None:
+    """A steady stream (a fact every 10 ms for 2 s) ships in a few batches, not one per look; the
+    last facts of a burst are shipped about one look after the writers stop, not after patience."""
+    shipper = Shipper(Outbox(store), warehouse.clone(), new_holder(), interval=0.1, patience=0.6).start()
+    try:
+        started = time.monotonic()
+        i = 0
+        while time.monotonic() - started < 2.0:
+            store.create_run(RunRecord(f"stream-{i}", "wf"))
+            i += 1
+            time.sleep(0.01)
+        streamed = time.monotonic() - started
+        batches = shipper.batches
+        # Looks every 0.1 s would be about 20 batches; patience lets 0.7 s of facts gather.
+        assert 1 <= batches <= streamed / 0.6 + 1, (batches, streamed)
+        wait_until(lambda: shipper.shipped >= i, timeout=5)
+        stopped = time.monotonic()
+        store.create_run(RunRecord("quiet-1", "wf"))
+        wait_until(lambda: shipper.shipped >= i + 1, timeout=5)
+        assert time.monotonic() - stopped < 0.45  # two looks (the second sees nothing new), not patience
+    finally:
+        shipper.stop()
+        shipper.warehouse.close()
+    assert warehouse.scalar("SELECT count() FROM omium_runs FINAL WHERE startsWith(run_id, 'stream-')") == i
+
+
 # --- the child processes
 
 

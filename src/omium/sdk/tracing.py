@@ -9,11 +9,19 @@ warehouse when runs are stored there, else the application's global provider.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    Status,
+    StatusCode,
+    Tracer,
+)
 
 from omium._version import __version__
 from omium.errors import ControlSignal
@@ -45,9 +53,25 @@ def tracer() -> Tracer:
     return _tracer
 
 
+# Nothing records spans: no provider was given and the application set none globally.
+_SILENT = (ProxyTracerProvider, NoOpTracerProvider)
+_NOTHING: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+
+def span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Span]:
+    """A current span; an exception escaping it marks it as an error (``error.type`` set).
+
+    Where nothing records spans (no provider given, none set globally) this is a no-op: a
+    recorded call is the hot path, and a non-recording span would carry the parent's context
+    unchanged anyway. Checked on each call, since an application may set its provider later.
+    """
+    if _provider is None and isinstance(trace.get_tracer_provider(), _SILENT):
+        return _NOTHING
+    return _span(name, attributes)
+
+
 @contextmanager
-def span(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
-    """A current span; an exception escaping it marks it as an error (``error.type`` set)."""
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
     clean = {k: v for k, v in attributes.items() if v is not None and v != ""}
     with tracer().start_as_current_span(
         name, attributes=clean, record_exception=True, set_status_on_exception=True
