@@ -9,6 +9,8 @@ Never edit a migration that has shipped; append a new one.
 
 from __future__ import annotations
 
+from omium.warehouse.signal_tables import SIGNAL_TABLES
+
 # ``otel_traces`` keeps the exact 22 columns of the OpenTelemetry Collector contrib ClickHouse
 # exporter, so a stock otelcol-contrib can write here and Grafana reads it in OTel mode.
 # Departures from the exporter's classic DDL (REFERENCE.md allows other keys):
@@ -474,6 +476,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     GROUND_TRUTH,
     PIPELINE_TABLES,
     RUN_LEASES,
+    # Issue 16: the logs and metrics signals (otel_logs, otel_metrics_*): see signal_tables.py.
+    SIGNAL_TABLES,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
