@@ -100,6 +100,54 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     assert (tmp_path / "warehouse").is_dir()
 
 
+@pytest.mark.integration
+def test_embedded_commands_keep_their_spans_and_print_no_export_error(tmp_path: Path) -> None:
+    """Each command of an embedded home writes its spans before its warehouse closes (they were
+    lost with "could not write N spans ... The client has been closed" after the output)."""
+    env = os.environ | {"OMIUM_HOME": str(tmp_path), "OMIUM_SERVER_URL": f"http://127.0.0.1:{free_port()}"}
+
+    def omium(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "omium.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert "could not write" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+        return result.stdout
+
+    def spans(run_id: str) -> int:
+        rows = json.loads(
+            omium(
+                "sql",
+                "-f",
+                "json",
+                "SELECT count() AS n FROM otel_traces WHERE RunId = {r:String}",
+                "-p",
+                f"r={run_id}",
+            )
+        )
+        return int(rows[0]["n"])
+
+    omium("demo", "--executions", "6")
+    rows = json.loads(
+        omium(
+            "sql",
+            "-f",
+            "json",
+            "SELECT run_id, name FROM omium_checkpoints FINAL ORDER BY run_id, seq LIMIT 1",
+        )
+    )
+    run_id, checkpoint = rows[0]["run_id"], rows[0]["name"]
+    before = spans(run_id)
+    assert before > 0
+    omium("rollback", run_id, "--to", checkpoint)
+    omium("resume", run_id, "--app", "omium.examples.company_x.workflow:onboard_customer")
+    assert spans(run_id) > before  # the resumed execution's spans, written as the command ended
+
+
 def test_main_turns_omium_errors_into_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     env = os.environ | {"OMIUM_HTTP_PORT": "not-a-port"}
     result = subprocess.run(

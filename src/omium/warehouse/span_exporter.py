@@ -34,8 +34,10 @@ class WarehouseSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         try:
             self._warehouse.insert("otel_traces", columns.columns, OTEL_TRACES_COLUMNS)
-        except WarehouseError:
-            logger.exception("could not write %d spans to the warehouse", len(columns))
+        except WarehouseError as exc:
+            # One line: the exporter runs on the span processor's thread, at exit too, where a
+            # traceback tells the user nothing they can act on.
+            logger.error("could not write %d spans to the warehouse: %s", len(columns), exc)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
