@@ -9,7 +9,11 @@ import typer
 
 from omium.importers import ImportedRun
 
-app = typer.Typer(help="Import public multi-agent failure runs as traces with labels.", no_args_is_help=True)
+app = typer.Typer(
+    help="Import multi-agent runs (with or without labels) as traces; inspect workflows.",
+    no_args_is_help=True,
+)
+SUBSET = typer.Option(None, "--subset", help="Name of this set in run ids (default: the folder's name).")
 
 
 def _write(runs: list[ImportedRun]) -> None:
@@ -20,23 +24,34 @@ def _write(runs: list[ImportedRun]) -> None:
     with connect(Settings.from_env()) as warehouse:
         counts = importers.write(warehouse, runs)
     failed = sum(1 for r in runs if r.failed)
-    typer.echo(f"imported {counts['runs']:,} runs ({failed:,} failed) as {counts['spans']:,} spans")
+    typer.echo(
+        f"imported {counts['runs']:,} runs ({counts['labelled']:,} labelled, {failed:,} failed) "
+        f"as {counts['spans']:,} spans"
+    )
 
 
 @app.command("who-and-when")
-def who_and_when(directory: Path = typer.Argument(..., help="A folder of Who&When JSON files.")) -> None:
-    """Who&When runs: one trace per run, one span per step, the mistake agent and step as ground truth."""
+def who_and_when(
+    directory: Path = typer.Argument(..., help="A folder of Who&When JSON files."),
+    subset: str | None = SUBSET,
+) -> None:
+    """Who&When-format runs: one trace per run, one span per step; the mistake agent and step, when
+    a file has them, as annotations (omium_ground_truth)."""
     from omium.importers import read_who_and_when
 
-    _write(read_who_and_when(directory))
+    _write(read_who_and_when(directory, subset))
 
 
 @app.command("tau-bench")
-def tau_bench(file: Path = typer.Argument(..., help="A tau-bench trajectories JSON file.")) -> None:
-    """tau-bench trajectories: one trace per run, one span per message, the reward as the outcome."""
+def tau_bench(
+    file: Path = typer.Argument(..., help="A tau-bench trajectories JSON file."),
+    subset: str | None = SUBSET,
+) -> None:
+    """tau-bench trajectories: one trace per run, one span per message; the reward, when there is
+    one, as the outcome (omium_ground_truth)."""
     from omium.importers import read_tau_bench
 
-    _write(read_tau_bench(file))
+    _write(read_tau_bench(file, subset))
 
 
 @app.command("langgraph")
