@@ -42,6 +42,9 @@ async def stats(request: Request) -> JSONResponse:
     """The span writer's counters, requests refused at the door, control facts shipped and waiting."""
     state: ServerState = request.app.state.omium
     body = vars(state.writer.stats) | {"pending_spans": state.writer.pending_spans}
+    # Logs and metrics writers count records in the same counters (spans_written: records).
+    body["logs"] = vars(state.log_writer.stats) | {"pending": state.log_writer.pending_spans}
+    body["metrics"] = vars(state.metric_writer.stats) | {"pending": state.metric_writer.pending_spans}
     if state.shipper is not None:
         body["facts_shipped"] = state.shipper.shipped
         body["facts_waiting"] = state.shipper.outbox.backlog()
@@ -81,6 +84,8 @@ def create_app(state: ServerState) -> Starlette:
         exception_handlers={HTTPException: _http_error, ClientDisconnect: _client_gone},
         routes=[
             Route("/v1/traces", otlp_http.export_traces, methods=["POST"]),
+            Route("/v1/logs", otlp_http.export_logs, methods=["POST"]),
+            Route("/v1/metrics", otlp_http.export_metrics, methods=["POST"]),
             Route("/v1/health", health, methods=["GET"]),
             Route("/v1/version", version, methods=["GET"]),
             Route("/v1/stats", stats, methods=["GET"]),

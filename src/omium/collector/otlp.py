@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from omium.collector.jsonbody import load_json, printable
@@ -29,18 +30,28 @@ JSON_MAX_DEPTH = 64
 # DateTime64(9) ends in 2262; a later timestamp cannot be stored.
 MAX_TIME_NS = 2**63 - 1
 _ZERO_TRACE_ID = bytes(16)
+_M = TypeVar("_M", bound=Message)
 
 
-def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    """Parse an ``ExportTraceServiceRequest`` from protobuf bytes."""
-    request = ExportTraceServiceRequest()
+def parse_protobuf(body: bytes, message_type: type[_M]) -> _M:
+    """Parse an OTLP export request of ``message_type`` (traces, logs or metrics) from protobuf.
+
+    Raises:
+        DecodeError: for bytes that are not such a message.
+    """
+    request = message_type()
     try:
         request.ParseFromString(body)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
         raise DecodeError(
-            f"body is not a valid ExportTraceServiceRequest protobuf: {printable(str(exc))}"
+            f"body is not a valid {message_type.__name__} protobuf: {printable(str(exc))}"
         ) from None
     return request
+
+
+def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    """Parse an ``ExportTraceServiceRequest`` from protobuf bytes."""
+    return parse_protobuf(body, ExportTraceServiceRequest)
 
 
 def _hex_ids_to_base64(document: Any) -> Any:
@@ -67,24 +78,29 @@ def _hex_ids_to_base64(document: Any) -> Any:
     return document
 
 
-def decode_json(body: bytes) -> ExportTraceServiceRequest:
-    """Parse an OTLP/JSON ``ExportTraceServiceRequest`` (hex ids, integer enums, unknown fields ignored).
+def parse_json(body: bytes, message_type: type[_M]) -> _M:
+    """Parse an OTLP/JSON export request of ``message_type`` (hex ids, integer enums, unknown
+    fields ignored): traces, logs or metrics (exemplars carry ids too).
 
     Raises:
         DecodeError: for anything that is not such a request, including JSON nested deeper than
             :data:`JSON_MAX_DEPTH`, lone UTF-16 surrogates and invalid UTF-8.
     """
+    name = message_type.__name__
     document = load_json(body, max_depth=JSON_MAX_DEPTH)
     if not isinstance(document, dict):
-        raise DecodeError("body must be a JSON object (an ExportTraceServiceRequest)")
-    request = ExportTraceServiceRequest()
+        raise DecodeError(f"body must be a JSON object (an {name})")
+    request = message_type()
     try:
         json_format.ParseDict(_hex_ids_to_base64(document), request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-        raise DecodeError(
-            f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {printable(str(exc))}"
-        ) from None
+        raise DecodeError(f"body is not a valid OTLP/JSON {name}: {printable(str(exc))}") from None
     return request
+
+
+def decode_json(body: bytes) -> ExportTraceServiceRequest:
+    """Parse an OTLP/JSON ``ExportTraceServiceRequest`` (see :func:`parse_json`)."""
+    return parse_json(body, ExportTraceServiceRequest)
 
 
 @dataclass(frozen=True)
@@ -170,5 +186,7 @@ __all__ = [
     "Prepared",
     "decode_json",
     "decode_protobuf",
+    "parse_json",
+    "parse_protobuf",
     "prepare",
 ]

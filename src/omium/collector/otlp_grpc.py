@@ -1,4 +1,8 @@
-"""OTLP/gRPC: ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` on port 4317.
+"""OTLP/gRPC on port 4317: ``TraceService/Export``, ``LogsService/Export`` and
+``MetricsService/Export`` (``opentelemetry.proto.collector.{trace,logs,metrics}.v1``).
+
+Compressed messages (``grpc-encoding: gzip`` or ``deflate``, all grpcio offers) are decompressed
+by grpcio itself, bounded by ``max_message_bytes`` after decompression.
 
 Overload answers ``UNAVAILABLE`` with a ``google.rpc.RetryInfo`` detail (the OTLP throttling
 signal), whether the writer's budget is spent or too many calls are in progress; invalid data
@@ -23,11 +27,12 @@ from typing import Any, NamedTuple, NoReturn, ParamSpec, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from omium.collector.jsonbody import printable
-from omium.collector.otlp import Prepared, decode_protobuf, prepare
+from omium.collector.otlp import Prepared
+from omium.collector.signals import LOGS, METRICS, TRACES, Signal
 from omium.collector.writer import SpanWriter
 from omium.errors import DecodeError, OverloadedError
 
@@ -35,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 ACK_TIMEOUT_SECONDS = 60.0
-EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT_METHOD = TRACES.grpc_method
 # How often one client's malformed requests are logged at most, and how many clients are remembered.
 LOG_INTERVAL_SECONDS = 60.0
 _MAX_LOGGED_CLIENTS = 1024
@@ -59,7 +64,7 @@ def _abort_with_retry(context: grpc.ServicerContext, message: str, retry_after: 
 
 
 class _Decoded(NamedTuple):
-    request: trace_service_pb2.ExportTraceServiceRequest
+    request: Any
     body: bytes
 
 
@@ -67,12 +72,15 @@ class _Malformed(NamedTuple):
     message: str
 
 
-def _deserialize(body: bytes) -> _Decoded | _Malformed:
-    # Never raises and never returns None: either makes grpc answer INTERNAL with a traceback.
-    try:
-        return _Decoded(decode_protobuf(body), body)
-    except DecodeError as exc:
-        return _Malformed(str(exc))
+def _deserializer(signal: Signal) -> Callable[[bytes], _Decoded | _Malformed]:
+    def deserialize(body: bytes) -> _Decoded | _Malformed:
+        # Never raises and never returns None: either makes grpc answer INTERNAL with a traceback.
+        try:
+            return _Decoded(signal.decode_protobuf(body), body)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return deserialize
 
 
 class _OncePerMinute:
@@ -113,54 +121,53 @@ def _client(context: grpc.ServicerContext) -> str:
     return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    """The OTLP trace service, writing through the shared :class:`SpanWriter`."""
+class ExportService:
+    """One signal's OTLP ``Export``, writing through that signal's writer."""
 
-    def __init__(self, writer: SpanWriter) -> None:
+    def __init__(self, writer: SpanWriter, signal: Signal = TRACES) -> None:
         self._writer = writer
+        self.signal = signal
         self._malformed_log = _OncePerMinute()
 
-    def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        """Store one export request; answer once its spans are durable."""
-        return self._store(prepare(request), context)
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Message:
+        """Store one export request; answer once its records are durable."""
+        return self._store(self.signal.prepare(request, None), context)
 
-    def export_received(
-        self, received: _Decoded | _Malformed, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    def export_received(self, received: _Decoded | _Malformed, context: grpc.ServicerContext) -> Message:
         """:meth:`Export` for what the server's deserializer made of the message."""
         if isinstance(received, _Malformed):
             self._malformed_log.warning(_client(context), received.message)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, printable(received.message))
             raise AssertionError("unreachable: abort raises")
-        return self._store(prepare(received.request, received.body), context)
+        return self._store(self.signal.prepare(received.request, received.body), context)
 
-    def _store(
-        self, prepared: Prepared, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
+    def _store(self, prepared: Prepared, context: grpc.ServicerContext) -> Message:
+        unit = self.signal.unit
         try:
             future = self._writer.submit(
                 prepared.body, prepared.spans, days=(prepared.first_day, prepared.last_day)
             )
         except OverloadedError as exc:
             _abort_with_retry(context, str(exc), exc.retry_after)
-        # Wait for the spans to be durable, or for the call to end (the client cancelled or its
+        # Wait for the records to be durable, or for the call to end (the client cancelled or its
         # deadline passed): a call nobody waits for must not hold a worker and a slot.
         settled = threading.Event()
         future.add_done_callback(lambda _: settled.set())
         context.add_callback(settled.set)
         settled.wait(ACK_TIMEOUT_SECONDS)
         if not future.done():
-            _abort_with_retry(context, "spans were not stored in time, retry", 2.0)
+            _abort_with_retry(context, f"{unit} were not stored in time, retry", 2.0)
         error = future.exception()
         if error is not None:
-            _abort_with_retry(context, f"spans were not stored, retry: {error}", 2.0)
-        response = trace_service_pb2.ExportTraceServiceResponse()
-        if prepared.rejected:
-            response.partial_success.rejected_spans = prepared.rejected
-            response.partial_success.error_message = prepared.message
-        return response
+            _abort_with_retry(context, f"{unit} were not stored, retry: {error}", 2.0)
+        return self.signal.response(prepared)
+
+
+class TraceService(ExportService):
+    """The OTLP trace service, writing through the shared :class:`SpanWriter`."""
+
+    def __init__(self, writer: SpanWriter) -> None:
+        super().__init__(writer, TRACES)
 
 
 class _CountingPool(futures.ThreadPoolExecutor):
@@ -230,38 +237,46 @@ def _token_accepted(metadata: Any, tokens: tuple[str, ...]) -> bool:
     return False
 
 
-class _TraceHandler(grpc.GenericRpcHandler):
-    """Routes ``Export`` to the service while the pool holds fewer calls than ``limit``; with
-    ``tokens``, only calls that present one of them."""
+class _ExportHandler(grpc.GenericRpcHandler):
+    """Routes each signal's ``Export`` to its service while the pool holds fewer calls than
+    ``limit``; with ``tokens``, only calls that present one of them."""
 
     def __init__(
-        self, service: TraceService, pool: _CountingPool, limit: int, tokens: tuple[str, ...] = ()
+        self,
+        services: list[ExportService],
+        pool: _CountingPool,
+        limit: int,
+        tokens: tuple[str, ...] = (),
     ) -> None:
         self._pool = pool
         self._limit = limit
         self._tokens = tokens
-        self._unauthenticated = grpc.stream_unary_rpc_method_handler(
-            _Unauthenticated(),
-            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
-        )
-        self._export = grpc.unary_unary_rpc_method_handler(
-            service.export_received,
-            request_deserializer=_deserialize,
-            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
-        )
-        # A stream handler: its behaviour runs without the request message having been received.
-        self._refuse = grpc.stream_unary_rpc_method_handler(
-            _Refuse(limit),
-            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
-        )
+        unauthenticated = _Unauthenticated()
+        refuse = _Refuse(limit)
+        # method -> (its export, refusal without a token, refusal over the limit)
+        self._routes: dict[str, tuple[grpc.RpcMethodHandler, ...]] = {}
+        for service in services:
+            serialize = service.signal.response_type.SerializeToString
+            self._routes[service.signal.grpc_method] = (
+                grpc.unary_unary_rpc_method_handler(
+                    service.export_received,
+                    request_deserializer=_deserializer(service.signal),
+                    response_serializer=serialize,
+                ),
+                grpc.stream_unary_rpc_method_handler(unauthenticated, response_serializer=serialize),
+                # A stream handler: its behaviour runs without the request message having been received.
+                grpc.stream_unary_rpc_method_handler(refuse, response_serializer=serialize),
+            )
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        if handler_call_details.method != EXPORT_METHOD:
+        route = self._routes.get(handler_call_details.method)
+        if route is None:
             return None
+        export, unauthenticated, refuse = route
         if self._tokens and not _token_accepted(handler_call_details.invocation_metadata, self._tokens):
-            return self._unauthenticated
+            return unauthenticated
         # grpc asks on its one serving thread, right before it submits the admitted call's task.
-        return self._refuse if self._pool.calls >= self._limit else self._export
+        return refuse if self._pool.calls >= self._limit else export
 
 
 def start_grpc_server(
@@ -273,6 +288,8 @@ def start_grpc_server(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_concurrent_calls: int | None = None,
     tokens: tuple[str, ...] = (),
+    log_writer: SpanWriter | None = None,
+    metric_writer: SpanWriter | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start the gRPC server; returns it and the bound port (``port=0`` picks a free one).
 
@@ -289,6 +306,8 @@ def start_grpc_server(
         tokens: When given, a call must present one of them (``authorization: Bearer``
             metadata) or is answered ``UNAUTHENTICATED`` (an exposed server, or
             ``OMIUM_INGEST_TOKEN`` set).
+        log_writer: Where log records go; without it ``LogsService`` is not served.
+        metric_writer: Where data points go; without it ``MetricsService`` is not served.
     """
     limit = max_concurrent_calls if max_concurrent_calls is not None else workers * 4
     pool = _CountingPool(workers)
@@ -299,7 +318,12 @@ def start_grpc_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    server.add_generic_rpc_handlers((_TraceHandler(TraceService(writer), pool, limit, tokens),))
+    services: list[ExportService] = [TraceService(writer)]
+    if log_writer is not None:
+        services.append(ExportService(log_writer, LOGS))
+    if metric_writer is not None:
+        services.append(ExportService(metric_writer, METRICS))
+    server.add_generic_rpc_handlers((_ExportHandler(services, pool, limit, tokens),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)

@@ -1,4 +1,4 @@
-"""Running the Omium server: warehouse, span writer, OTLP/HTTP + APIs (uvicorn) and OTLP/gRPC."""
+"""Running the Omium server: warehouse, signal writers, OTLP/HTTP + APIs (uvicorn) and OTLP/gRPC."""
 
 from __future__ import annotations
 
@@ -15,13 +15,19 @@ import uvicorn
 from omium.collector.access import ingest_tokens
 from omium.collector.app import create_app
 from omium.collector.otlp_grpc import start_grpc_server
+from omium.collector.otlp_logs import decode_logs_protobuf
+from omium.collector.otlp_metrics import decode_metrics_protobuf
 from omium.collector.protocol import bounded_protocol
+from omium.collector.record_writer import RecordWriter
 from omium.collector.state import ServerState
 from omium.collector.writer import SpanWriter
 from omium.config import Settings, ensure_home
 from omium.warehouse.carry_over import carry_over
 from omium.warehouse.connection import Warehouse, connect
+from omium.warehouse.log_rows import log_rows
+from omium.warehouse.metric_rows import metric_rows
 from omium.warehouse.store import EmbeddedStore
+from omium.warehouse.table_rows import TableRows
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,21 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
         native_ingest=warehouse.mode == "embedded",
     )
     writer.start()
+    # Logs and metrics: the same machinery and budgets, a queue (and a thread) each.
+    signal_writers = [
+        RecordWriter(
+            warehouse,
+            settings.home / "spool",
+            rows,
+            signal=signal,
+            max_pending_spans=settings.max_pending_spans,
+            max_pending_bytes=settings.max_pending_bytes,
+        )
+        for rows, signal in ((_log_table_rows, "log records"), (_metric_table_rows, "data points"))
+    ]
+    for signal_writer in signal_writers:
+        signal_writer.start()
+    log_writer, metric_writer = signal_writers
     if not settings.control_url:
         ensure_home(settings.home)
     # The control store with this server's shipper into its warehouse; runs executed in this
@@ -56,12 +77,27 @@ def build_state(settings: Settings, warehouse: Warehouse | None = None) -> Serve
     try:
         carry_over(store, warehouse, settings.home / "journal")
     except BaseException:
-        writer.stop()
+        for started in (writer, log_writer, metric_writer):
+            started.stop()
         store.close()
         raise
     return ServerState(
-        settings=settings, warehouse=warehouse, writer=writer, store=store, shipper=store.shipper
+        settings=settings,
+        warehouse=warehouse,
+        writer=writer,
+        store=store,
+        log_writer=log_writer,
+        metric_writer=metric_writer,
+        shipper=store.shipper,
     )
+
+
+def _log_table_rows(body: bytes) -> list[TableRows]:
+    return [log_rows(decode_logs_protobuf(body))]
+
+
+def _metric_table_rows(body: bytes) -> list[TableRows]:
+    return metric_rows(decode_metrics_protobuf(body))
 
 
 def ensure_token(settings: Settings) -> Settings:
@@ -125,7 +161,8 @@ class RunningServer:
             self._thread.join(30)
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait()  # type: ignore[attr-defined]
-        self.state.writer.stop()
+        for writer in (self.state.writer, self.state.log_writer, self.state.metric_writer):
+            writer.stop()
         self.state.store.close()  # ships what is queued, then lets the shipper lease go
 
 
@@ -155,10 +192,13 @@ def start(settings: Settings, warehouse: Warehouse | None = None, *, in_thread: 
                 settings.grpc_port,
                 max_message_bytes=settings.max_body_bytes,
                 tokens=ingest_tokens(settings),
+                log_writer=state.log_writer,
+                metric_writer=state.metric_writer,
             )
         except (OSError, RuntimeError) as exc:
             sock.close()
-            state.writer.stop()
+            for writer in (state.writer, state.log_writer, state.metric_writer):
+                writer.stop()
             raise OSError(f"cannot serve OTLP/gRPC on port {settings.grpc_port}: {exc}") from exc
     config = uvicorn.Config(
         create_app(state),

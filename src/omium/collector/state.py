@@ -1,5 +1,5 @@
-"""What the server's endpoints share: settings, the warehouse, the span writer, the control store
-and its shipper."""
+"""What the server's endpoints share: settings, the warehouse, the writers of the three OTLP
+signals, the control store and its shipper."""
 
 from __future__ import annotations
 
@@ -24,5 +24,7 @@ class ServerState:
     warehouse: Warehouse
     writer: SpanWriter
     store: CheckpointStore
+    log_writer: SpanWriter
+    metric_writer: SpanWriter
     shipper: Shipper | None = None
     access: AccessControl | None = None
