@@ -457,6 +457,21 @@ ORDER BY run_id
 """,
 )
 
+# Issue 16, normalisation by convention (omium.conventions) and cost (omium.pipelines.prices): the
+# span's user, cached / cache-write / reasoning tokens, what went in and came out, and its cost in
+# USD with the price data it came from (NULL when the model's price is unknown, never 0).
+NORMALIZED_SPANS_CONVENTIONS = (
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS user String DEFAULT ''",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS cached_tokens UInt64 DEFAULT 0",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS cache_write_tokens UInt64 DEFAULT 0",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS reasoning_tokens UInt64 DEFAULT 0",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS input_content String DEFAULT ''",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS output_content String DEFAULT ''",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS cost_usd Nullable(Float64)",
+    "ALTER TABLE omium_normalized_spans ADD COLUMN IF NOT EXISTS price_source LowCardinality(String) "
+    "DEFAULT ''",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -478,6 +493,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     RUN_LEASES,
     # Issue 16: the logs and metrics signals (otel_logs, otel_metrics_*): see signal_tables.py.
     SIGNAL_TABLES,
+    NORMALIZED_SPANS_CONVENTIONS,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
