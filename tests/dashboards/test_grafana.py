@@ -208,7 +208,7 @@ def _load(wh: ClickHouseWarehouse) -> Loaded:
                     "confidence": 1.0,
                     "failure_class": labels[-1]["failure_class"],
                     "evidence": run.mistake_reason[:200],
-                    "method": "ground_truth",
+                    "method": "attribution_model",
                     "model_version": "",
                     "created_at": NOW - dt.timedelta(hours=1),
                 }

@@ -63,8 +63,10 @@ def test_notebook_runs_on_demo_and_imported_data(tmp_path: Path, monkeypatch: py
     )
     assert "by agent" in titles and "by edge" in titles and "ROC" in titles
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    for method in ("ground_truth", "runtime_chain", "attribution_model"):
+    for method in ("runtime_chain", "attribution_model"):
         assert method in printed  # a root-cause example of each kind, with its evidence
+    assert "ground_truth" not in printed  # an annotation is never printed as a result...
+    assert "   annotation: step " in printed  # ...but beside one
     assert "   · " in printed
     roc = next(cell for cell in notebook.cells if "roc_curve" in cell.source)
     auc = float(json.loads(json.dumps(roc.outputs[-1]["data"]["text/plain"])))

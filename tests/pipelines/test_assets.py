@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from omium.config import Settings
+from omium.pipelines import root_causes as explain
 from omium.pipelines import spans
 from omium.pipelines.defs import assets as A
 from omium.pipelines.defs.resources import WarehouseResource
@@ -108,11 +109,23 @@ def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: 
     halluc = causes["live-halluc"]
     assert halluc["method"] == "runtime_chain" and halluc["agent"] == "terms_generator"
     assert any("produced the data" in line for line in json.loads(halluc["evidence"]))
-    who = next(r for r in seeded.imported if r.source == "who_and_when")
-    assert (
-        causes[who.run_id]["step_index"] == who.mistake_step
-        and causes[who.run_id]["method"] == "ground_truth"
-    )
+    # Annotations are not results: an annotated run is attributed by a model that never saw it.
+    assert "ground_truth" not in {c["method"] for c in causes.values()}
+    models = {
+        r["model_version"]: (r["model_name"], set(json.loads(r["params"])["training_runs"]))
+        for r in wh.query_rows(
+            "SELECT model_name, model_version, params FROM omium_models FINAL WHERE model_name IN {n:Array(String)}",
+            {"n": [explain.ATTRIBUTION_MODEL, explain.CROSS_FIT_MODEL]},
+        )
+    }
+    annotated = [r for r in seeded.imported if r.source == "who_and_when" and r.run_id in causes]
+    assert annotated
+    for run in annotated:
+        cause = causes[run.run_id]
+        assert cause["method"] in ("attribution_model", "first_error")
+        if cause["method"] == "attribution_model":
+            name, trained_on = models[cause["model_version"]]
+            assert name == explain.CROSS_FIT_MODEL and run.run_id not in trained_on
     tau = causes[tau_failed[0].run_id]
     assert tau["method"] == "attribution_model" and 0 <= tau["step_index"] < len(tau_failed[0].steps)
     assert tau["agent"] == tau_failed[0].steps[tau["step_index"]].agent

@@ -1,14 +1,16 @@
 """Root causes: for every failed run, the responsible agent and step with an evidence chain.
 
-Three ways to a root cause, most certain first:
+Two ways to a root cause, most certain first. Annotations (an imported run's labelled decisive
+step, ``omium_ground_truth``) are never one: they train the attribution model and are shown beside
+a result as the annotation, and a run with an annotation is attributed by a model that was not
+trained on it (:class:`ModelChooser`).
 
-- ``ground_truth``: an imported run whose annotators named the decisive step (Who&When).
 - ``runtime_chain``: a live run whose supervisor recorded the incident. The failing check names a
   position; a guard judged data that came from the same agent's last model or tool call before
   it, so that call is the culprit (a stale hand-off is its own culprit: it was sent from state
   that moved on). This is the chain the console shows.
 - ``attribution_model``: anything else. The attribution model of :mod:`omium.models.attribution`,
-  fitted on the imported ground truth, scores every step; the best one is the culprit.
+  fitted on the annotated runs, scores every step; the best one is the culprit.
   Without ground truth to fit on, the first error step (or the last step) is named, as
   ``first_error`` with a low confidence.
 
@@ -18,6 +20,8 @@ Steps are 0-based positions in the run (``omium.step_index``).
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,9 @@ from omium.models import culprit
 from omium.models.attribution import STEP_FEATURE_NAMES, make_model, step_features
 
 ATTRIBUTION_MODEL = "root_cause_attribution"
+# Models fitted without a fold of the annotated runs, to attribute the failed runs of that fold.
+CROSS_FIT_MODEL = "root_cause_attribution_cross_fit"
+CROSS_FIT_FOLDS = 5
 # The step features worth naming as evidence when they fire on the chosen step.
 _TELLING = (
     "after_tool",
@@ -98,6 +105,57 @@ def fit_attribution(truth: pl.DataFrame, steps: pl.DataFrame, seed: int = 0) -> 
         raise ValueError("no runs with a known decisive step among the normalised spans")
     model = make_model(seed).fit(np.vstack(rows), np.array(labels))
     return model, len(rows)
+
+
+# (model name, model, the run ids it was trained on, training rows) -> the registered version
+Register = Callable[[str, Any, set[str], int], str]
+
+
+@dataclass
+class ModelChooser:
+    """Which attribution model attributes which run: the model fitted on every annotated run for
+    runs it was not trained on, and for an annotated run a model fitted on the other folds."""
+
+    model: Any | None = None
+    version: str = ""
+    trained_on: set[str] = field(default_factory=set)
+    held_out: dict[str, tuple[Any | None, str]] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls, truth: pl.DataFrame, steps: pl.DataFrame, failed: set[str], register: Register, seed: int = 0
+    ) -> ModelChooser:
+        """Fit on ``truth`` (``run_id, mistake_step``) and, for the failed runs among them, one
+        model per fold without that fold; ``register`` stores each and returns its version."""
+        model, rows = fit_attribution(truth, steps, seed)
+        trained_on = set(truth["run_id"].to_list())
+        chooser = cls(model, register(ATTRIBUTION_MODEL, model, trained_on, rows), trained_on)
+        annotated = sorted(trained_on & failed)
+        order = sorted(trained_on)
+        random.Random(seed).shuffle(order)
+        folds = [set(order[i::CROSS_FIT_FOLDS]) for i in range(CROSS_FIT_FOLDS)]
+        for fold in folds:
+            wanted = [r for r in annotated if r in fold]
+            if not wanted:
+                continue
+            rest = truth.filter(~pl.col("run_id").is_in(list(fold)))
+            try:
+                held_model, held_rows = fit_attribution(rest, steps, seed)
+            except ValueError:  # too few annotated runs left to fit on: no model for this fold
+                held: tuple[Any | None, str] = (None, "")
+            else:
+                rest_ids = set(rest["run_id"].to_list())
+                held = (held_model, register(CROSS_FIT_MODEL, held_model, rest_ids, held_rows))
+            chooser.held_out.update(dict.fromkeys(wanted, held))
+        return chooser
+
+    def for_run(self, run_id: str) -> tuple[Any | None, str]:
+        """The model (and its version) that may attribute ``run_id``: never one trained on it."""
+        if run_id in self.held_out:
+            return self.held_out[run_id]
+        if run_id in self.trained_on:
+            return None, ""
+        return self.model, self.version
 
 
 def attribute_run(run_id: str, run: pl.DataFrame, model: Any | None, version: str = "") -> RootCause:
@@ -172,4 +230,13 @@ def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["ATTRIBUTION_MODEL", "RootCause", "attribute_run", "fit_attribution", "rows", "runtime_chain"]
+__all__ = [
+    "ATTRIBUTION_MODEL",
+    "CROSS_FIT_MODEL",
+    "ModelChooser",
+    "RootCause",
+    "attribute_run",
+    "fit_attribution",
+    "rows",
+    "runtime_chain",
+]

@@ -192,7 +192,17 @@ def analysis(run_id: str) -> dict[str, Any]:
         "WHERE run_id = {run_id:String} GROUP BY k ORDER BY k",
         {"run_id": run_id},
     )
-    return {"cause": cause[0] if cause else None, "risk": {int(r["k"]): float(r["risk"]) for r in risk}}
+    # An imported run's labels: shown beside the result as the annotation, never as a result.
+    annotation = wh.query_rows(
+        "SELECT mistake_agent, mistake_step, mistake_reason FROM omium_ground_truth FINAL "
+        "WHERE run_id = {run_id:String} AND mistake_step >= 0",
+        {"run_id": run_id},
+    )
+    return {
+        "cause": cause[0] if cause else None,
+        "risk": {int(r["k"]): float(r["risk"]) for r in risk},
+        "annotation": annotation[0] if annotation else None,
+    }
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

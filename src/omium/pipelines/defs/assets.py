@@ -522,23 +522,33 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
                 feats.insert_rows(wh, "omium_failure_labels", labelling.failure_labels(wh, day))
         failed = wh.query_df(FAILED_RUNS, {"ids": config.run_ids})
         truth = failed.filter(pl.col("mistake_step") >= 0)
-        model, version = None, ""
         training_truth = wh.query_df(
-            "SELECT run_id, mistake_step FROM omium_ground_truth FINAL WHERE mistake_step >= 0"
+            "SELECT run_id, source, mistake_step FROM omium_ground_truth FINAL WHERE mistake_step >= 0"
         )
         training_steps = (
             _step_frame(wh, training_truth["run_id"].to_list()) if training_truth.height else None
         )
+        # Annotations train the model; they are never a run's result. A failed run that is in the
+        # training set is attributed by a model fitted without it (cross-fitting), so no result is
+        # shown on a run its model was trained on; each registered model records its training set.
+        chooser = explain.ModelChooser()
         if training_steps is not None and training_steps.height:
-            model, candidates = explain.fit_attribution(training_truth, training_steps)
-            version = registry.save(
-                wh,
-                warehouse.model_directory(),
-                explain.ATTRIBUTION_MODEL,
-                model,
-                training_rows=candidates,
-                metrics={"note": "held-out accuracy: benchmarks/attribution.py"},
-            ).version
+            chooser = explain.ModelChooser.fit(
+                training_truth,
+                training_steps,
+                set(failed["run_id"].to_list()),
+                lambda name, model, trained_on, rows: (
+                    registry.save(
+                        wh,
+                        warehouse.model_directory(),
+                        name,
+                        model,
+                        training_rows=rows,
+                        metrics={"note": "held-out accuracy per framework: benchmarks/attribution.py"},
+                        params={"training_runs": sorted(trained_on)},
+                    ).version
+                ),
+            )
         steps = _step_frame(wh, failed["run_id"].to_list())
         by_run = {run_id: run for (run_id,), run in steps.group_by(["run_id"])}
         causes = []
@@ -546,23 +556,10 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             run_id = row["run_id"]
             failure_class = row["assigned"] or row["failure_class"]
             run_steps = by_run.get(run_id, pl.DataFrame(schema=steps.schema))
-            if row["mistake_step"] is not None and row["mistake_step"] >= 0:
-                at = run_steps.filter(pl.col("step_index") == row["mistake_step"])
-                cause = explain.RootCause(
-                    run_id,
-                    row["mistake_agent"],
-                    int(row["mistake_step"]),
-                    1.0,
-                    [
-                        f"annotated decisive step #{row['mistake_step']} by {row['mistake_agent']}",
-                        row["mistake_reason"],
-                    ],
-                    "ground_truth",
-                    span_id=at["span_id"][0] if at.height else "",
-                )
-            elif failure := labelling.incident(row):
+            if failure := labelling.incident(row):
                 cause = explain.runtime_chain(run_id, failure, recorded_steps(wh, run_id))
             else:
+                model, version = chooser.for_run(run_id)
                 cause = explain.attribute_run(run_id, run_steps, model, version)
             causes.append(
                 explain.RootCause(**{**cause.__dict__, "failure_class": failure_class or taxonomy.UNKNOWN})
@@ -576,7 +573,8 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
         metadata={
             "failed_runs": failed.height,
             "root_causes": len(causes),
-            "ground_truth_runs": truth.height,
+            "annotated_runs": truth.height,
+            "cross_fitted_runs": len(chooser.held_out),
             **{f"method_{k}": v for k, v in methods.items()},
         },
         check_results=[

@@ -123,6 +123,13 @@ if section == "Root cause":
         )
         for line in json.loads(found["evidence"]):
             st.markdown(f"- {line}")
+    if derived.get("annotation"):
+        note = derived["annotation"]
+        why = f" — {note['mistake_reason']}" if note["mistake_reason"] else ""
+        st.markdown(
+            f"Annotation (the dataset's label, not a result): step #{note['mistake_step']} of "
+            f"**{note['mistake_agent']}**{why}"
+        )
     if derived["risk"]:
         st.markdown(
             "Predicted risk of failure: "
