@@ -7,8 +7,10 @@ writes the spans of a script run with no server straight into the in-process war
 from __future__ import annotations
 
 import base64
-import json
+import math
 from dataclasses import dataclass, field
+from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -66,6 +68,92 @@ class SpanColumns:
         return [self.select(rows) for rows in groups.values()]
 
 
+# --- Value.AsString, as the contrib exporter stores attribute values ------------------------------
+#
+# The exporter stores ``pcommon.Value.AsString()`` for every attribute value
+# (open-telemetry/opentelemetry-collector pdata/pcommon/value.go):
+# - Str as is; Bool ``strconv.FormatBool``; Int ``strconv.FormatInt(v, 10)``;
+# - Double ``float64AsString``: ES6 number-to-string, i.e. strconv.AppendFloat(f, 'f', -1, 64), or
+#   'e' when abs < 1e-6 or abs >= 1e21, with an 'e-0X' exponent cleaned to 'e-X' ("1e-7", "1e+21");
+#   NaN and infinities become the text "json: unsupported value: NaN" (or +Inf / -Inf);
+# - Bytes ``base64.StdEncoding``;
+# - Map and Slice ``json.Marshal(v.AsRaw())`` (Go encoding/json, encode.go): map keys sorted
+#   (a kvlist repeating a key keeps its last value, as Map.AsRaw assigns in order), strings escaped
+#   by ``appendString`` with escapeHTML (\" \\ \b \f \n \r \t, other bytes < 0x20 as \u00xx in
+#   lowercase hex, < > & as \u003c \u003e \u0026, U+2028/U+2029 as \u2028/\u2029; '/' and other
+#   non-ASCII kept), floats by the same ES6 rule (floatEncoder), bytes as base64 strings except
+#   an empty one, which ``ByteSlice.AsRaw`` copies to a nil slice and Marshal writes as null; an
+#   empty value is null. Marshal fails on NaN or an infinity anywhere inside: AsString is then "".
+# The engine path (collector/native.py) renders the same rules in SQL; tests compare both.
+
+_HTML_AND_SEPARATORS = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+class _NotFinite(ValueError):
+    """A NaN or an infinity inside an array or map: Go's json.Marshal refuses the whole value."""
+
+
+def go_float(number: float) -> str:
+    """A finite double as Go's ``float64AsString`` (and encoding/json's floatEncoder) writes it."""
+    text = repr(number)  # the shortest digits that round-trip, as strconv's -1 precision
+    magnitude = abs(number)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
+        # repr is in exponent form in this range ("1e-07", "1.5e+300"); Go drops the exponent's
+        # leading zero only after a minus sign (its 'e' format pads to two digits, as repr does).
+        mantissa, _, exponent = text.partition("e")
+        if exponent[0] == "-" and exponent[1] == "0":
+            exponent = "-" + exponent[2:]
+        return f"{mantissa}e{exponent}"
+    if "e" in text:  # 1e-6 <= |x| < 1e-4 or 1e16 <= |x| < 1e21: repr uses an exponent, Go does not
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def _double_str(number: float) -> str:
+    if math.isfinite(number):
+        return go_float(number)
+    # float64AsString: fmt.Sprintf("json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64))
+    return "json: unsupported value: " + ("NaN" if number != number else "+Inf" if number > 0 else "-Inf")
+
+
+def _json_string(text: str) -> str:
+    # encode_basestring escapes " \\ \b \f \n \r \t and other controls as lowercase \u00xx and
+    # keeps non-ASCII, as Go does; Go's escapeHTML and U+2028/U+2029 are added on top.
+    quoted: str = encode_basestring(text)
+    if "<" in quoted or ">" in quoted or "&" in quoted or "\u2028" in quoted or "\u2029" in quoted:
+        quoted = quoted.translate(_HTML_AND_SEPARATORS)
+    return quoted
+
+
+def _json(value: Any) -> str:
+    """Go's ``json.Marshal(value.AsRaw())`` of an AnyValue nested in an array or map."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return _json_string(value.string_value)
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        number = value.double_value
+        if not math.isfinite(number):
+            raise _NotFinite
+        return go_float(number)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "bytes_value":
+        raw = value.bytes_value
+        return '"' + base64.b64encode(raw).decode() + '"' if raw else "null"
+    if kind == "array_value":
+        return "[" + ",".join([_json(item) for item in value.array_value.values]) + "]"
+    if kind == "kvlist_value":
+        entries = {kv.key: kv.value for kv in value.kvlist_value.values}  # the last of a repeated key
+        return "{" + ",".join([f"{_json_string(key)}:{_json(entries[key])}" for key in sorted(entries)]) + "}"
+    return "null"
+
+
 def _any_value_str(value: Any) -> str:
     """Stringify an OTLP AnyValue as the contrib exporter's ``Value.AsString()`` does."""
     kind = value.WhichOneof("value")
@@ -76,43 +164,15 @@ def _any_value_str(value: Any) -> str:
     if kind == "bool_value":
         return "true" if value.bool_value else "false"
     if kind == "double_value":
-        return _float_str(value.double_value)
+        return _double_str(value.double_value)
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     if kind in ("array_value", "kvlist_value"):
-        return json.dumps(_any_value_py(value), separators=(",", ":"), ensure_ascii=False)
+        try:
+            return _json(value)
+        except _NotFinite:
+            return ""  # json.Marshal returned an error and AsString ignores it: string(nil)
     return ""
-
-
-def _float_str(number: float) -> str:
-    # pcommon formats doubles with strconv.FormatFloat(v, 'f', -1, 64): no exponent, shortest.
-    if number != number or number in (float("inf"), float("-inf")):
-        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[str(number)]
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = format(number, "f").rstrip("0").rstrip(".") if number != int(number) else str(int(number))
-    elif text.endswith(".0"):
-        text = text[:-2]
-    return text
-
-
-def _any_value_py(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_any_value_py(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _any_value_py(kv.value) for kv in value.kvlist_value.values}
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    return None
 
 
 def _attributes(kvs: Any) -> dict[str, str]:
