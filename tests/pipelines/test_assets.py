@@ -223,3 +223,47 @@ def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Pat
         assert set(run_ids) == explained
         # Nothing new since: the sensor skips and keeps its cursor.
         assert isinstance(failed_runs_sensor(context), dg.SkipReason)
+
+
+def test_a_classifier_no_better_than_the_majority_fails_its_check_and_names_no_class(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """Features that say nothing about the class: the classifier cannot beat always naming the
+    most common class, so its check fails and the runs it would classify are "unknown"."""
+    import random
+
+    from omium.models import taxonomy
+    from omium.pipelines import features as feats
+
+    rng = random.Random(18)
+    day = dt.date(2026, 1, 5)
+    classes = [taxonomy.SPECIFICATION] * 30 + [taxonomy.TOOL_INVOCATION] * 10 + [taxonomy.UNKNOWN] * 5
+    labels, features = [], []
+    for i, failure_class in enumerate(classes):
+        run_id = f"noise-{i}"
+        labels.append(
+            {
+                "day": day,
+                "run_id": run_id,
+                "failed": True,
+                "failure_class": failure_class,
+                "mast_code": "",
+                "label_source": "runtime",
+                "evidence": "",
+            }
+        )
+        noise = {f"f{j}": rng.random() for j in range(6)}
+        features.append({"day": day, "run_id": run_id, "source": "sdk", "steps": 5, "features": noise})
+    feats.insert_rows(warehouse, "omium_failure_labels", labels)
+    feats.insert_rows(warehouse, "omium_run_features", features)
+    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    (check,) = [
+        c for c in result.get_asset_check_evaluations() if c.check_name == "classifier_beats_majority"
+    ]
+    assert not check.passed and "class unknown" in (check.description or "")
+    assigned = warehouse.query_rows(
+        "SELECT failure_class, confidence FROM omium_failure_classes FINAL WHERE model_version != 'label'"
+    )
+    assert len(assigned) == 5 and all(
+        r == {"failure_class": taxonomy.UNKNOWN, "confidence": 0.0} for r in assigned
+    )
