@@ -1,6 +1,19 @@
-"""Normalised spans: one row per span with agent, operation, tool, tokens, provider and session
-resolved by the attribute cascade of REFERENCE.md section 3, so that GenAI-convention, OpenInference
-and Omium spans (live or imported) read alike downstream.
+"""Normalised spans: one row per span with agent, operation, tool, model, provider, session, user,
+tokens, content, cost and hand-offs resolved by the attribute conventions of
+:mod:`omium.conventions` (GenAI, OpenInference, OpenLLMetry/traceloop, Vercel AI SDK, Omium), so
+spans of any instrumentation (live or imported) read alike downstream.
+
+The per-span expressions are generated from the conventions table; this module adds what needs
+more than one span:
+
+- a span that names no agent takes the nearest ancestor's that does (the LLM call inside an
+  agent, a tool run by it);
+- a span without a session or user takes its trace's;
+- a hand-off's producer (``producer_span_id``): Omium's own ``omium.handoff.producer_span_id``,
+  else the latest earlier span of the node named by ``graph.node.parent_id`` (OpenInference) or
+  ``gen_ai.agent.handoff_parent`` (OpenLLMetry), else, for an ``invoke_agent`` span under another
+  agent's span, that ancestor (agent-to-agent parentage);
+- cost in USD from the tokens and :mod:`omium.pipelines.prices`.
 
 A run belongs to the day it started on, and all its spans are normalised into that day's
 partition: features and labels of a run then never straddle two partitions. A run is taken to
@@ -13,91 +26,167 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-LOOKBACK_DAYS = 7
+from omium import conventions
+from omium.pipelines import prices
 
-# First present wins (REFERENCE.md section 3). Content: Omium's own, then OpenInference, then the
-# GenAI opt-in messages.
-_CASCADE = """
-    coalesce(nullIf(SpanAttributes['gen_ai.agent.name'], ''), nullIf(SpanAttributes['agent.name'], ''),
-             nullIf(SpanAttributes['graph.node.name'], ''), '') AS agent,
-    coalesce(nullIf(SpanAttributes['gen_ai.operation.name'], ''),
-             nullIf(lower(SpanAttributes['openinference.span.kind']), ''),
-             nullIf(SpanAttributes['omium.step_kind'], ''), '') AS operation,
-    coalesce(nullIf(SpanAttributes['gen_ai.tool.name'], ''), nullIf(SpanAttributes['tool.name'], ''), '')
-        AS tool,
-    coalesce(nullIf(SpanAttributes['gen_ai.provider.name'], ''), nullIf(SpanAttributes['gen_ai.system'], ''),
-             nullIf(SpanAttributes['llm.system'], ''), '') AS provider,
-    coalesce(nullIf(SpanAttributes['gen_ai.response.model'], ''),
-             nullIf(SpanAttributes['gen_ai.request.model'], ''),
-             nullIf(SpanAttributes['llm.model_name'], ''), '') AS model,
-    coalesce(nullIf(SpanAttributes['gen_ai.conversation.id'], ''),
-             nullIf(SpanAttributes['session.id'], ''), '')
-        AS session,
-    toUInt64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.input_tokens'], ''),
-                            nullIf(SpanAttributes['llm.token_count.prompt'], ''), '0')) AS input_tokens,
-    toUInt64OrZero(coalesce(nullIf(SpanAttributes['gen_ai.usage.output_tokens'], ''),
-                            nullIf(SpanAttributes['llm.token_count.completion'], ''), '0')) AS output_tokens,
-    coalesce(nullIf(SpanAttributes['omium.content'], ''), nullIf(SpanAttributes['output.value'], ''),
-             nullIf(SpanAttributes['gen_ai.output.messages'], ''), nullIf(SpanAttributes['input.value'], ''),
-             nullIf(SpanAttributes['gen_ai.input.messages'], ''), '') AS content_full
-"""
+LOOKBACK_DAYS = 7
+# What ``base`` selects besides the convention fields (resolved re-selects them by name).
+_BASE = (
+    "run_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "ts",
+    "duration",
+    "span_name",
+    "service",
+    "status_code",
+    "error_type",
+    "step_index",
+    "own_role",
+    "handoff_verdict",
+    "own_producer",
+    "own_content",
+    *conventions.TEXT_FIELDS,
+    *conventions.TOKEN_FIELDS,
+)
+# How far up a span's ancestry an agent is looked for.
+MAX_DEPTH = 64
 
 COLUMNS = (
     "day, run_id, trace_id, span_id, parent_span_id, ts, duration_ms, span_name, service, agent, operation, "
     "tool, provider, model, session, input_tokens, output_tokens, status, error_type, step_index, role, "
-    "handoff_verdict, producer_span_id, content, tool_calls, built_at"
+    "handoff_verdict, producer_span_id, content, tool_calls, user, cached_tokens, cache_write_tokens, "
+    "reasoning_tokens, input_content, output_content, cost_usd, price_source, built_at"
 )
 
-NORMALISE = f"""
-INSERT INTO omium_normalized_spans ({COLUMNS})
-SELECT {COLUMNS} FROM (
-WITH
-    {{day:Date}} AS d,
+# The runs that started on day d (their first span is on d, none in the lookback window).
+_RUNS = f"""
     runs_today AS (
         SELECT DISTINCT if(RunId != '', RunId, TraceId) AS run
         FROM otel_traces
-        WHERE Timestamp >= toDateTime64(d, 9) AND Timestamp < toDateTime64(d + 1, 9)
+        WHERE Timestamp >= toDateTime64({{day:Date}}, 9) AND Timestamp < toDateTime64({{day:Date}} + 1, 9)
     ),
     runs_before AS (
         SELECT DISTINCT if(RunId != '', RunId, TraceId) AS run
         FROM otel_traces
-        WHERE Timestamp >= toDateTime64(d - {LOOKBACK_DAYS}, 9) AND Timestamp < toDateTime64(d, 9)
+        WHERE Timestamp >= toDateTime64({{day:Date}} - {LOOKBACK_DAYS}, 9)
+          AND Timestamp < toDateTime64({{day:Date}}, 9)
+    )"""
+_OF_DAY = """
+    Timestamp >= toDateTime64({day:Date}, 9)
+    AND if(RunId != '', RunId, TraceId) IN runs_today
+    AND if(RunId != '', RunId, TraceId) NOT IN runs_before"""
+
+# The (provider, model) pairs to price.
+MODELS_OF_DAY = f"""
+WITH {_RUNS}
+SELECT DISTINCT provider, model FROM (
+    SELECT {conventions.field_sql("provider")} AS provider, {conventions.field_sql("model")} AS model
+    FROM otel_traces
+    WHERE {_OF_DAY}
+) WHERE model != ''
+ORDER BY provider, model
+"""
+
+NORMALISE = f"""
+INSERT INTO omium_normalized_spans ({COLUMNS})
+WITH RECURSIVE {_RUNS},
+    base AS (
+        SELECT
+            if(RunId != '', RunId, TraceId) AS run_id,
+            TraceId AS trace_id,
+            SpanId AS span_id,
+            ParentSpanId AS parent_span_id,
+            Timestamp AS ts,
+            Duration AS duration,
+            SpanName AS span_name,
+            ServiceName AS service,
+            StatusCode AS status_code,
+            SpanAttributes['error.type'] AS error_type,
+            toInt32OrDefault(SpanAttributes['omium.step_index'], toInt32(-1)) AS step_index,
+            SpanAttributes['omium.role'] AS own_role,
+            SpanAttributes['omium.handoff.verdict'] AS handoff_verdict,
+            SpanAttributes['omium.handoff.producer_span_id'] AS own_producer,
+            SpanAttributes['omium.content'] AS own_content,
+            {conventions.DEFAULT.select_sql()}
+        FROM otel_traces FINAL
+        WHERE {_OF_DAY}
+    ),
+    -- Up the parent chain until a span that names an agent (or the root).
+    walk AS (
+        SELECT trace_id, span_id, parent_span_id AS next, '' AS found_agent, '' AS found_span,
+               toUInt32(0) AS depth
+        FROM base
+        UNION ALL
+        SELECT w.trace_id, w.span_id, b.parent_span_id, b.agent, b.span_id, w.depth + 1
+        FROM walk AS w INNER JOIN base AS b ON b.trace_id = w.trace_id AND b.span_id = w.next
+        WHERE w.found_agent = '' AND w.next != '' AND w.depth < {MAX_DEPTH}
+    ),
+    ancestors AS (
+        SELECT trace_id, span_id, any(found_agent) AS ancestor_agent, any(found_span) AS ancestor_span
+        FROM walk WHERE found_agent != '' GROUP BY trace_id, span_id
+    ),
+    traces AS (
+        SELECT trace_id, anyIf(session, session != '') AS trace_session, anyIf(user, user != '') AS trace_user
+        FROM base GROUP BY trace_id
+    ),
+    -- Graph nodes (or agents) and where they ran, for hand-offs that name the node they came from.
+    nodes AS (
+        SELECT trace_id, if(graph_node != '', graph_node, agent) AS node, span_id AS node_span, ts AS node_ts
+        FROM base WHERE node != ''
+    ),
+    resolved AS (
+        SELECT
+            {", ".join(f"b.{c} AS {c}" for c in _BASE)},
+            if(b.agent != '', b.agent, a.ancestor_agent) AS agent_final,
+            if(b.session != '', b.session, t.trace_session) AS session_final,
+            if(b.user != '', b.user, t.trace_user) AS user_final,
+            coalesce(
+                nullIf(b.own_producer, ''),
+                nullIf(n.node_span, ''),
+                if(b.operation = 'invoke_agent' AND b.agent != '' AND a.ancestor_agent NOT IN ('', b.agent),
+                   a.ancestor_span, '')
+            ) AS producer
+        FROM base AS b
+        LEFT JOIN ancestors AS a ON a.trace_id = b.trace_id AND a.span_id = b.span_id
+        LEFT JOIN traces AS t ON t.trace_id = b.trace_id
+        ASOF LEFT JOIN nodes AS n ON n.trace_id = b.trace_id AND n.node = b.handoff_from AND b.ts >= n.node_ts
     )
+SELECT {COLUMNS} FROM (
 SELECT
-    d AS day,
-    if(RunId != '', RunId, TraceId) AS run_id,
-    TraceId AS trace_id,
-    SpanId AS span_id,
-    ParentSpanId AS parent_span_id,
-    Timestamp AS ts,
-    Duration / 1e6 AS duration_ms,
-    SpanName AS span_name,
-    ServiceName AS service,
-    {_CASCADE},
-    if(StatusCode = 'Error', 'error', 'ok') AS status,
-    SpanAttributes['error.type'] AS error_type,
-    toInt32OrDefault(SpanAttributes['omium.step_index'], toInt32(-1)) AS step_index,
-    coalesce(nullIf(SpanAttributes['omium.role'], ''),
-             multiIf(operation IN ('chat', 'text_completion', 'generate_content', 'llm'), 'assistant',
-                     operation IN ('execute_tool', 'tool'), 'tool', operation)) AS role,
-    SpanAttributes['omium.handoff.verdict'] AS handoff_verdict,
-    SpanAttributes['omium.handoff.producer_span_id'] AS producer_span_id,
+    {{day:Date}} AS day,
+    run_id, trace_id, span_id, parent_span_id, ts,
+    duration / 1e6 AS duration_ms,
+    span_name, service, agent_final AS agent, operation, tool, provider, model,
+    session_final AS session, input_tokens, output_tokens,
+    if(status_code IN ('Error', 'STATUS_CODE_ERROR'), 'error', 'ok') AS status,
+    error_type, step_index,
+    coalesce(nullIf(own_role, ''),
+             multiIf(operation IN ('chat', 'text_completion', 'generate_content'), 'assistant',
+                     operation = 'execute_tool', 'tool', operation)) AS role,
+    handoff_verdict,
+    producer AS producer_span_id,
     -- Long contents are cut: features read the start of a message; the trace keeps the rest.
-    substringUTF8(content_full, 1, {{max_content:UInt32}}) AS content,
-    coalesce(nullIf(SpanAttributes['omium.tool_calls'], ''), nullIf(SpanAttributes['llm.tools'], ''), '')
-        AS tool_calls,
+    substringUTF8(coalesce(nullIf(own_content, ''), nullIf(output_content, ''), input_content),
+                  1, {{max_content:UInt32}}) AS content,
+    tool_calls,
+    user_final AS user,
+    cached_tokens, cache_write_tokens, reasoning_tokens,
+    substringUTF8(input_content, 1, {{max_content:UInt32}}) AS input_content,
+    substringUTF8(output_content, 1, {{max_content:UInt32}}) AS output_content,
+    {prices.COST_SQL},
     now64(6) AS built_at
-FROM otel_traces FINAL
-WHERE Timestamp >= toDateTime64(d, 9)
-  AND if(RunId != '', RunId, TraceId) IN runs_today
-  AND if(RunId != '', RunId, TraceId) NOT IN runs_before
+FROM resolved
 )
 """
 
 
 def normalise_day(warehouse: Any, day: dt.date, *, max_content: int = 4000) -> int:
     """Normalise every span of the runs that started on ``day``; returns the rows written."""
-    warehouse.command(NORMALISE, {"day": day, "max_content": max_content})
+    pairs = [(r["provider"], r["model"]) for r in warehouse.query_rows(MODELS_OF_DAY, {"day": day})]
+    table = prices.table(pairs)
+    warehouse.command(NORMALISE, {"day": day, "max_content": max_content, **table.parameters()})
     return int(
         warehouse.scalar(
             "SELECT count() FROM omium_normalized_spans FINAL WHERE day = {day:Date}", {"day": day}
