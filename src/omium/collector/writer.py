@@ -12,10 +12,22 @@ bounded however hard clients push.
 ``max_partitions_per_insert_block`` (100) partitions, for ever: a group only takes requests whose
 span starts fit in that many days together, and a request that alone spans more is inserted a
 range of days at a time.
+
+A retried request is written once. Its body's digest is looked up in ``omium_ingest_requests``
+before a group is written (a retry of a request written earlier, by this server or another one
+on the same warehouse, is answered without writing it again) and recorded after; a retry that
+arrives while its twin is still queued or being written shares the twin's outcome. ClickHouse's
+own insert deduplication (``insert_deduplication_token``, ``non_replicated_deduplication_window``)
+does not fit: it works per inserted block, and a block here is a group of requests that a retry,
+grouped with whatever else is waiting then, does not reproduce. What is left: a crash between an
+insert and its digest's record, or two servers writing the same body at the same moment, store a
+span twice until ``otel_traces`` (a ReplacingMergeTree keyed by span) merges them; readers using
+FINAL never see it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -55,6 +67,7 @@ class WriterStats:
     native_batches: int = 0
     python_batches: int = 0
     fallback_batches: int = 0
+    duplicate_requests: int = 0
     failed_batches: int = 0
     split_inserts: int = 0
     overloaded: int = 0
@@ -69,7 +82,17 @@ class _Request:
     spans: int
     first_day: int
     last_day: int
+    digest: str = ""
     future: Future[None] = field(default_factory=Future)
+
+
+def request_digest(body: bytes) -> str:
+    """The digest under which a request body is recorded as written (hex, 128 bits)."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+# Omium's ledger of written request bodies (schema.INGEST_REQUESTS).
+_WRITTEN = "SELECT digest FROM omium_ingest_requests WHERE digest IN {digests:Array(String)}"
 
 
 class Reservation:
@@ -155,6 +178,8 @@ class SpanWriter:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._seq = itertools.count()
+        # Requests queued or being written, by digest: a retry arriving meanwhile waits for its twin.
+        self._inflight: dict[str, Future[None]] = {}
         self.stats = WriterStats()
 
     @property
@@ -268,13 +293,19 @@ class SpanWriter:
         if days is None:
             prepared = prepare(decode_protobuf(body), body)
             days = (prepared.first_day, prepared.last_day)
-        request = _Request(body, spans, days[0], days[1])
+        request = _Request(body, spans, days[0], days[1], request_digest(body))
         with self._cond:
+            twin = self._inflight.get(request.digest)
+            if twin is not None:
+                # A client's retry of a request still queued or being written: the same outcome.
+                self.stats.duplicate_requests += 1
+                return twin
             held = reservation.held if reservation is not None else 0
             self._refuse_if_full(spans, len(body) - held, held)
             if reservation is not None:
                 reservation.held = 0
             self._queue.append(request)
+            self._inflight[request.digest] = request.future
             self._pending_spans += spans
             self._pending_bytes += len(body) - held
             self._cond.notify()
@@ -315,8 +346,11 @@ class SpanWriter:
             nbytes = sum(len(r.body) for r in batch)
             started = time.perf_counter()
             errors: dict[int, BaseException] = {}
+            written_before = self._written_before(batch, warehouse)
             try:
-                self._write(batch, warehouse, light=light)
+                fresh = [r for r in batch if r.digest not in written_before]
+                if fresh:
+                    self._write(fresh, warehouse, light=light)
             except Exception as exc:  # every failure must reach the waiting clients
                 self.stats.failed_batches += 1
                 if len(batch) == 1:
@@ -327,6 +361,8 @@ class SpanWriter:
                         "a batch of %d requests failed (%s); writing them one by one", len(batch), exc
                     )
                     for index, request in enumerate(batch):
+                        if request.digest in written_before:
+                            continue
                         try:
                             self._write([request], warehouse, light=True)
                         except Exception as single:
@@ -338,6 +374,7 @@ class SpanWriter:
                 self._pending_spans -= spans
                 self._pending_bytes -= nbytes
             written = [r for i, r in enumerate(batch) if i not in errors]
+            self._record_written([r for r in written if r.digest not in written_before], warehouse)
             self.stats.batches += 1
             self.stats.spans_written += sum(r.spans for r in written)
             self.stats.requests_written += len(written)
@@ -345,11 +382,34 @@ class SpanWriter:
                 self.stats.last_batch_seconds = elapsed
                 self.stats.last_batch_spans = spans
                 self.stats.last_batch_bytes = nbytes
+            with self._cond:
+                for request in batch:
+                    self._inflight.pop(request.digest, None)
             for index, request in enumerate(batch):
                 if index in errors:
                     request.future.set_exception(errors[index])
                 else:
                     request.future.set_result(None)
+
+    def _written_before(self, batch: list[_Request], warehouse: Warehouse) -> set[str]:
+        """Digests of the batch's requests that the ledger says were written already."""
+        try:
+            rows = warehouse.query_rows(_WRITTEN, {"digests": [r.digest for r in batch]})
+        except WarehouseError as exc:
+            # The ledger only saves rewriting: without it the table still collapses re-sent spans.
+            logger.warning("could not read the ledger of written requests: %s", exc)
+            return set()
+        found = {row["digest"] for row in rows}
+        self.stats.duplicate_requests += sum(r.digest in found for r in batch)
+        return found
+
+    def _record_written(self, written: list[_Request], warehouse: Warehouse) -> None:
+        if not written:
+            return
+        try:
+            warehouse.insert("omium_ingest_requests", [[r.digest for r in written]], ["digest"])
+        except WarehouseError as exc:
+            logger.warning("could not record %d written requests in the ledger: %s", len(written), exc)
 
     def _write(self, batch: list[_Request], warehouse: Warehouse, *, light: bool = False) -> None:
         # Python decoding holds the GIL: worth it for latency only when nothing else waits.

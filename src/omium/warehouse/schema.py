@@ -472,6 +472,20 @@ NORMALIZED_SPANS_CONVENTIONS = (
     "DEFAULT ''",
 )
 
+# Issue 16, a retried request never duplicates rows: the digest of every OTLP request body written,
+# which the span writer looks up before writing (collector/writer.py says why not ClickHouse's
+# insert deduplication). Retries come within minutes: a day of digests is plenty.
+INGEST_REQUESTS = (
+    """
+CREATE TABLE IF NOT EXISTS omium_ingest_requests (
+    digest String,
+    written_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree
+ORDER BY digest
+TTL written_at + INTERVAL 1 DAY
+""",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -494,6 +508,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # Issue 16: the logs and metrics signals (otel_logs, otel_metrics_*): see signal_tables.py.
     SIGNAL_TABLES,
     NORMALIZED_SPANS_CONVENTIONS,
+    INGEST_REQUESTS,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]

@@ -1,0 +1,93 @@
+"""A retried OTLP request never duplicates rows, even for readers that do not use FINAL.
+
+Grafana's own trace queries read ``otel_traces`` without FINAL, so these tests count with a plain
+``SELECT count()``: a retried body is not written again (the writer's ledger of written requests,
+shared by every server on the warehouse, and the twin of a request still queued); spans re-sent
+inside a *different* request are collapsed by the ReplacingMergeTree (FINAL at once, every reader
+after a merge).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from omium.collector import sample
+from omium.collector.server import RunningServer
+from omium.collector.writer import SpanWriter
+from omium.warehouse import ClickHouseWarehouse
+
+PB = {"content-type": "application/x-protobuf"}
+
+
+def _post(server: RunningServer, body: bytes) -> int:
+    return httpx.post(f"{server.url}/v1/traces", content=body, headers=PB, timeout=60).status_code
+
+
+def _plain_count(warehouse: ClickHouseWarehouse) -> int:
+    return int(warehouse.scalar("SELECT count() FROM otel_traces"))
+
+
+def test_a_retried_request_is_one_row_without_final(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    body = sample.requests(1, 50, seed=61)[0]
+    for _ in range(3):
+        assert _post(server, body) == 200
+    server.state.writer.native_min_spans = 0  # and retried once more through the engine path
+    assert _post(server, body) == 200
+    assert _plain_count(warehouse) == 50
+    assert server.state.writer.stats.duplicate_requests == 3
+    # The ledger holds the request once.
+    assert warehouse.scalar("SELECT count() FROM omium_ingest_requests FINAL") == 1
+
+
+def test_retries_arriving_together_are_written_once(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    bodies = sample.requests(4, 100, seed=62)
+    # Each body sent 5 times at once, all 20 posts in flight together.
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(lambda body: _post(server, body), [b for b in bodies for _ in range(5)]))
+    assert codes == [200] * 20
+    assert _plain_count(warehouse) == 400
+    assert warehouse.scalar("SELECT uniqExact(TraceId, SpanId) FROM otel_traces") == 400
+
+
+def test_a_retry_to_another_server_on_the_same_warehouse_is_not_written_again(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    body = sample.requests(1, 30, seed=63)[0]
+    first = SpanWriter(warehouse, tmp_path / "one", native_min_spans=0, writers=1)
+    second = SpanWriter(warehouse.clone(), tmp_path / "two", native_min_spans=10**9, writers=1)
+    for writer in (first, second):
+        writer.start()
+        try:
+            writer.submit(body, 30).result(60)
+        finally:
+            writer.stop()
+    assert first.stats.native_batches == 1
+    assert second.stats.duplicate_requests == 1 and second.stats.python_batches == 0
+    assert _plain_count(warehouse) == 30
+
+
+def test_spans_resent_in_another_request_collapse_by_merge(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    spans = ExportTraceServiceRequest.FromString(sample.requests(1, 20, seed=64)[0])
+    first, second = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    first.CopyFrom(spans)
+    second.CopyFrom(spans)
+    del first.resource_spans[0].scope_spans[0].spans[15:]  # spans 0-14
+    del second.resource_spans[0].scope_spans[0].spans[:10]  # spans 10-19: 5 re-sent in another body
+    assert _post(server, first.SerializeToString()) == 200
+    assert _post(server, second.SerializeToString()) == 200
+    # Until the parts merge, a reader without FINAL sees the 5 spans twice; FINAL never does.
+    assert warehouse.scalar("SELECT count() FROM otel_traces FINAL") == 20
+    assert _plain_count(warehouse) in (20, 25)
+    warehouse.command("OPTIMIZE TABLE otel_traces FINAL")
+    assert _plain_count(warehouse) == 20
+    assert warehouse.scalar("SELECT uniqExact(TraceId, SpanId) FROM otel_traces") == 20
