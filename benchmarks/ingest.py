@@ -13,6 +13,10 @@ queryable), p50/p99 request latency, peak RSS of the server, and trace-by-id loo
 (Omium at 1M stored spans through its SQL API, Phoenix through its REST span search at the
 size it holds). Phoenix answers before it stores; its rate counts until its database holds
 every span.
+
+A logs row beside it: OTLP/HTTP log exports of 1,000 GenAI event records each (prompts and
+completions as the OpenTelemetry GenAI instrumentations send them) into ``otel_logs``, counted
+until every record is acknowledged, i.e. stored. Phoenix has no OTLP logs endpoint: no peer row.
 """
 
 from __future__ import annotations
@@ -57,6 +61,54 @@ def payloads(count: int, seed: int) -> list[bytes]:
         flush=True,
     )
     return out
+
+
+RECORDS_PER_REQUEST = 1000
+
+
+def log_payloads(count: int, seed: int) -> list[bytes]:
+    """``count`` ExportLogsServiceRequests of GenAI event records (user and assistant messages)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    rng = random.Random(seed)
+    base = time.time_ns() - 3600 * 10**9
+    out = []
+    for index in range(count):
+        request = ExportLogsServiceRequest()
+        resource = request.resource_logs.add()
+        resource.resource.attributes.add(key="service.name").value.string_value = "company-x-onboarding"
+        scope = resource.scope_logs.add()
+        scope.scope.name = "opentelemetry.instrumentation.openai_v2"
+        for n in range(RECORDS_PER_REQUEST):
+            role = "user" if n % 2 == 0 else "assistant"
+            record = scope.log_records.add(
+                time_unix_nano=base + (index * RECORDS_PER_REQUEST + n) * 1000,
+                severity_number=9,
+                trace_id=rng.randbytes(16),
+                span_id=rng.randbytes(8),
+                flags=1,
+                event_name=f"gen_ai.{role}.message",
+            )
+            record.body.string_value = (
+                f'{{"role":"{role}","content":"step {n}: verify the applicant {rng.randrange(10**6)}"}}'
+            )
+            record.attributes.add(key="gen_ai.provider.name").value.string_value = "openai"
+            record.attributes.add(key="gen_ai.request.model").value.string_value = "gpt-4o"
+        out.append(request.SerializeToString())
+    return out
+
+
+def run_logs(url: str, args: argparse.Namespace) -> dict[str, object]:
+    """Log records/s into otel_logs on the running server at ``url``."""
+    bodies = log_payloads(args.log_requests + 1, seed=3)
+    post_all(f"{url}/v1/logs", bodies[:1], RECORDS_PER_REQUEST, 1)  # warm-up (not counted)
+    load = post_all(f"{url}/v1/logs", bodies[1:], RECORDS_PER_REQUEST, args.concurrency)
+    with RemoteWarehouse(url, token=TOKEN) as warehouse:
+        stored = int(warehouse.scalar("SELECT count() FROM otel_logs FINAL"))
+    assert stored == RECORDS_PER_REQUEST * len(bodies), stored
+    return summarise("Omium logs", load, 0) | {
+        "note": "log records into otel_logs; Phoenix has no OTLP logs endpoint"
+    }
 
 
 def trace_ids(bodies: list[bytes], n: int, rng: random.Random) -> list[str]:
@@ -115,7 +167,11 @@ def run_omium(args: argparse.Namespace, work: Path, src: str | None = None) -> d
                 frame = queries.trace_spans(warehouse, trace_id)
                 lookups.append(time.perf_counter() - started)
                 assert frame.height > 0
-        return result | lookup_figures(stored, lookups)
+        result |= lookup_figures(stored, lookups)
+        if src is None and args.log_requests:
+            print("  logs (OTLP/HTTP protobuf into otel_logs):", flush=True)
+            result["logs"] = run_logs(url, args)
+        return result
     finally:
         proc.terminate()
         proc.wait(60)
@@ -208,6 +264,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=200, help="Omium requests of 1,000 spans")
     parser.add_argument("--phoenix-requests", type=int, default=20, help="Phoenix requests of 1,000 spans")
+    parser.add_argument("--log-requests", type=int, default=100, help="log requests of 1,000 records")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--lookup-spans", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=200)
@@ -218,6 +275,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.requests, args.phoenix_requests, args.lookup_spans, args.lookups = 30, 5, 30_000, 30
+        args.log_requests = 30
     BENCH_DIR.mkdir(exist_ok=True)
     results = []
     trees: list[str | None] = [None] + ([args.baseline] if args.baseline else [])
@@ -231,8 +289,11 @@ def main() -> None:
                     flush=True,
                 )
                 runs[tree].append(run_omium(args, Path(tmp), tree))
+    logs = [row.pop("logs") for row in runs[None] if "logs" in row]
     for tree in trees:
         results.append(_median_row(runs[tree]))
+    # Shown beside this tree's trace row; ``results`` keeps the rows the ratios below are taken of.
+    logs_rows = [_median_row(logs)] if logs else []
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
         work = Path(tmp)
         if not args.skip_phoenix:
@@ -253,8 +314,13 @@ def main() -> None:
     ]
     print()
     print(" | ".join(keys))
-    for row in results:
-        print(" | ".join(f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+    table = results[:1] + logs_rows + results[1:]
+    for row in table:
+        cells = [row.get(k, "-") for k in keys]
+        print(" | ".join(f"{c:.1f}" if isinstance(c, float) else str(c) for c in cells))
+    for row in logs_rows:
+        if "note" in row:
+            print(f"{row['system']}: {row['note']} (spans columns count log records; RSS not sampled)")
     rate = {str(row["system"]).split(" (")[0]: float(row["spans_per_s"]) for row in results}  # type: ignore[arg-type]
     if not args.skip_phoenix:
         peer = float(results[-1]["spans_per_s"])  # type: ignore[arg-type]
@@ -265,7 +331,7 @@ def main() -> None:
             f"p50 latency {float(results[0]['p50_ms']) / float(results[1]['p50_ms']):.3f}x, "  # type: ignore[arg-type]
             f"lookup p50 {float(results[0]['lookup_p50_ms']) / float(results[1]['lookup_p50_ms']):.3f}x"  # type: ignore[arg-type]
         )
-    (BENCH_DIR / "ingest.json").write_text(json.dumps(results, indent=2))
+    (BENCH_DIR / "ingest.json").write_text(json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

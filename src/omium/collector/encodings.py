@@ -3,7 +3,7 @@
 ``gzip`` (every member of a multi-member body), ``deflate`` (zlib-wrapped, as RFC 9110 says, or
 raw, as several HTTP clients send it: told apart by the zlib header) and ``zstd`` (every frame).
 Each decoder is fed the body as it arrives and raises :class:`BodyTooLarge` as soon as its output
-passes the cap, never holding more than the cap plus one output chunk: a zip bomb stops there.
+passes the cap, never holding much more than the cap: a zip bomb stops there.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Protocol
 from omium.errors import DecodeError
 
 ENCODINGS: tuple[str, ...] = ("gzip", "zstd", "deflate", "identity")
-# Output chunk of the zstd decoder: the most it may write past the cap before it is stopped.
-_ZSTD_CHUNK = 128 * 1024
+# Compressed bytes given to the zstd decoder at once: they decode to at most 32 MiB (blocks of
+# 4 bytes holding 128 KiB each), the most it may hold past the cap before it is stopped.
+_ZSTD_SLICE = 1024
 
 
 class BodyTooLarge(Exception):
@@ -130,49 +131,49 @@ class Inflate(_Capped):
         return tail
 
 
-class _Collect(_Capped):
-    """Where the zstd decoder writes: counts against the cap as each chunk is written."""
+class Unzstd(_Capped):
+    """``zstd``: every frame of the body (concatenated frames are one body, as gzip members),
+    through zstandard's streaming decompressor, capped.
 
-    def __init__(self, cap: int) -> None:
-        super().__init__(cap)
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._count(data)  # raising here stops the decompressor mid-frame
-        self.chunks.append(bytes(data))
-        return len(data)
-
-
-class Unzstd:
-    """``zstd``: every frame of the body, through zstandard's streaming decompressor, capped.
-
-    The decompressor writes its output in chunks of at most 128 KiB to a sink that counts them
-    and stops it past the cap. zstandard does not say whether the last frame was complete; a
-    truncated body is refused when what it decodes to does not parse.
+    zstandard's decompressor has no output limit, so input is given to it at most
+    :data:`_ZSTD_SLICE` bytes at a time: the most a slice can decode to is bounded (a 4-byte
+    block holds at most 128 KiB), and the cap is checked after each. A body that ends inside a
+    frame is refused as truncated.
     """
 
     def __init__(self, cap: int) -> None:
         import zstandard  # the server extra's; imported when a client sends zstd
 
-        self._sink = _Collect(cap)
-        self._writer = zstandard.ZstdDecompressor().stream_writer(
-            self._sink,  # type: ignore[arg-type]  # any object with write() will do
-            write_size=_ZSTD_CHUNK,
-        )
+        super().__init__(cap)
+        self._context = zstandard.ZstdDecompressor()
+        self._frame = self._context.decompressobj()
         self._error: type[Exception] = zstandard.ZstdError
+        self._seen_input = False
 
     def feed(self, data: bytes) -> bytes:
         """Decompress ``data``; see :class:`Decoder`."""
-        try:
-            self._writer.write(data)
-        except self._error as exc:
-            raise DecodeError(f"body is not valid zstd: {exc}") from None
-        out = b"".join(self._sink.chunks)
-        self._sink.chunks.clear()
-        return out
+        out: list[bytes] = []
+        position = 0
+        while position < len(data):
+            self._seen_input = True
+            if self._frame.eof:
+                self._frame = self._context.decompressobj()
+            piece = data[position : position + _ZSTD_SLICE]
+            position += len(piece)
+            try:
+                output = self._frame.decompress(piece)
+            except self._error as exc:
+                raise DecodeError(f"body is not valid zstd: {exc}") from None
+            self._count(output)
+            out.append(output)
+            if self._frame.eof:
+                position -= len(self._frame.unused_data)  # the next frame starts there
+        return b"".join(out)
 
     def finish(self) -> bytes:
         """The rest; see :class:`Decoder`."""
+        if self._seen_input and not self._frame.eof:
+            raise DecodeError("zstd body is truncated")
         return b""
 
 
