@@ -182,6 +182,26 @@ def test_unknown_run(stack: RemoteStore) -> None:
     assert any("No run 'nope'" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize(("query", "title"), [({"run": "k-halluc"}, "Run detail"), ({}, "Monitoring")])
+def test_the_root_url_routes_and_keeps_its_query(stack: RemoteStore, query: dict[str, str], title: str) -> None:
+    """``/?run=ID`` (a pause notification's link) opens exactly that run; ``/`` opens Monitoring."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == title
+    if query:
+        assert at.text_input(key="detail_run").value == "k-halluc"
+        assert at.query_params["run"] in ("k-halluc", ["k-halluc"])  # AppTest may keep a list
+
+
+def test_a_notification_link_to_an_unknown_run_says_so(stack: RemoteStore) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = "nope"
+    at.run()
+    assert any("No run 'nope'" in w.value for w in at.warning)  # not the latest run in its place
+
+
 def test_recovery_queue_edit_test_and_retry(stack: RemoteStore) -> None:
     at = page("recovery")
     assert sorted(at.dataframe[0].value["run"]) == ["k-big", "k-halluc"]

@@ -137,6 +137,17 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
         expect(page.get_by_text(re.compile("^Latest execution: "))).to_be_visible()  # the page has rendered
         page.screenshot(path=str(ARTIFACTS / "1-monitoring.png"), full_page=True)
 
+        # Links that land: the notification's link opens exactly its run, an unknown id says so,
+        # and every page has its own URL.
+        page.goto(f"{demo_stack['url']}/?run={run_id}")
+        expect(page.get_by_text("onboard_customer · paused")).to_be_visible()
+        expect(page.get_by_label("Run id")).to_have_value(run_id)
+        assert f"run={run_id}" in page.url
+        page.goto(f"{demo_stack['url']}/?run=nope")
+        expect(page.get_by_text("No run 'nope'.")).to_be_visible()
+        page.goto(f"{demo_stack['url']}/monitoring")
+        expect(page.get_by_text("Total executions")).to_be_visible()
+
         page.goto(f"{demo_stack['url']}/recovery?run={run_id}")
         expect(page.get_by_text(f"{run_id} · onboard_customer · policy_violation")).to_be_visible()
         prompt = page.get_by_label("terms_generator.prompt")
