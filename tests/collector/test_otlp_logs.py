@@ -156,7 +156,9 @@ def test_retried_requests_read_as_one_row(server: RunningServer, warehouse: Clic
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         stub = logs_service_pb2_grpc.LogsServiceStub(channel)
         stub.Export(logs_service_pb2.ExportLogsServiceRequest.FromString(body), timeout=30)
-    assert _count(warehouse, final=False) == 16
+    # The writer's ledger answers retries of a written body without writing it (so plain count()
+    # is 4 too); past it (a crash between insert and ledger, two servers), FINAL collapses them.
+    assert _count(warehouse, final=False) in (4, 16)
     assert _count(warehouse) == 4
 
 
