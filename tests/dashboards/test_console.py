@@ -22,6 +22,7 @@ from omium.recovery.worker import Worker
 from omium.sdk import runs as sdk_runs
 from omium.sdk import tracing
 from omium.sdk.remote_store import RemoteStore
+from omium.sdk.runs import workflow
 
 APP = str(Path(__file__).resolve().parents[2] / "src/omium/dashboards/console/streamlit_app.py")
 SCENARIOS = {
@@ -140,6 +141,29 @@ def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     assert show(at, "Audit trail").dataframe[0].value.shape[0] >= 5
     assert any("Consensus: " in m.value for m in show(at, "Hand-offs").markdown)
     assert show(at, "Dependency graph").get("plotly_chart")
+
+
+def test_a_recovered_run_says_recovered_not_failed(stack: RemoteStore) -> None:
+    """k-stale was refused a stale hand-off, rolled back and retried, and completed: no red banner."""
+    at = page("run_detail", run="k-stale")
+    assert not at.error, [e.value for e in at.error]
+    assert [i.value for i in at.info] == ["Recovered from stale_handoff at step 4/17; the run completed"]
+    assert "Nothing failed in this run." not in [s.value for s in show(at, "Root cause").success]
+
+
+@workflow(name="console_type_error")
+def console_type_error() -> None:
+    raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+
+def test_a_run_that_failed_in_workflow_code_shows_its_error(stack: RemoteStore) -> None:
+    with pytest.raises(TypeError):
+        sdk_runs.run(console_type_error, run_id="k-typeerror", store=stack)
+    at = page("run_detail", run="k-typeerror")
+    assert any("TypeError: unsupported operand" in e.value for e in at.error), [e.value for e in at.error]
+    at = show(at, "Root cause")
+    assert not at.success  # never "Nothing failed in this run."
+    assert any("failed outside any recorded call" in e.value for e in at.error)
 
 
 def test_run_detail_flags_the_stale_edge(stack: RemoteStore) -> None:

@@ -62,7 +62,8 @@ def handoff_verdicts(run_id: str) -> list[str]:
 
 
 def failed_at(run_id: str) -> str:
-    """ "Failed at step 47/100" for a failing run, '' otherwise."""
+    """ "step 47/100": where the run's last failure was (its incident, else its last failed
+    try), '' if nothing in it failed."""
     records = data.steps(run_id)
     run = data.run(run_id)
     failure = json.loads(run.attributes.get("failure", "{}")) if run is not None else {}
@@ -73,7 +74,48 @@ def failed_at(run_id: str) -> str:
     if position is None or not records:
         return ""
     total = max(s.position for s in records) + 1
-    return f"Failed at step {int(position) + 1}/{total}"
+    return f"step {int(position) + 1}/{total}"
+
+
+def recovered_failure(run_id: str) -> dict[str, Any]:
+    """The first failure the supervisor detected in the run (from its audit events), in the shape
+    of a run's ``failure`` attribute; {} if it detected none. A retry replaces the failed try's
+    record, so after recovery the audit trail is where the failure is remembered."""
+    detected = [e for e in data.events(run_id) if e.kind == "detected"]
+    if not detected:
+        return {}
+    first = min(detected, key=lambda e: e.ts)
+    position = first.attributes.get("position", "")
+    failure: dict[str, Any] = {
+        "trigger": first.attributes.get("trigger", ""),
+        "agent": first.attributes.get("agent", ""),
+        "message": first.reason,
+        "error_type": first.attributes.get("error_type", ""),
+    }
+    if position.lstrip("-").isdigit():
+        failure["position"] = int(position)
+    return failure
+
+
+def status_banner(run: RunRecord) -> tuple[str, str]:
+    """What the top of a run's page says about failure, as (kind, text): ``error`` only while the
+    run is failed or paused (with its own error whenever it has one, even if no step failed),
+    ``info`` "Recovered from ..." for a run that completed after a failure, else ("", "")."""
+    where = failed_at(run.run_id)
+    if run.status in ("failed", "paused"):
+        if not where and not run.error:
+            return ("", "")
+        head = f"Failed at {where}" if where else "Failed"
+        return ("error", head + (f" — {run.error}" if run.error else ""))
+    if run.status == "completed":
+        failure = recovered_failure(run.run_id)
+        if failure:
+            total = max((s.position for s in data.steps(run.run_id)), default=-1) + 1
+            at = f" at step {failure['position'] + 1}/{total}" if "position" in failure else ""
+            return ("info", f"Recovered from {failure['trigger'] or 'a failure'}{at}; the run completed")
+        if where:
+            return ("info", f"Recovered from a failed try at {where}; the run completed")
+    return ("", "")
 
 
 def timeline(run_id: str) -> alt.Chart | None:
@@ -253,13 +295,15 @@ def root_cause(run_id: str) -> RootCause | None:
     failure = json.loads(run.attributes.get("failure", "{}"))
     failed = [s for s in records if s.status == "failed"]
     if not failure and not failed:
+        failure = recovered_failure(run_id)  # a run that completed after a rollback and retry
+    if not failure and not failed:
         return None
     found = culprit.trace(failure, records, default_position=failed[-1].position if failed else -1)
     position, trigger, agent, at = found.position, found.trigger, found.agent, found.failed
     evidence = failure.get("evidence", {})
     what = f"{at.kind} {at.name}" if at is not None else "the workflow"
     message = failure.get("message") or (at.error if at is not None else "")
-    chain = [f"#{position} {what} ({agent}) failed: {message}"]
+    chain = [f"#{position} {what} ({agent}) failed" + (f": {message}" if message else "")]
     if trigger == "stale_handoff":
         chain.append(f"#{position} the message was sent from stale state: {evidence.get('reason', '')}")
     if found.producer is not None:

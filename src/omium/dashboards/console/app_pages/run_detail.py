@@ -19,9 +19,12 @@ status_icon = {
     "running": "play_circle",
 }
 st.subheader(f":material/{status_icon.get(run.status, 'cancel')}: {run.workflow} · {run.status}")
+banner, said = views.status_banner(run)
+if banner == "error":
+    st.error(said)
+elif banner == "info":
+    st.info(said)
 where = views.failed_at(run_id)
-if where:
-    st.error(where + (f" — {run.error}" if run.error else ""))
 if run.attributes.get("awaiting"):
     st.page_link(
         "app_pages/recovery.py",
@@ -99,7 +102,9 @@ if section == "Hand-offs":
     st.dataframe(data.handoffs(run_id).drop("payload_hash"), hide_index=True, width="stretch")
 if section == "Root cause":
     cause = views.root_cause(run_id)
-    if cause is None:
+    if cause is None and run.status == "failed":
+        st.error(f"The run failed outside any recorded call: {run.error or 'no error was recorded'}")
+    elif cause is None:
         st.success("Nothing failed in this run.")
     else:
         st.markdown(
