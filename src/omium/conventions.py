@@ -62,6 +62,7 @@ class Lower:
     """Lower-case the value."""
 
     def sql(self, value: str) -> str:
+        """``value`` (a ClickHouse expression) transformed."""
         return f"lower({value})"
 
 
@@ -73,6 +74,7 @@ class Values:
     keep: bool = True
 
     def sql(self, value: str) -> str:
+        """``value`` (a ClickHouse expression) transformed."""
         froms = ", ".join(_literal(a) for a, _ in self.mapping)
         tos = ", ".join(_literal(b) for _, b in self.mapping)
         default = value if self.keep else "''"
@@ -86,6 +88,7 @@ class JsonPath:
     path: tuple[str, ...]
 
     def sql(self, value: str) -> str:
+        """``value`` (a ClickHouse expression) transformed."""
         keys = ", ".join(_literal(k) for k in self.path)
         # JSONExtractRaw keeps numbers (a thread id may be one); strings lose their quotes.
         raw = f"JSONExtractRaw({value}, {keys})"
@@ -99,6 +102,7 @@ class Pattern:
     regex: str
 
     def sql(self, value: str) -> str:
+        """``value`` (a ClickHouse expression) transformed."""
         return f"extract({value}, {_literal(self.regex)})"
 
 
@@ -131,10 +135,19 @@ Transform = Lower | Values | JsonPath | Pattern | Indexed
 
 @dataclass(frozen=True)
 class When:
-    """A row applies only when attribute ``key`` matches ``regex``."""
+    """A row applies only when attribute ``key`` (or the span's scope name, for ``source="scope"``)
+    matches ``regex`` (or does not, with ``negate``)."""
 
     key: str
     regex: str
+    negate: bool = False
+    source: Literal["attribute", "scope"] = "attribute"
+
+    def sql(self) -> str:
+        """The condition as a ClickHouse boolean expression."""
+        value = "ScopeName" if self.source == "scope" else f"SpanAttributes[{_literal(self.key)}]"
+        test = f"match({value}, {_literal(self.regex)})"
+        return f"NOT {test}" if self.negate else test
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ class Mapping:
     convention: str
     transforms: tuple[Transform, ...] = ()
     source: Source = "attribute"
-    when: When | None = None
+    when: When | tuple[When, ...] = ()
 
     def sql(self) -> str:
         """The ClickHouse expression of this row's value ('' when absent)."""
@@ -160,9 +173,9 @@ class Mapping:
         for transform in rest:
             assert not isinstance(transform, Indexed), "Indexed reads the map: only as the first transform"
             value = transform.sql(value)
-        if self.when is not None:
-            condition = f"match(SpanAttributes[{_literal(self.when.key)}], {_literal(self.when.regex)})"
-            value = f"if({condition}, {value}, '')"
+        conditions = (self.when,) if isinstance(self.when, When) else self.when
+        if conditions:
+            value = f"if({' AND '.join(c.sql() for c in conditions)}, {value}, '')"
         return value
 
 
@@ -237,7 +250,9 @@ _VERCEL_CALL = When("ai.operationId", r"\.do(Generate|Stream|Embed)$")
 
 GENAI, GENAI_OLD = "genai", "genai-deprecated"
 OI, LLMETRY, LLMETRY_OLD = "openinference", "openllmetry", "openllmetry-legacy"
-TRACELOOP, VERCEL, AGENTS, OMIUM = "traceloop", "vercel-ai", "openai-agents", "omium"
+TRACELOOP, VERCEL, OMIUM = "traceloop", "vercel-ai", "omium"
+# OpenLLMetry's instrumentation of the OpenAI Agents SDK (opentelemetry-instrumentation-openai-agents).
+AGENTS = "openai-agents"
 
 CONVENTIONS: tuple[Mapping, ...] = (
     # Agent: the span's own; spans without one inherit the nearest ancestor's (spans.py).
@@ -245,6 +260,18 @@ CONVENTIONS: tuple[Mapping, ...] = (
     Mapping("agent", "agent.name", OI),
     Mapping("agent", "graph.node.name", OI),
     Mapping("agent", "metadata", OI, _LANGGRAPH_NODE),
+    # OpenInference's @tracer.agent names the AGENT span after the function; the OpenAI Agents SDK
+    # instrumentor's trace root is an AGENT span named after the workflow, not an agent.
+    Mapping(
+        "agent",
+        "",
+        OI,
+        source="span_name",
+        when=(
+            When("openinference.span.kind", "^AGENT$"),
+            When("", "openai_agents", negate=True, source="scope"),
+        ),
+    ),
     Mapping("agent", "traceloop.entity.name", TRACELOOP, when=When("traceloop.span.kind", "^agent$")),
     Mapping("agent", "traceloop.association.properties.langgraph_node", TRACELOOP),
     Mapping("agent", "gen_ai.agent.id", GENAI),
@@ -357,12 +384,59 @@ CONVENTIONS: tuple[Mapping, ...] = (
     Mapping("output_content", "ai.toolCall.output", VERCEL),
     Mapping("tool_calls", "omium.tool_calls", OMIUM),
     Mapping("tool_calls", "ai.response.toolCalls", VERCEL),
+    # The tools a model asked for, by name.
+    Mapping(
+        "tool_calls", "llm.output_messages.0.message.tool_calls.{n}.tool_call.function.name", OI, (Indexed(),)
+    ),
+    Mapping("tool_calls", "gen_ai.completion.0.tool_calls.{n}.name", LLMETRY_OLD, (Indexed(),)),
     Mapping("tool_calls", "llm.tools", OI),
     # Hand-offs: the graph node a span is, and the node (or agent) that handed off to it.
     Mapping("graph_node", "graph.node.id", OI),
     Mapping("handoff_from", "graph.node.parent_id", OI),
-    Mapping("handoff_from", "gen_ai.agent.handoff_parent", LLMETRY),
+    Mapping("handoff_from", "gen_ai.agent.handoff_parent", AGENTS),
 )
+
+
+@dataclass(frozen=True)
+class EventContent:
+    """Where a GenAI event log record keeps content of its span: a key path in its JSON ``Body``,
+    or one of its ``LogAttributes``; ``role`` prefixes it as flattened messages read."""
+
+    event: str
+    field: Literal["input_content", "output_content"]
+    convention: str
+    role: str = ""
+    body: tuple[str, ...] = ()
+    attribute: str = ""
+
+    def sql(self) -> str:
+        """The record's text ('' for another event), on ``otel_logs`` columns."""
+        if self.attribute:
+            value = f"LogAttributes[{_literal(self.attribute)}]"
+        else:
+            value = JsonPath(self.body).sql("Body")
+        if self.role:
+            value = f"if({value} != '', concat({_literal(self.role + ': ')}, {value}), '')"
+        name = "if(EventName != '', EventName, LogAttributes['event.name'])"
+        return f"if({name} = {_literal(self.event)}, {value}, '')"
+
+
+# GenAI events (semantic conventions 1.30-1.36, as opentelemetry-instrumentation-openai-v2 sends
+# them by default and OpenLLMetry without legacy attributes), and the newer single event with
+# the whole exchange. A conversation sent as events reads as one sent as span attributes.
+_DETAILS = "gen_ai.client.inference.operation.details"
+EVENT_CONTENT: tuple[EventContent, ...] = (
+    EventContent("gen_ai.system.message", "input_content", GENAI_OLD, "system", ("content",)),
+    EventContent("gen_ai.user.message", "input_content", GENAI_OLD, "user", ("content",)),
+    EventContent("gen_ai.assistant.message", "input_content", GENAI_OLD, "assistant", ("content",)),
+    EventContent("gen_ai.assistant.message", "input_content", GENAI_OLD, "assistant", ("tool_calls",)),
+    EventContent("gen_ai.tool.message", "input_content", GENAI_OLD, "tool", ("content",)),
+    EventContent("gen_ai.choice", "output_content", GENAI_OLD, "assistant", ("message", "content")),
+    EventContent("gen_ai.choice", "output_content", GENAI_OLD, "assistant", ("message", "tool_calls")),
+    EventContent(_DETAILS, "input_content", GENAI, attribute="gen_ai.input.messages"),
+    EventContent(_DETAILS, "output_content", GENAI, attribute="gen_ai.output.messages"),
+)
+
 
 
 @dataclass(frozen=True)
@@ -370,6 +444,7 @@ class Conventions:
     """A set of mapping rows and the SQL it generates."""
 
     rows: tuple[Mapping, ...] = field(default=CONVENTIONS)
+    events: tuple[EventContent, ...] = field(default=EVENT_CONTENT)
 
     def of(self, name: str) -> tuple[Mapping, ...]:
         """The rows of field ``name``, in order."""
@@ -382,6 +457,11 @@ class Conventions:
         if name in TOKEN_FIELDS:
             return f"toUInt64OrZero({text})"
         return text
+
+    def event_sql(self, name: str) -> str:
+        """The text an event log record gives field ``name`` (first non-empty of its rows)."""
+        parts = [f"nullIf({e.sql()}, '')" for e in self.events if e.field == name]
+        return f"coalesce({', '.join(parts)}, '')" if parts else "''"
 
     def select_sql(self, names: tuple[str, ...] = TEXT_FIELDS + TOKEN_FIELDS, *, suffix: str = "") -> str:
         """``expr AS name{suffix}`` for every field, comma-separated (a SELECT list fragment)."""
@@ -399,10 +479,12 @@ def field_sql(name: str) -> str:
 __all__ = [
     "CONVENTIONS",
     "DEFAULT",
+    "EVENT_CONTENT",
     "GENAI_OPERATIONS",
     "TEXT_FIELDS",
     "TOKEN_FIELDS",
     "Conventions",
+    "EventContent",
     "Indexed",
     "JsonPath",
     "Lower",

@@ -140,7 +140,8 @@ def table(pairs: list[tuple[str, str]]) -> PriceTable:
 
 
 # The cost of a span from its tokens (columns provider, model, input_tokens, cached_tokens,
-# cache_write_tokens, output_tokens of the normalising query), NULL for a model without rates.
+# cache_write_tokens, output_tokens of the normalising query), NULL for a model without rates or
+# a span that reports no tokens (a stream whose usage was not recorded costs something unknown).
 # Input tokens include cached and cache-write tokens (GenAI semantic conventions), so they are
 # taken out of the full-price input.
 _IDX = "indexOf({price_keys:Array(String)}, concat(provider, '|', model))"
@@ -154,12 +155,12 @@ def _rate(name: str) -> str:
 COST_SQL = f"""
     {_IDX} AS price_idx,
     if(price_idx = 0, 1, {_TIER}) AS price_tier,
-    if(price_idx = 0, CAST(NULL, 'Nullable(Float64)'),
+    if(price_idx = 0 OR input_tokens + output_tokens = 0, CAST(NULL, 'Nullable(Float64)'),
        greatest(toInt64(input_tokens) - toInt64(cached_tokens) - toInt64(cache_write_tokens), 0)
          * {_rate("input")}
        + cached_tokens * {_rate("cached")} + cache_write_tokens * {_rate("cache_write")}
        + output_tokens * {_rate("output")}) AS cost_usd,
-    if(price_idx = 0, '', {{price_source:String}}) AS price_source"""
+    if(cost_usd IS NULL, '', {{price_source:String}}) AS price_source"""
 
 
 __all__ = ["COST_SQL", "PROVIDER_IDS", "PriceTable", "price_key", "rates", "source", "table"]

@@ -13,6 +13,8 @@ more than one span:
   else the latest earlier span of the node named by ``graph.node.parent_id`` (OpenInference) or
   ``gen_ai.agent.handoff_parent`` (OpenLLMetry), else, for an ``invoke_agent`` span under another
   agent's span, that ancestor (agent-to-agent parentage);
+- content a span's GenAI event log records carry (``otel_logs``, joined by trace and span id) when
+  its attributes carry none, so a conversation sent as events reads as one sent as attributes;
 - cost in USD from the tokens and :mod:`omium.pipelines.prices`.
 
 A run belongs to the day it started on, and all its spans are normalised into that day's
@@ -50,6 +52,7 @@ _BASE = (
     *conventions.TEXT_FIELDS,
     *conventions.TOKEN_FIELDS,
 )
+_CONTENT = ("input_content", "output_content")
 # How far up a span's ancestry an agent is looked for.
 MAX_DEPTH = 64
 
@@ -136,9 +139,28 @@ WITH RECURSIVE {_RUNS},
         SELECT trace_id, if(graph_node != '', graph_node, agent) AS node, span_id AS node_span, ts AS node_ts
         FROM base WHERE node != ''
     ),
+    -- GenAI event log records of these spans, their content in record order.
+    events AS (
+        SELECT TraceId AS trace_id, SpanId AS span_id,
+               arrayStringConcat(arrayMap(x -> x.2, arraySort(arrayFilter(x -> x.2 != '',
+                   groupArray((Timestamp, event_input))))), '\\n') AS events_input,
+               arrayStringConcat(arrayMap(x -> x.2, arraySort(arrayFilter(x -> x.2 != '',
+                   groupArray((Timestamp, event_output))))), '\\n') AS events_output
+        FROM (
+            SELECT TraceId, SpanId, Timestamp,
+                   {conventions.DEFAULT.event_sql("input_content")} AS event_input,
+                   {conventions.DEFAULT.event_sql("output_content")} AS event_output
+            FROM otel_logs FINAL
+            WHERE TimestampTime >= toDateTime({{day:Date}}) AND SpanId != ''
+              AND TraceId IN (SELECT trace_id FROM base)
+        )
+        GROUP BY TraceId, SpanId
+    ),
     resolved AS (
         SELECT
-            {", ".join(f"b.{c} AS {c}" for c in _BASE)},
+            {", ".join(f"b.{c} AS {c}" for c in _BASE if c not in _CONTENT)},
+            if(b.input_content != '', b.input_content, e.events_input) AS input_content,
+            if(b.output_content != '', b.output_content, e.events_output) AS output_content,
             if(b.agent != '', b.agent, a.ancestor_agent) AS agent_final,
             if(b.session != '', b.session, t.trace_session) AS session_final,
             if(b.user != '', b.user, t.trace_user) AS user_final,
@@ -151,6 +173,7 @@ WITH RECURSIVE {_RUNS},
         FROM base AS b
         LEFT JOIN ancestors AS a ON a.trace_id = b.trace_id AND a.span_id = b.span_id
         LEFT JOIN traces AS t ON t.trace_id = b.trace_id
+        LEFT JOIN events AS e ON e.trace_id = b.trace_id AND e.span_id = b.span_id
         ASOF LEFT JOIN nodes AS n ON n.trace_id = b.trace_id AND n.node = b.handoff_from AND b.ts >= n.node_ts
     )
 SELECT {COLUMNS} FROM (
