@@ -207,7 +207,9 @@ def test_unknown_run(stack: RemoteStore) -> None:
 
 
 @pytest.mark.parametrize(("query", "title"), [({"run": "k-halluc"}, "Run detail"), ({}, "Monitoring")])
-def test_the_root_url_routes_and_keeps_its_query(stack: RemoteStore, query: dict[str, str], title: str) -> None:
+def test_the_root_url_routes_and_keeps_its_query(
+    stack: RemoteStore, query: dict[str, str], title: str
+) -> None:
     """``/?run=ID`` (a pause notification's link) opens exactly that run; ``/`` opens Monitoring."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(query)
@@ -239,12 +241,26 @@ def test_recovery_queue_edit_test_and_retry(stack: RemoteStore) -> None:
     assert any("Test fix passed" in s.value for s in at.success), [e.value for e in at.error]
     at.button(key="retry_k-halluc").click().run()
     assert any("approved: queued to resume" in s.value for s in at.success)
+    # The page refreshed: the decided run is no longer offered for a decision.
+    assert not [b for b in at.button if b.key and b.key.endswith("_k-halluc")]
     deadline = __import__("time").monotonic() + 30
     while stack.get_run("k-halluc").status != "completed":
         assert __import__("time").monotonic() < deadline, stack.get_run("k-halluc").status
         __import__("time").sleep(0.1)
     reviewed = [e for e in stack.events("k-halluc") if e.kind == "reviewed"]
     assert reviewed and reviewed[-1].actor == "on-call"
+
+
+def test_recovery_queue_refuses_unreadable_constraints_and_orders_checkpoints(stack: RemoteStore) -> None:
+    at = page("recovery", run="k-halluc")
+    targets = at.selectbox(key="target_k-halluc")
+    in_order = [c.name for c in sorted(stack.checkpoints("k-halluc"), key=lambda c: c.seq)]
+    assert targets.options == list(dict.fromkeys(reversed(in_order)))[::-1]  # run order, not a-z
+    assert targets.value == in_order[-1]  # the latest checkpoint preselected
+    at.text_input(key="constraints_k-halluc").set_value("{apr: 2.5").run()
+    assert any("constraints must be JSON" in e.value for e in at.error)
+    for action in ("test", "retry", "rollback"):
+        assert at.button(key=f"{action}_k-halluc").disabled, action  # never tested or retried without them
 
 
 def test_recovery_queue_approves_and_rejects(stack: RemoteStore) -> None:

@@ -44,6 +44,30 @@ def test_a_worker_runs_queued_runs_and_review_commands() -> None:
     assert next(e for e in incident.events if e.kind == "reviewed").actor == "carol"
 
 
+def test_a_rollback_command_rolls_back_to_the_checkpoint_asked_for_and_is_audited_as_one() -> None:
+    """On a paused run awaiting review and on a completed run: the run goes back to the chosen
+    checkpoint (not where it stopped), and the audit trail says rolled_back, not only approve."""
+    store = MemoryStore()
+    for customer, scenario in (("rb-paused", "hallucination"), ("rb-done", "ok")):
+        company_x.seed_customer(store, customer)
+        submit(store, "onboard_customer", customer, scenario, run_id=customer)
+    worker = Worker(store, {"onboard_customer": company_x.onboard_customer}, name="w", sleep=lambda s: None)
+    worker.run_until_idle()
+    assert [store.get_run(r).status for r in ("rb-paused", "rb-done")] == ["paused", "completed"]
+    first = store.checkpoints("rb-done")[0].name
+    fix = {"terms_generator.prompt": company_x.FIXED_PROMPT}
+    enqueue(store, "rb-paused", "retry", checkpoint=first, edits=fix, reviewer="dana")
+    enqueue(store, "rb-done", "retry", checkpoint=first, reviewer="dana")
+    assert worker.run_until_idle() == 2
+    for run_id in ("rb-paused", "rb-done"):
+        run = store.get_run(run_id)
+        assert run.status == "completed" and run.attributes["rolled_back_to"] == first, run
+        rolled = [e for e in store.events(run_id) if e.kind == "rolled_back" and e.actor == "dana"]
+        assert len(rolled) == 1 and rolled[0].attributes["checkpoint"] == first
+    # The steps after the checkpoint ran again, in a new generation.
+    assert max(s.generation for s in store.steps("rb-done")) == 1
+
+
 def test_unknown_runs_and_kinds_are_refused() -> None:
     store = MemoryStore()
     with pytest.raises(Exception, match="no run 'nope'"):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omium.errors import ConflictError, NotFoundError, OmiumError, ServerUnavailable
-from omium.recovery import supervisor
+from omium.recovery import audit, supervisor
 from omium.recovery.review import review, test_fix
 from omium.sdk import lease, runs
 from omium.sdk.branching import fork
@@ -167,17 +167,33 @@ class Worker:
             return _outcome(supervisor.resume(run_id, **options))
         if command.kind == "retry":
             run = self.store.get_run(run_id)
+            checkpoint = payload.get("checkpoint") or ""
+            reviewer = payload.get("reviewer", self.name)
             if run.status == "paused" and run.attributes.get(supervisor.AWAITING_ATTRIBUTE):
                 review(
                     run_id,
                     "approve",
                     edits=payload.get("edits"),
-                    reviewer=payload.get("reviewer", self.name),
-                    reason="retry from checkpoint",
+                    reviewer=reviewer,
+                    reason=f"rollback to {checkpoint} and retry" if checkpoint else "retry from checkpoint",
                     store=self.store,
                 )
-            elif payload.get("checkpoint"):
-                runs.rollback(run_id, payload["checkpoint"], store=self.store)
+            if checkpoint:
+                # The checkpoint asked for, also for a paused run (approving alone would resume it
+                # from where it stopped), audited as the rollback it is.
+                before = self.store.get_run(run_id)
+                runs.rollback(run_id, checkpoint, store=self.store)
+                audit.record(
+                    self.store,
+                    run_id,
+                    "rolled_back",
+                    actor=reviewer,
+                    reason=f"rollback to {checkpoint} requested",
+                    before={"status": before.status},
+                    after={"status": "rolled_back", "checkpoint": checkpoint},
+                    incident=before.attributes.get(supervisor.INCIDENT_ATTRIBUTE, ""),
+                    checkpoint=checkpoint,
+                )
             return _outcome(supervisor.resume(run_id, **options))
         if command.kind == "test_fix":
             found = test_fix(

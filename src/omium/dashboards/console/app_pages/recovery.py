@@ -10,6 +10,9 @@ from omium.dashboards.console import data, views
 from omium.recovery.policy import Policy
 
 st.title("Recovery queue")
+# What the last action did, said once on the refreshed page (which no longer offers its buttons).
+if flash := st.session_state.pop("recovery_flash", None):
+    getattr(st, flash[0])(flash[1])
 reviewer = st.text_input("Reviewing as", value="on-call", key="recovery_reviewer")
 queue = data.paused()
 if not queue.height:
@@ -32,6 +35,15 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
+
+
+def done(kind: str, message: str) -> None:
+    """After an action: refresh the page (the run has left the queue) and say what was done."""
+    st.session_state["recovery_flash"] = (kind, message)
+    data.paused.clear()
+    st.rerun()
+
+
 # One run is reviewed at a time: the page does the same work however long the queue is.
 ids = queue["run_id"].to_list()
 wanted = st.query_params.get("run", "")
@@ -60,6 +72,7 @@ for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
                 st.markdown(f"- {link}")
         agent = failure.get("agent", "")
         edits: dict[str, str] = {}
+        invalid = False  # an edit that cannot be read: nothing is tested or retried without it
         if row["awaiting"] == "review" and agent:
             if "prompt" in policy.allowed_edits:
                 prompt = st.text_area(
@@ -75,14 +88,20 @@ for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
                     try:
                         edits[f"{agent}.constraints"] = json.loads(constraints)
                     except ValueError:
-                        st.error('constraints must be JSON, e.g. {"apr": {"min": 2.5, "max": 8.5}}')
+                        invalid = True
+                        st.error(
+                            'constraints must be JSON, e.g. {"apr": {"min": 2.5, "max": 8.5}}: '
+                            "fix them (or clear the field) to test or retry"
+                        )
             st.caption(
                 f"Editable under {policy.source}: {', '.join(policy.allowed_edits) or 'nothing'}; "
                 f"forbidden: {', '.join(policy.forbidden_edits) or 'nothing'}"
             )
         buttons = st.columns(4)
         try:
-            if buttons[0].button("Test fix", key=f"test_{run_id}", disabled=row["awaiting"] != "review"):
+            if buttons[0].button(
+                "Test fix", key=f"test_{run_id}", disabled=row["awaiting"] != "review" or invalid
+            ):
                 with st.spinner("a worker is testing the fix on the failed step…"):
                     queued = data.command(run_id, "test_fix", edits=edits, reviewer=reviewer)
                     result = data.wait_for(run_id, queued["command_id"])
@@ -91,21 +110,32 @@ for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
                 else:
                     st.error(f"Test fix failed: {result.get('message') or result.get('error')}")
             label = "Approve" if row["awaiting"] == "approval" else "Retry from checkpoint"
-            if buttons[1].button(label, key=f"retry_{run_id}", type="primary"):
+            if buttons[1].button(label, key=f"retry_{run_id}", type="primary", disabled=invalid):
                 data.review(run_id, "approve", edits, reviewer, reason="approved in the console")
-                st.success(
-                    f"{run_id} approved: queued to resume from {row['checkpoint'] or 'where it stopped'}"
+                done(
+                    "success",
+                    f"{run_id} approved: queued to resume from {row['checkpoint'] or 'where it stopped'}",
                 )
-            marks = sorted({c.name for c in data.checkpoints(run_id)})
+            # Checkpoints in run order (a name reached twice counts where it was last), the latest
+            # one preselected: the last consistent state before the failure.
+            order: dict[str, int] = {}
+            for mark in sorted(data.checkpoints(run_id), key=lambda c: c.seq):
+                order.pop(mark.name, None)
+                order[mark.name] = mark.seq
+            marks = list(order)
             target = buttons[2].selectbox(
-                "Rollback to", marks, key=f"target_{run_id}", label_visibility="collapsed"
+                "Rollback to",
+                marks,
+                index=len(marks) - 1 if marks else None,
+                key=f"target_{run_id}",
+                label_visibility="collapsed",
             )
-            if buttons[2].button("Rollback", key=f"rollback_{run_id}", disabled=not marks):
+            if buttons[2].button("Rollback", key=f"rollback_{run_id}", disabled=not marks or invalid):
                 data.command(run_id, "retry", checkpoint=target, edits=edits, reviewer=reviewer)
-                st.success(f"{run_id}: rollback to {target} and retry queued")
+                done("success", f"{run_id}: rollback to {target} and retry queued")
             if buttons[3].button("Reject", key=f"reject_{run_id}"):
                 data.review(run_id, "reject", {}, reviewer, reason="rejected in the console")
-                st.warning(f"{run_id} rejected")
+                done("warning", f"{run_id} rejected")
         except data.ControlError as refused:
             st.error(str(refused))
         st.page_link(
