@@ -42,6 +42,7 @@ TEXT_FIELDS: tuple[str, ...] = (
     "tool_calls",
     "graph_node",
     "handoff_from",
+    "handoff_to",
 )
 TOKEN_FIELDS: tuple[str, ...] = (
     "input_tokens",
@@ -394,6 +395,10 @@ CONVENTIONS: tuple[Mapping, ...] = (
     Mapping("graph_node", "graph.node.id", OI),
     Mapping("handoff_from", "graph.node.parent_id", OI),
     Mapping("handoff_from", "gen_ai.agent.handoff_parent", AGENTS),
+    # A hand-off span names its target: the target agent's next span is handed off by it.
+    Mapping("handoff_to", "gen_ai.handoff.to_agent", AGENTS),
+    Mapping("handoff_to", "omium.handoff.to", OMIUM),
+    Mapping("handoff_to", "", OI, (Pattern(r"^handoff to (.+)$"),), source="span_name"),
 )
 
 

@@ -497,3 +497,23 @@ def test_price_table_tiers_and_unknowns() -> None:
     assert table.starts[0] == [0] and len(table.starts[1]) >= 2
     assert table.input[0][0] == pytest.approx(0.15e-6) and table.cached[0][0] == pytest.approx(0.075e-6)
     assert table.input[1][1] > table.input[1][0]  # the long-context tier costs more
+
+
+def test_handoff_spans_name_their_target(warehouse: ClickHouseWarehouse) -> None:
+    """Omium's Agents SDK adapter and OpenLLMetry's openai-agents instrumentation record a hand-off as
+    a span naming source and target; the target agent's next span is handed off by it."""
+    insert(warehouse, "h1", [
+        ("t", "", "invoke_agent Triage", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Triage"}),
+        ("h", "t", "handoff Triage -> Billing", {"gen_ai.agent.name": "Triage", "omium.handoff.from": "Triage",
+                                                  "omium.handoff.to": "Billing"}),
+        ("b", "", "invoke_agent Billing", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Billing"}),
+        ("h2", "b", "Billing → Refunds.handoff", {"traceloop.span.kind": "handoff", "gen_ai.operation.name": "handoff",
+                                                  "gen_ai.agent.name": "Billing", "gen_ai.handoff.from_agent": "Billing",
+                                                  "gen_ai.handoff.to_agent": "Refunds"}),
+        ("r", "", "Refunds.agent", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Refunds"}),
+    ])
+    rows = normalised(warehouse)
+    assert (rows["b"]["producer_span_id"], rows["r"]["producer_span_id"], rows["t"]["producer_span_id"]) == (
+        "h", "h2", "")
+    found = {(e["source"], e["target"], e["kind"]) for e in features.run_edges(spans.load_day(warehouse, DAY))}
+    assert {("Triage", "Billing", "handoff"), ("Billing", "Refunds", "handoff")} <= found

@@ -11,8 +11,10 @@ more than one span:
 - a span without a session or user takes its trace's;
 - a hand-off's producer (``producer_span_id``): Omium's own ``omium.handoff.producer_span_id``,
   else the latest earlier span of the node named by ``graph.node.parent_id`` (OpenInference) or
-  ``gen_ai.agent.handoff_parent`` (OpenLLMetry), else, for an ``invoke_agent`` span under another
-  agent's span, that ancestor (agent-to-agent parentage);
+  ``gen_ai.agent.handoff_parent`` (OpenLLMetry), else, for an ``invoke_agent`` span, the latest
+  earlier hand-off span naming its agent as the target (``gen_ai.handoff.to_agent``,
+  ``omium.handoff.to``, OpenInference's "handoff to X"), else, for an ``invoke_agent`` span under
+  another agent's span, that ancestor (agent-to-agent parentage);
 - content a span's GenAI event log records carry (``otel_logs``, joined by trace and span id) when
   its attributes carry none, so a conversation sent as events reads as one sent as attributes;
 - cost in USD from the tokens and :mod:`omium.pipelines.prices`.
@@ -156,6 +158,11 @@ WITH RECURSIVE {_RUNS},
         )
         GROUP BY TraceId, SpanId
     ),
+    -- Hand-off spans and the agent they hand off to.
+    handoffs AS (
+        SELECT trace_id, handoff_to AS target, span_id AS handoff_span, ts AS handoff_ts
+        FROM base WHERE handoff_to != ''
+    ),
     resolved AS (
         SELECT
             {", ".join(f"b.{c} AS {c}" for c in _BASE if c not in _CONTENT)},
@@ -167,6 +174,7 @@ WITH RECURSIVE {_RUNS},
             coalesce(
                 nullIf(b.own_producer, ''),
                 nullIf(n.node_span, ''),
+                if(b.operation = 'invoke_agent', nullIf(h.handoff_span, ''), NULL),
                 if(b.operation = 'invoke_agent' AND b.agent != '' AND a.ancestor_agent NOT IN ('', b.agent),
                    a.ancestor_span, '')
             ) AS producer
@@ -175,6 +183,8 @@ WITH RECURSIVE {_RUNS},
         LEFT JOIN traces AS t ON t.trace_id = b.trace_id
         LEFT JOIN events AS e ON e.trace_id = b.trace_id AND e.span_id = b.span_id
         ASOF LEFT JOIN nodes AS n ON n.trace_id = b.trace_id AND n.node = b.handoff_from AND b.ts >= n.node_ts
+        ASOF LEFT JOIN handoffs AS h
+            ON h.trace_id = b.trace_id AND h.target = b.agent AND b.ts >= h.handoff_ts
     )
 SELECT {COLUMNS} FROM (
 SELECT
