@@ -9,6 +9,7 @@ after a merge).
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +42,13 @@ def test_a_retried_request_is_one_row_without_final(
     assert _post(server, body) == 200
     assert _plain_count(warehouse) == 50
     assert server.state.writer.stats.duplicate_requests == 3
-    # The ledger holds the request once.
+    # The ledger holds the request once (recorded once the writer is idle).
+    deadline = time.monotonic() + 10
+    while (
+        warehouse.scalar("SELECT count() FROM omium_ingest_requests FINAL") == 0
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
     assert warehouse.scalar("SELECT count() FROM omium_ingest_requests FINAL") == 1
 
 

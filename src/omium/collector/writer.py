@@ -13,16 +13,17 @@ bounded however hard clients push.
 span starts fit in that many days together, and a request that alone spans more is inserted a
 range of days at a time.
 
-A retried request is written once. Its body's digest is looked up in ``omium_ingest_requests``
-before a group is written (a retry of a request written earlier, by this server or another one
-on the same warehouse, is answered without writing it again) and recorded after; a retry that
-arrives while its twin is still queued or being written shares the twin's outcome. ClickHouse's
+A retried request is written once. Its body's digest is looked up before a group is written: in
+the writer's memory of what it wrote, then in ``omium_ingest_requests`` (what any server on the
+warehouse wrote, recorded in groups at most 0.5 s apart, or once the writer is idle); a retry of
+a written request is answered without writing it again, and one that arrives while its twin is
+being written shares the twin's outcome. ClickHouse's
 own insert deduplication (``insert_deduplication_token``, ``non_replicated_deduplication_window``)
 does not fit: it works per inserted block, and a block here is a group of requests that a retry,
 grouped with whatever else is waiting then, does not reproduce. What is left: a crash between an
-insert and its digest's record, or two servers writing the same body at the same moment, store a
-span twice until ``otel_traces`` (a ReplacingMergeTree keyed by span) merges them; readers using
-FINAL never see it.
+insert and its digest's record, a retry reaching another server within that half second, or two
+servers writing the same body at the same moment, store a span twice until ``otel_traces`` (a
+ReplacingMergeTree keyed by span) merges them; readers using FINAL never see it.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from google.protobuf.internal.encoder import _VarintBytes
@@ -90,6 +92,22 @@ def request_digest(body: bytes) -> str:
     """The digest under which a request body is recorded as written (hex, 128 bits)."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
+
+def _follow(twin: Future[None], owner: Future[None]) -> None:
+    """Give ``twin`` the outcome of ``owner`` (done)."""
+    error = owner.exception()
+    if error is None:
+        twin.set_result(None)
+    else:
+        twin.set_exception(error)
+
+
+# Digests of requests this writer wrote, kept in memory: its own clients' retries are answered
+# without a look-up, and the ledger is written in groups (a part per insert costs ~10 ms of CPU).
+_RECENT_DIGESTS = 65_536
+# The ledger is written at most this often under load, and when the writer has been idle this long.
+_RECORD_EVERY_SECONDS = 0.5
+_IDLE_SECONDS = 0.05
 
 # Omium's ledger of written request bodies (schema.INGEST_REQUESTS).
 _WRITTEN = "SELECT digest FROM omium_ingest_requests WHERE digest IN {digests:Array(String)}"
@@ -178,8 +196,11 @@ class SpanWriter:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._seq = itertools.count()
-        # Requests queued or being written, by digest: a retry arriving meanwhile waits for its twin.
+        # Requests being written, by digest: a retry taken meanwhile waits for its twin's outcome.
         self._inflight: dict[str, Future[None]] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._unrecorded: list[str] = []
+        self._recorded_at = time.monotonic()
         self.stats = WriterStats()
 
     @property
@@ -293,19 +314,13 @@ class SpanWriter:
         if days is None:
             prepared = prepare(decode_protobuf(body), body)
             days = (prepared.first_day, prepared.last_day)
-        request = _Request(body, spans, days[0], days[1], request_digest(body))
+        request = _Request(body, spans, days[0], days[1])
         with self._cond:
-            twin = self._inflight.get(request.digest)
-            if twin is not None:
-                # A client's retry of a request still queued or being written: the same outcome.
-                self.stats.duplicate_requests += 1
-                return twin
             held = reservation.held if reservation is not None else 0
             self._refuse_if_full(spans, len(body) - held, held)
             if reservation is not None:
                 reservation.held = 0
             self._queue.append(request)
-            self._inflight[request.digest] = request.future
             self._pending_spans += spans
             self._pending_bytes += len(body) - held
             self._cond.notify()
@@ -314,7 +329,9 @@ class SpanWriter:
     def _take(self) -> tuple[list[_Request], bool]:
         with self._cond:
             while not self._queue and not self._stopping:
-                self._cond.wait()
+                # Going idle with digests not yet in the ledger: come back to record them.
+                if not self._cond.wait(_IDLE_SECONDS if self._unrecorded else None) and self._unrecorded:
+                    return [], True
             batch: list[_Request] = []
             passed_over: list[_Request] = []
             total = first = last = 0
@@ -341,9 +358,19 @@ class SpanWriter:
         while True:
             batch, light = self._take()
             if not batch:
-                return  # stopping and drained
+                self._record_written(warehouse, force=True)
+                if self._stopping:
+                    return  # stopping and drained
+                continue  # idle: the ledger is up to date
+
             spans = sum(r.spans for r in batch)
             nbytes = sum(len(r.body) for r in batch)
+            batch = self._claim(batch)
+            if not batch:  # every request a retry of one being written now
+                with self._cond:
+                    self._pending_spans -= spans
+                    self._pending_bytes -= nbytes
+                continue
             started = time.perf_counter()
             errors: dict[int, BaseException] = {}
             written_before = self._written_before(batch, warehouse)
@@ -374,7 +401,14 @@ class SpanWriter:
                 self._pending_spans -= spans
                 self._pending_bytes -= nbytes
             written = [r for i, r in enumerate(batch) if i not in errors]
-            self._record_written([r for r in written if r.digest not in written_before], warehouse)
+            with self._cond:
+                for request in written:
+                    self._recent[request.digest] = None
+                    if request.digest not in written_before:
+                        self._unrecorded.append(request.digest)
+                while len(self._recent) > _RECENT_DIGESTS:
+                    self._recent.popitem(last=False)
+            self._record_written(warehouse, force=False)
             self.stats.batches += 1
             self.stats.spans_written += sum(r.spans for r in written)
             self.stats.requests_written += len(written)
@@ -391,11 +425,35 @@ class SpanWriter:
                 else:
                     request.future.set_result(None)
 
+    def _claim(self, batch: list[_Request]) -> list[_Request]:
+        """The batch's requests that are no twin of a request being written now.
+
+        Digests are taken here, on the writer's thread, rather than in ``submit``: off the
+        request's path (hashlib releases the GIL on large bodies). A twin (a client's retry of a
+        request still queued or being written) is answered with that request's outcome.
+        """
+        for request in batch:
+            request.digest = request_digest(request.body)
+        mine: list[_Request] = []
+        with self._cond:
+            for request in batch:
+                owner = self._inflight.get(request.digest)
+                if request.digest in self._recent:  # written by this writer already
+                    self.stats.duplicate_requests += 1
+                    request.future.set_result(None)
+                elif owner is None:
+                    self._inflight[request.digest] = request.future
+                    mine.append(request)
+                else:
+                    self.stats.duplicate_requests += 1
+                    owner.add_done_callback(partial(_follow, request.future))
+        return mine
+
     def _written_before(self, batch: list[_Request], warehouse: Warehouse) -> set[str]:
         """Digests of the batch's requests that the ledger says were written already."""
         try:
             rows = warehouse.query_rows(_WRITTEN, {"digests": [r.digest for r in batch]})
-        except WarehouseError as exc:
+        except Exception as exc:  # the writer's thread must survive whatever the ledger does
             # The ledger only saves rewriting: without it the table still collapses re-sent spans.
             logger.warning("could not read the ledger of written requests: %s", exc)
             return set()
@@ -403,13 +461,19 @@ class SpanWriter:
         self.stats.duplicate_requests += sum(r.digest in found for r in batch)
         return found
 
-    def _record_written(self, written: list[_Request], warehouse: Warehouse) -> None:
-        if not written:
-            return
+    def _record_written(self, warehouse: Warehouse, *, force: bool) -> None:
+        """Write the digests of written requests into the ledger, at most every 0.5 s unless forced."""
+        with self._cond:
+            if not self._unrecorded or (
+                not force and time.monotonic() - self._recorded_at < _RECORD_EVERY_SECONDS
+            ):
+                return
+            digests, self._unrecorded = self._unrecorded, []
+            self._recorded_at = time.monotonic()
         try:
-            warehouse.insert("omium_ingest_requests", [[r.digest for r in written]], ["digest"])
-        except WarehouseError as exc:
-            logger.warning("could not record %d written requests in the ledger: %s", len(written), exc)
+            warehouse.insert("omium_ingest_requests", [digests], ["digest"])
+        except Exception as exc:  # as in _written_before
+            logger.warning("could not record %d written requests in the ledger: %s", len(digests), exc)
 
     def _write(self, batch: list[_Request], warehouse: Warehouse, *, light: bool = False) -> None:
         # Python decoding holds the GIL: worth it for latency only when nothing else waits.
