@@ -64,7 +64,7 @@ def test_demo_then_review_test_fix_approve_and_a_worker(tmp_path: Path) -> None:
     forbidden = omium(env, "review", run_id, "--edit", "terms_generator.core_logic=x", "--approve")
     assert (
         forbidden.returncode == 2
-        and "only prompt, constraints, tools of an agent may be edited" in forbidden.stderr
+        and "only prompt, constraints, tool_selection (or tools) of an agent may be edited" in forbidden.stderr
     )
     failing = omium(env, "review", run_id, "--test", "--app", APP)
     assert failing.returncode == 1 and "test fix FAILED: APR 0.0% is outside 2.5%-8.5%" in failing.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import omium
@@ -63,8 +65,15 @@ def test_fork_with_an_edited_prompt() -> None:
 def test_only_editable_fields_can_be_overridden() -> None:
     with runtime():
         omium.run(onboarding, "ann", FakeLLM(["APR 3%"]), run_id="p2")
-        with pytest.raises(ConfigError, match="only prompt, constraints, tools"):
+        with pytest.raises(ConfigError, match=r"only prompt, constraints, tool_selection \(or tools\)"):
             fork("p2", "credit_scored", overrides={"terms_agent.core_logic": "x"})
+        # An agent the run never ran: an override nothing would read is refused, not "completed".
+        with pytest.raises(
+            ConfigError, match=r"run 'p2' has no agent 'nosuchagent'; its agents: branching_onboarding, terms_agent"
+        ):
+            fork("p2", "credit_scored", overrides={"nosuchagent.prompt": "hi"})
+        branch = fork("p2", "credit_scored", overrides={"terms_agent.tool_selection": ["lookup"]})
+        assert json.loads(branch.attributes["overrides"]) == {"terms_agent.tools": ["lookup"]}
         with pytest.raises(NotFoundError):
             fork("p2", "nope", overrides={})
 
@@ -74,6 +83,9 @@ def test_parse_overrides() -> None:
         "terms_agent.prompt": "APR MUST be 2.5%-8.5%",
         "kyc.tools": ["lookup"],
     }
+    assert parse_overrides(['kyc.tool_selection=["lookup"]']) == {
+        "kyc.tools": ["lookup"]
+    }  # the policy's name
     with pytest.raises(ConfigError, match=r"AGENT\.FIELD=VALUE"):
         parse_overrides(["prompt"])
     with pytest.raises(ConfigError, match="may be edited"):

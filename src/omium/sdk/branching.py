@@ -16,10 +16,24 @@ from typing import Any
 
 from omium.errors import ConfigError, NotFoundError
 from omium.sdk.context import call_order, checkpoint_call_id, current, key_call_id, step_call_id
-from omium.sdk.runs import INPUT_ATTRIBUTE, RollbackView, default_store, live_checkpoints
+from omium.sdk.runs import AGENTS_ATTRIBUTE, INPUT_ATTRIBUTE, RollbackView, default_store, live_checkpoints
 from omium.sdk.store import CheckpointStore, RunRecord
 
 EDITABLE_FIELDS = ("prompt", "constraints", "tools")
+# The recovery policy's names for the same fields (``allowed_edits: [tool_selection]``): an
+# override may use either; it is stored under the agent's configuration name.
+POLICY_NAMES = {"tool_selection": "tools"}
+
+
+def _field(key: str) -> str:
+    """``AGENT.FIELD`` with FIELD in the agent configuration's name; ConfigError if not editable."""
+    agent, _, field_name = key.partition(".")
+    field_name = POLICY_NAMES.get(field_name, field_name)
+    if field_name not in EDITABLE_FIELDS:
+        raise ConfigError(
+            f"{key!r}: only prompt, constraints, tool_selection (or tools) of an agent may be edited"
+        )
+    return f"{agent}.{field_name}"
 
 
 def agent_config(agent: str | None = None) -> dict[str, Any]:
@@ -42,11 +56,10 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, raw = assignment.partition("=")
-        agent, dot, field_name = key.partition(".")
+        agent, dot, _ = key.partition(".")
         if not sep or not dot or not agent:
             raise ConfigError(f"an override is AGENT.FIELD=VALUE, got {assignment!r}")
-        if field_name not in EDITABLE_FIELDS:
-            raise ConfigError(f"{key!r}: only {', '.join(EDITABLE_FIELDS)} of an agent may be edited")
+        key = _field(key)
         try:
             value: Any = json.loads(raw) if raw[:1] in "[{" or raw.replace(".", "", 1).isdigit() else raw
         except ValueError:
@@ -67,14 +80,20 @@ def fork(
 
     Raises:
         NotFoundError: unknown run or checkpoint.
-        ConfigError: an override names a field that is not editable.
+        ConfigError: an override names a field that is not editable, or an agent the run never
+            ran (an override nothing reads would fork a run identical to its parent).
     """
     store = store or default_store()
     parent = store.get_run(run_id)
-    overrides = dict(overrides or {})
-    for key in overrides:
-        if key.partition(".")[2] not in EDITABLE_FIELDS:
-            raise ConfigError(f"{key!r}: only {', '.join(EDITABLE_FIELDS)} of an agent may be edited")
+    overrides = {_field(key): value for key, value in (overrides or {}).items()}
+    agents = {s.agent for s in store.steps(run_id) if s.agent}
+    agents |= set(json.loads(parent.attributes.get(AGENTS_ATTRIBUTE, "[]") or "[]"))
+    unknown = sorted({key.partition(".")[0] for key in overrides} - agents)
+    if unknown and agents:
+        raise ConfigError(
+            f"run {run_id!r} has no agent {', '.join(map(repr, unknown))}; "
+            f"its agents: {', '.join(sorted(agents))}"
+        )
     marks = [c for c in live_checkpoints(store, parent) if c.name == checkpoint]
     if not marks:
         raise NotFoundError(f"run {run_id!r} has no checkpoint {checkpoint!r}")

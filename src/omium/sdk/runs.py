@@ -40,6 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger(__name__)
 RESULT_ATTRIBUTE = "result_hash"
 INPUT_ATTRIBUTE = "input_hash"
+AGENTS_ATTRIBUTE = "agents"  # the agents a run entered (JSON list), for checking a fork's overrides
 
 
 def input_attributes(
@@ -323,6 +324,13 @@ def rollback(run_id: str, checkpoint: str, *, store: CheckpointStore | None = No
     )
 
 
+def _agents(context: RunContext, record: RunRecord) -> str:
+    """The agents the run has entered so far, this execution's and earlier ones' (JSON list): a
+    fork's overrides are checked against them."""
+    earlier = json.loads(record.attributes.get(AGENTS_ATTRIBUTE, "[]") or "[]")
+    return json.dumps(sorted({*earlier, *context.agent_configs}))
+
+
 def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
     try:
         result_hash = context.store.put_blob(serde.dumps(result))
@@ -330,7 +338,7 @@ def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
             context.run_id,
             record.version,
             status="completed",
-            attributes={RESULT_ATTRIBUTE: result_hash},
+            attributes={RESULT_ATTRIBUTE: result_hash, AGENTS_ATTRIBUTE: _agents(context, record)},
             fence=context.fence,
         )
     finally:
@@ -347,6 +355,7 @@ def _fail(context: RunContext, record: RunRecord, error: BaseException) -> None:
                 record.version,
                 status="failed",
                 error=f"{type(error).__name__}: {error}",
+                attributes={AGENTS_ATTRIBUTE: _agents(context, record)},
                 fence=context.fence,
             )
     except ConflictError as lost:  # it lost its lease meanwhile: the new holder owns the status
