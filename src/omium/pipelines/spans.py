@@ -96,8 +96,8 @@ ORDER BY provider, model
 
 NORMALISE = f"""
 INSERT INTO omium_normalized_spans ({COLUMNS})
-WITH RECURSIVE {_RUNS},
-    base AS (
+WITH {_RUNS},
+    base AS MATERIALIZED (
         SELECT
             if(RunId != '', RunId, TraceId) AS run_id,
             TraceId AS trace_id,
@@ -118,17 +118,20 @@ WITH RECURSIVE {_RUNS},
         FROM otel_traces FINAL
         WHERE {_OF_DAY}
     ),
-    -- Up the parent chain until a span that names an agent (or the root).
-    walk AS (
-        SELECT trace_id, span_id, parent_span_id AS next, '' AS found_agent, '' AS found_span,
-               toUInt32(0) AS depth
-        FROM base
-        UNION ALL
-        SELECT w.trace_id, w.span_id, b.parent_span_id, b.agent, b.span_id, w.depth + 1
-        FROM walk AS w INNER JOIN base AS b ON b.trace_id = w.trace_id AND b.span_id = w.next
-        WHERE w.found_agent = '' AND w.next != '' AND w.depth < {MAX_DEPTH}
-    ),
+    tree AS MATERIALIZED (SELECT trace_id, span_id, parent_span_id, agent, operation FROM base),
+    -- Up the parent chain until a span that names an agent (or the root). The recursion sits in
+    -- a subquery of its own: ClickHouse materialises no CTE of a recursive WITH.
     ancestors AS (
+        WITH RECURSIVE walk AS (
+            SELECT trace_id, span_id, parent_span_id AS next, '' AS found_agent, '' AS found_span,
+                   toUInt32(0) AS depth
+            -- Only spans that need an ancestor: those naming no agent, and agents (for parentage).
+            FROM tree WHERE agent = '' OR operation = 'invoke_agent'
+            UNION ALL
+            SELECT w.trace_id, w.span_id, t.parent_span_id, t.agent, t.span_id, w.depth + 1
+            FROM walk AS w INNER JOIN tree AS t ON t.trace_id = w.trace_id AND t.span_id = w.next
+            WHERE w.found_agent = '' AND w.next != '' AND w.depth < {MAX_DEPTH}
+        )
         SELECT trace_id, span_id, any(found_agent) AS ancestor_agent, any(found_span) AS ancestor_span
         FROM walk WHERE found_agent != '' GROUP BY trace_id, span_id
     ),
@@ -212,6 +215,8 @@ SELECT
     now64(6) AS built_at
 FROM resolved
 )
+-- base (the cascade over every span of the day) is computed once, not once per reference.
+SETTINGS enable_materialized_cte = 1
 """
 
 
