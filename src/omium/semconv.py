@@ -2,7 +2,8 @@
 
 Omium's own facts ride in ``SpanAttributes`` under ``omium.*`` keys beside the OpenTelemetry
 GenAI semantic conventions (``gen_ai.*``) and OpenInference keys, so spans written by any of
-them are read alike (see :data:`AGENT_KEYS` and friends for the read-side cascade).
+them are read alike (:mod:`omium.conventions` holds the read side: which convention keeps which
+fact where).
 """
 
 from __future__ import annotations
@@ -64,11 +65,3 @@ OMIUM_CHECKPOINT = "omium.checkpoint"
 OMIUM_TRANSACTION_OUTCOME = "omium.transaction.outcome"
 OMIUM_HANDOFF_VERDICT = "omium.handoff.verdict"
 OMIUM_SOURCE_ID = "omium.source_id"
-
-# --- Read-side normalisation cascades (first present wins), REFERENCE.md section 3.
-AGENT_KEYS: tuple[str, ...] = (GEN_AI_AGENT_NAME, "agent.name", "graph.node.name")
-INPUT_TOKEN_KEYS: tuple[str, ...] = (GEN_AI_USAGE_INPUT_TOKENS, "llm.token_count.prompt")
-OUTPUT_TOKEN_KEYS: tuple[str, ...] = (GEN_AI_USAGE_OUTPUT_TOKENS, "llm.token_count.completion")
-TOOL_KEYS: tuple[str, ...] = (GEN_AI_TOOL_NAME, "tool.name")
-PROVIDER_KEYS: tuple[str, ...] = (GEN_AI_PROVIDER_NAME, "gen_ai.system", "llm.system")
-SESSION_KEYS: tuple[str, ...] = (GEN_AI_CONVERSATION_ID, "session.id")
