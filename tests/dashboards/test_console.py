@@ -102,6 +102,12 @@ def test_monitoring_shows_todays_health(stack: RemoteStore) -> None:
     assert int(metrics["Checkpoint rollbacks"]) >= 4
     assert metrics["P99 recovery time"].endswith(" s")
     assert len(at.get("vega_lite_chart")) >= 3
+    from datetime import UTC, datetime
+
+    from omium.dashboards.console import data
+
+    buckets = data.trend(datetime(2020, 1, 1, tzinfo=UTC), 5)["bucket"]
+    assert str(buckets.dtype).startswith("Datetime"), buckets.dtype  # an axis of times, not of epoch numbers
     assert any("Consensus: " in m.value for m in at.markdown)
     at.toggle(key="monitor_live").set_value(True).run()
     assert not at.exception
@@ -138,7 +144,9 @@ def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     assert len(at.json) >= 2  # input and output of the inspected step
     show(at, "Time travel").selectbox(key="diff_from").set_value(0).run()
     assert not at.exception and at.json
-    assert show(at, "Audit trail").dataframe[0].value.shape[0] >= 5
+    audit = show(at, "Audit trail").dataframe[0].value
+    assert audit.shape[0] >= 5
+    assert str(audit["time"].dtype).startswith("datetime64"), audit["time"].dtype  # not microseconds
     assert any("Consensus: " in m.value for m in show(at, "Hand-offs").markdown)
     assert show(at, "Dependency graph").get("plotly_chart")
 

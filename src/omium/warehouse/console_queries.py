@@ -50,8 +50,11 @@ SELECT count() AS incidents,
 FROM incidents
 """
 
+# The bucket is cast to DateTime64: a plain DateTime reaches Arrow (and the chart) as a UInt32 of
+# epoch seconds, which the chart's axis printed as numbers.
 RUN_TREND = f"""
-SELECT toStartOfInterval(started_at, INTERVAL {{bucket_minutes:UInt32}} MINUTE) AS bucket,
+SELECT toDateTime64(toStartOfInterval(started_at, INTERVAL {{bucket_minutes:UInt32}} MINUTE), 0, 'UTC')
+           AS bucket,
        count() AS executions,
        countIf(status = 'completed') AS completed,
        countIf(status IN {FAILED}) AS failing

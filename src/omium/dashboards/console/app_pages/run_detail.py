@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import streamlit as st
 
@@ -143,7 +144,7 @@ if section == "Root cause":
 if section == "Audit trail":
     rows = [
         {
-            "time": e.ts,
+            "time": datetime.fromtimestamp(e.ts / 1e6).astimezone(),  # this machine's local time
             "event": e.kind,
             "actor": e.actor,
             "reason": e.reason,
