@@ -145,21 +145,15 @@ def openinference_langchain(otlp: str, base_url: str) -> None:
     tracer_provider.shutdown()
 
 
-def openinference_openai_agents(otlp: str, base_url: str) -> None:
-    from agents import (
-        Agent,
-        OpenAIChatCompletionsModel,
-        Runner,
-        function_tool,
-        set_trace_processors,
-    )
+def openai_agents(otlp: str, base_url: str, instrumentor: Any, name: str) -> None:
+    """A triage agent of the OpenAI Agents SDK hands off to a billing agent that uses a tool."""
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_trace_processors
     from openai import AsyncOpenAI
     from openinference.instrumentation import using_session, using_user
-    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
 
-    tracer_provider, _ = providers("openinference-openai-agents", otlp)
+    tracer_provider, _ = providers(name, otlp)
     set_trace_processors([])  # nothing to OpenAI's own trace backend
-    OpenAIAgentsInstrumentor().instrument(tracer_provider=tracer_provider)
+    instrumentor.instrument(tracer_provider=tracer_provider)
     client = AsyncOpenAI(base_url=base_url, api_key="test")
 
     @function_tool
@@ -167,14 +161,36 @@ def openinference_openai_agents(otlp: str, base_url: str) -> None:
         """Look a fact up."""
         return "lookup result: 42"
 
-    billing = Agent(name="Billing", instructions="Answer billing questions.", tools=[lookup],
-                    model=OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client))
-    triage = Agent(name="Triage", instructions="Route the question.", handoffs=[billing],
-                   model=OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client))
+    billing = Agent(
+        name="Billing",
+        instructions="Answer billing questions.",
+        tools=[lookup],
+        model=OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client),
+    )
+    triage = Agent(
+        name="Triage",
+        instructions="Route the question.",
+        handoffs=[billing],
+        model=OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client),
+    )
+    # OpenInference's context managers set session and user on every span (the other instrumentor
+    # ignores them: its spans carry neither).
     with using_session(SESSION), using_user(USER):
         result = asyncio.run(Runner.run(triage, "Why was I charged twice?"))
     assert result.final_output, result
     tracer_provider.shutdown()
+
+
+def openinference_openai_agents(otlp: str, base_url: str) -> None:
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+
+    openai_agents(otlp, base_url, OpenAIAgentsInstrumentor(), "openinference-openai-agents")
+
+
+def openllmetry_openai_agents(otlp: str, base_url: str) -> None:
+    from opentelemetry.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+
+    openai_agents(otlp, base_url, OpenAIAgentsInstrumentor(), "openllmetry-openai-agents")
 
 
 def openllmetry_openai(otlp: str, base_url: str) -> None:
@@ -246,6 +262,7 @@ SCENARIOS = {
     "openinference-langchain": openinference_langchain,
     "openinference-openai-agents": openinference_openai_agents,
     "openllmetry-openai": openllmetry_openai,
+    "openllmetry-openai-agents": openllmetry_openai_agents,
     "traceloop-sdk": traceloop_sdk,
     "openai-v2": otel_openai_v2,
 }

@@ -210,3 +210,33 @@ def test_openai_v2_latest_experimental(run_scenario: Runner, mode: str) -> None:
         {"role": "user", "parts": [{"type": "text", "content": "What is the answer?"}]},
     ]
     assert json.loads(tool_call["output_content"])[0]["parts"][0]["name"] == "lookup"
+
+
+def test_opentelemetry_instrumentation_openai_agents(run_scenario: Runner, warehouse: ClickHouseWarehouse) -> None:
+    """OpenLLMetry's opentelemetry-instrumentation-openai-agents (0.62) on the same triage -> billing
+    run: agents, tools, models and prompts land. What the release itself does not record is
+    pinned here so a release that starts recording it shows up: no usage on its chat-completions
+    spans (so no cost), no completions, and a hand-off span whose target is "unknown" (so no edge)."""
+    rows = run_scenario("openllmetry-openai-agents")
+    agents = {r["span_name"]: r["agent"] for r in by_operation(rows, "invoke_agent")}
+    assert agents == {"Triage.agent": "Triage", "Billing.agent": "Billing"}
+    (workflow,) = by_operation(rows, "invoke_workflow")
+    assert workflow["agent"] == ""
+    (tool,) = by_operation(rows, "execute_tool")
+    assert (tool["tool"], tool["agent"], tool["input_content"], tool["output_content"]) == (
+        "lookup",
+        "Billing",
+        '{"query": "omium"}',
+        "lookup result: 42",
+    )
+    chats = by_operation(rows, "chat")
+    assert [(r["agent"], r["model"], r["provider"]) for r in chats] == [
+        ("Triage", "gpt-4o-mini", "openai"),
+        ("Billing", "gpt-4o-mini", "openai"),
+        ("Billing", "gpt-4o-mini", "openai"),
+    ]
+    assert "Why was I charged twice?" in chats[0]["input_content"]
+    assert [(r["input_tokens"], r["cost_usd"], r["output_content"]) for r in chats] == [(0, None, "")] * 3
+    (handoff,) = by_operation(rows, "handoff")
+    assert (handoff["agent"], handoff["span_name"]) == ("Triage", "Triage → unknown.handoff")
+    assert not {e for e in edges(warehouse, rows) if e[2] == "handoff"}
