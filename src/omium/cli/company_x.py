@@ -140,6 +140,10 @@ def demo(
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             companion = _console_process(settings, url)
             console.print(f"serving at {url}; Ctrl-C stops")
+            if companion is not None:
+                console.print(f"console: {_console_link(settings, kept_for_review)}")
+            else:
+                console.print("console: not installed here (pip install 'omium[console]')")
             try:
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
@@ -150,6 +154,12 @@ def demo(
                     companion.wait(30)
         if local_store is None:
             store.close()
+
+
+def _console_link(settings: Settings, kept: Any) -> str:
+    """The console's address, on the run left awaiting review when there is one (one click)."""
+    base = f"http://{settings.host}:{settings.console_port}"
+    return f"{base}/recovery?run={kept[0]}" if kept is not None else base
 
 
 def _console_process(settings: Settings, url: str) -> Any:
@@ -214,7 +224,8 @@ def _summary(
     console.print(
         f"emails delivered: {emails} for {completed} completed runs ({sends} send calls; none twice)"
     )
-    console.print(f"console: http://{settings.host}:{settings.console_port}  (omium up starts it)")
+    link = _console_link(settings, kept)
+    console.print(f"console: omium demo --serve (or omium up), then open {link}", soft_wrap=True)
     if kept is not None:
         app = "omium.examples.company_x.workflow"
         edit = f"--edit 'terms_generator.prompt={company_x.FIXED_PROMPT}'"
