@@ -99,6 +99,11 @@ def test_monitoring_shows_todays_health(stack: RemoteStore) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Total executions"] == "5"
     assert metrics["Successful"] == "3"  # ok, stale (recovered) and flaky (recovered); two paused
+    (definitions,) = [c.value for c in at.caption if c.value.startswith("Successful: ")]
+    # k-stale and k-flaky recovered after a detected failure; none failed, two paused: the labels
+    # count 0 + 2 + 2 of the 5.
+    assert "2 of them after recovering" in definitions and "Failed: 0 failed" in definitions
+    assert "paused: 2 awaiting" in definitions and "4 of 5 here" in definitions
     assert int(metrics["Checkpoint rollbacks"]) >= 4
     assert metrics["P99 recovery time"].endswith(" s")
     assert len(at.get("vega_lite_chart")) >= 3

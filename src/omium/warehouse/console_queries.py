@@ -33,7 +33,8 @@ WITH incidents AS (
            minIf(ts, kind = 'detected') AS detected,
            minIf(ts, kind IN ('completed', 'paused', 'failed')) AS settled,
            countIf(kind = 'rolled_back') AS rolled,
-           countIf(kind = 'reviewed') AS reviews
+           countIf(kind = 'reviewed') AS reviews,
+           countIf(kind = 'detected') AS detections
     FROM omium_events FINAL
     WHERE ts >= {since:DateTime64(6)} AND attributes['incident'] != ''
     GROUP BY incident
@@ -42,6 +43,10 @@ SELECT count() AS incidents,
        sum(rolled) AS rollbacks,
        countIf(rolled > 0 AND run_id IN (SELECT run_id FROM omium_runs FINAL WHERE status = 'completed'))
            AS recovered_rollbacks,
+       uniqExactIf(
+           run_id,
+           detections > 0 AND run_id IN (SELECT run_id FROM omium_runs FINAL WHERE status = 'completed')
+       ) AS recovered_runs,
        sum(reviews) AS interventions,
        quantileIf(0.5)(dateDiff('millisecond', detected, settled) / 1000, settled > detected)
            AS p50_recovery_s,

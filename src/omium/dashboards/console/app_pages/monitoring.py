@@ -36,6 +36,19 @@ def health() -> None:
     )
     p99 = figures["p99_recovery_s"]
     cols[4].metric("P99 recovery time", f"{p99:.2f} s" if p99 == p99 and p99 is not None else "n/a")
+    if executions:
+        # One definition of each number, said where it is shown (the pipelines' labels count a
+        # recovered run as a failure, which made the two disagree with no explanation).
+        recovered = int(figures.get("recovered_runs") or 0)
+        paused = int(figures["paused"] or 0)
+        failing = int(figures["failing"] or 0) - paused  # "failing" counts paused runs too
+        st.caption(
+            f"Successful: runs that completed, {recovered:,} of them after recovering from a failure "
+            f"(detected, rolled back or retried). Failed: {failing:,} failed or rejected; paused: "
+            f"{paused:,} awaiting a human. The pipelines' failure labels count a run that failed at "
+            f"any point, recovered ones included: {failing + paused + recovered:,} of {executions:,} "
+            "here."
+        )
     # Vega-Lite charts: drawn by Streamlit's own bundle, so the page renders fast in the browser.
     trend = data.trend(since, 60 if window in ("last 7 days", "all time") else 5)
     if trend.height:
