@@ -402,6 +402,10 @@ CONVENTIONS: tuple[Mapping, ...] = (
 )
 
 
+# A log record's event name: the column newer exporters fill, else the attribute older SDKs set.
+EVENT_NAME_SQL = "if(EventName != '', EventName, LogAttributes['event.name'])"
+
+
 @dataclass(frozen=True)
 class EventContent:
     """Where a GenAI event log record keeps content of its span: a key path in its JSON ``Body``,
@@ -422,8 +426,7 @@ class EventContent:
             value = JsonPath(self.body).sql("Body")
         if self.role:
             value = f"if({value} != '', concat({_literal(self.role + ': ')}, {value}), '')"
-        name = "if(EventName != '', EventName, LogAttributes['event.name'])"
-        return f"if({name} = {_literal(self.event)}, {value}, '')"
+        return f"if({EVENT_NAME_SQL} = {_literal(self.event)}, {value}, '')"
 
 
 # GenAI events (semantic conventions 1.30-1.36, as opentelemetry-instrumentation-openai-v2 sends
@@ -462,6 +465,11 @@ class Conventions:
         if name in TOKEN_FIELDS:
             return f"toUInt64OrZero({text})"
         return text
+
+    def event_filter_sql(self) -> str:
+        """A condition on ``otel_logs`` rows: the record is one of the events any row reads."""
+        names = ", ".join(_literal(n) for n in sorted({e.event for e in self.events})) or "''"
+        return f"{EVENT_NAME_SQL} IN ({names})"
 
     def event_sql(self, name: str) -> str:
         """The text an event log record gives field ``name`` (first non-empty of its rows)."""

@@ -157,6 +157,7 @@ WITH {_RUNS},
                    {conventions.DEFAULT.event_sql("output_content")} AS event_output
             FROM otel_logs FINAL
             WHERE TimestampTime >= toDateTime({{day:Date}}) AND SpanId != ''
+              AND {conventions.DEFAULT.event_filter_sql()}
               AND TraceId IN (SELECT trace_id FROM base)
         )
         GROUP BY TraceId, SpanId
