@@ -1,4 +1,5 @@
-"""The console's queries: run health, trends, failure rates, run search, hand-offs and incidents.
+"""The console's queries: run health, trends, failure rates, run search, hand-offs and incidents;
+every run and trace (Omium's and any OTel instrumentation's), a trace's spans and a session's traces.
 
 Every query binds its parameters server-side and returns a polars DataFrame; the console's data
 module caches them. Reads of versioned tables use FINAL (the latest version of each row).
@@ -9,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from omium import conventions
+from omium.pipelines import prices
 from omium.warehouse.connection import Warehouse
 
 if TYPE_CHECKING:
@@ -156,6 +159,227 @@ LIMIT {limit:UInt32}
 LATEST_RUN = "SELECT run_id FROM omium_runs FINAL ORDER BY updated_at DESC LIMIT 1"
 
 
+# --- Every run and trace (issue 17): otel_traces read directly, so live traces list at once.
+#
+# Spans are grouped into runs by ``omium.run_id`` (the RunId column), else the conventions'
+# session, else their trace id: first into traces (a trace's session is any of its spans'), then
+# traces into runs. Omium runs without spans in the window still list (FULL JOIN on omium_runs),
+# and an Omium run's status, workflow and error come from omium_runs. The per-span fields are the
+# conventions module's expressions; cost is prices.COST_SQL over a price table of the window's
+# models (TRACE_MODELS, cached by the console).
+
+# How a span says where it came from, ranked: a trace's source is its highest-ranked span's.
+_SOURCE_RANK = """multiIf(
+                SpanAttributes['omium.source'] != '' OR SpanAttributes['omium.source_id'] != '', 3,
+                ScopeName = 'omium' AND (RunId LIKE 'langgraph:%' OR arrayExists(
+                    k -> match(k, '^(openai_agents|crewai|autogen|langgraph)[.]'),
+                    mapKeys(SpanAttributes))), 2,
+                ScopeName = 'omium', 1,
+                0)"""
+SOURCES = ("OTLP client", "SDK", "adapter", "import")
+_WINDOW = "Timestamp >= {since:DateTime64(6)} AND Timestamp <= {until:DateTime64(6)}"
+_TEXT_HIT = f"""{{text:String}} != '' AND (
+                positionCaseInsensitive({conventions.field_sql("input_content")}, {{text:String}}) > 0
+                OR positionCaseInsensitive({conventions.field_sql("output_content")}, {{text:String}}) > 0
+                OR positionCaseInsensitive(StatusMessage, {{text:String}}) > 0
+                OR positionCaseInsensitive(SpanAttributes['error.type'], {{text:String}}) > 0)"""
+
+TRACE_MODELS = f"""
+SELECT DISTINCT provider, model FROM (
+    SELECT {conventions.field_sql("provider")} AS provider, {conventions.field_sql("model")} AS model
+    FROM otel_traces
+    WHERE {_WINDOW}
+) WHERE model != ''
+ORDER BY provider, model
+"""  # noqa: S608 - constants and server-side parameters only
+
+_TRACES = f"""
+    spans AS (
+        SELECT trace_id, run_id, span_parent, ts, span_end, span_name, error, error_text, source_rank,
+               agent, session, user, input_tokens, output_tokens, text_hit,
+               {prices.COST_SQL}
+        FROM (
+            SELECT TraceId AS trace_id, RunId AS run_id, ParentSpanId AS span_parent,
+                   Timestamp AS ts, Timestamp + toIntervalNanosecond(Duration) AS span_end,
+                   SpanName AS span_name,
+                   StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS error,
+                   if(StatusMessage != '', StatusMessage, SpanAttributes['error.type']) AS error_text,
+                   {_SOURCE_RANK} AS source_rank,
+                   {conventions.DEFAULT.select_sql(("agent", "session", "user", "provider", "model"))},
+                   {conventions.DEFAULT.select_sql(conventions.TOKEN_FIELDS[:3])},
+                   {conventions.field_sql("cache_write_tokens")} AS cache_write_tokens,
+                   {_TEXT_HIT} AS text_hit
+            FROM otel_traces FINAL
+            WHERE {_WINDOW}
+        )
+    ),
+    -- Spans of an event log record whose content matches the search (GenAI event logs).
+    logged AS (
+        SELECT DISTINCT TraceId FROM otel_logs
+        WHERE {{text:String}} != '' AND TraceId != ''
+          AND TimestampTime >= toDateTime({{since:DateTime64(6)}})
+          AND TimestampTime <= toDateTime({{until:DateTime64(6)}}) + 1
+          AND (positionCaseInsensitive(Body, {{text:String}}) > 0
+               OR arrayExists(v -> positionCaseInsensitive(v, {{text:String}}) > 0, mapValues(LogAttributes)))
+    ),
+    traces AS (
+        SELECT trace_id,
+               anyIf(run_id, run_id != '') AS trace_run,
+               anyIf(session, session != '') AS trace_session,
+               anyIf(user, user != '') AS trace_user,
+               min(ts) AS started, max(span_end) AS ended,
+               groupUniqArrayIf(agent, agent != '') AS agents,
+               sum(input_tokens) AS tokens_in, sum(output_tokens) AS tokens_out,
+               sum(cost_usd) AS cost,
+               countIf(error) AS errors,
+               argMinIf(error_text, ts, error) AS first_error,
+               countIf(span_parent = '') > 0 AS has_root,
+               countIf(span_parent = '' AND error) > 0 AS root_failed,
+               argMinIf(span_name, ts, span_parent = '') AS root_name,
+               max(source_rank) AS source_rank,
+               count() AS span_count,
+               max(text_hit) OR trace_id IN logged AS hit
+        FROM spans
+        GROUP BY trace_id
+    )"""  # noqa: S608
+
+_RUNS_OF_TRACES = f"""
+    runs AS (
+        SELECT coalesce(nullIf(trace_run, ''), nullIf(trace_session, ''), trace_id) AS run_key,
+               multiIf(any(trace_run) != '', 'run', any(trace_session) != '', 'session', 'trace')
+                   AS grouped_by,
+               any(trace_session) AS r_session, anyIf(trace_user, trace_user != '') AS r_user,
+               min(started) AS r_started, max(ended) AS r_ended,
+               arraySort(arrayDistinct(arrayFlatten(groupArray(agents)))) AS r_agents,
+               sum(tokens_in) AS r_in, sum(tokens_out) AS r_out,
+               sum(cost) AS r_cost, sum(errors) AS r_errors,
+               argMinIf(first_error, started, first_error != '') AS r_error,
+               multiIf(countIf(NOT has_root) > 0, 'running', countIf(root_failed) > 0, 'failed', 'completed')
+                   AS trace_status,
+               argMin(root_name, started) AS root_name,
+               max(source_rank) AS r_source,
+               count() AS r_traces, sum(span_count) AS r_spans,
+               argMin(trace_id, started) AS r_first,
+               max(hit) AS r_hit,
+               arrayStringConcat(groupArray(trace_id), ' ') AS trace_ids
+        FROM traces
+        GROUP BY run_key
+    ),
+    omium AS (
+        SELECT run_id, workflow, status, started_at, updated_at, ended_at, error
+        FROM omium_runs FINAL
+        WHERE started_at >= {{since:DateTime64(6)}} AND started_at <= {{until:DateTime64(6)}}
+    ),
+    merged AS (
+        SELECT if(o.run_id != '', o.run_id, r.run_key) AS run_id,
+               if(o.run_id != '', 'run', r.grouped_by) AS grouped_by,
+               if(o.run_id != '', o.workflow, r.root_name) AS name,
+               if(o.run_id != '', o.status, r.trace_status) AS status,
+               if(o.run_id != '', o.started_at, toDateTime64(r.r_started, 6, 'UTC')) AS started,
+               if(r.run_key != '', dateDiff('millisecond', r.r_started, r.r_ended),
+                  dateDiff('millisecond', o.started_at, coalesce(o.ended_at, o.updated_at))) / 1000
+                   AS duration_s,
+               r.r_agents AS agents,
+               r.r_in AS input_tokens, r.r_out AS output_tokens,
+               r.r_cost AS cost_usd,
+               r.r_errors AS error_spans,
+               if(o.error != '', o.error, r.r_error) AS error,
+               if(r.run_key = '', 'SDK', arrayElement({list(SOURCES)!r}, r.r_source + 1)) AS source,
+               r.r_session AS session, r.r_user AS user,
+               r.r_traces AS traces, r.r_spans AS spans, r.r_first AS first_trace,
+               r.r_hit AS text_hit, r.trace_ids AS trace_ids
+        FROM runs AS r
+        FULL OUTER JOIN omium AS o ON o.run_id = r.run_key
+    )"""  # noqa: S608
+
+_RUN_LIST_FILTER = """
+WHERE ({status:String} = '' OR status = {status:String})
+  AND ({agent:String} = '' OR has(agents, {agent:String}))
+  AND ({source:String} = '' OR source = {source:String})
+  AND ({name:String} = '' OR name = {name:String})
+  AND (NOT {errors_only:Bool} OR error != '' OR error_spans > 0)
+  AND ({text:String} = ''
+       OR text_hit
+       OR positionCaseInsensitive(run_id, {text:String}) > 0
+       OR positionCaseInsensitive(trace_ids, {text:String}) > 0
+       OR positionCaseInsensitive(session, {text:String}) > 0
+       OR positionCaseInsensitive(user, {text:String}) > 0
+       OR positionCaseInsensitive(name, {text:String}) > 0
+       OR positionCaseInsensitive(error, {text:String}) > 0
+       OR arrayExists(a -> positionCaseInsensitive(a, {text:String}) > 0, agents))"""
+
+# One query: the page of runs and (as a window count) how many match.
+RUN_LIST = f"""
+WITH {_TRACES},
+{_RUNS_OF_TRACES}
+SELECT run_id, grouped_by, name, status, started, duration_s, agents, input_tokens, output_tokens,
+       cost_usd, error, source, session, traces, spans, first_trace, count() OVER () AS total
+FROM merged
+{_RUN_LIST_FILTER}
+ORDER BY started DESC, run_id DESC
+LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
+"""  # noqa: S608
+
+# The traces of one session in the order they started (one row each).
+SESSION_TRACES = f"""
+WITH {_TRACES}
+SELECT trace_id, trace_run AS run_id, toDateTime64(started, 6, 'UTC') AS started,
+       dateDiff('millisecond', started, ended) / 1000 AS duration_s,
+       root_name AS name,
+       multiIf(NOT has_root, 'running', root_failed, 'failed', 'completed') AS status,
+       agents, tokens_in AS input_tokens, tokens_out AS output_tokens, cost AS cost_usd,
+       first_error AS error, span_count AS spans, trace_user AS user
+FROM traces
+WHERE trace_session = {{session:String}}
+ORDER BY started, trace_id
+LIMIT {{limit:UInt32}}
+"""  # noqa: S608
+
+# Every span of a trace (``trace``) or of every trace of an Omium run (``run``), in start order,
+# bounded in time by otel_traces_trace_id_ts (Start/End per trace) so the scan is the traces' hours.
+# Event log records (otel_logs) of each span come along as arrays, for conversations sent as events.
+TRACE_SPANS = f"""
+WITH wanted AS (
+        SELECT DISTINCT TraceId FROM otel_traces
+        WHERE ({{trace:String}} != '' AND TraceId = {{trace:String}})
+           OR ({{run:String}} != '' AND RunId = {{run:String}})
+    ),
+    bounds AS (
+        SELECT min(Start) - 60 AS lo, max(End) + 60 AS hi
+        FROM otel_traces_trace_id_ts WHERE TraceId IN wanted
+    ),
+    logs AS (
+        SELECT TraceId, SpanId,
+               groupArray((Timestamp, if(EventName != '', EventName, LogAttributes['event.name']), Body,
+                           LogAttributes['gen_ai.input.messages'], LogAttributes['gen_ai.output.messages']))
+                   AS records
+        FROM otel_logs
+        WHERE TraceId IN wanted AND SpanId != ''
+          AND TimestampTime >= (SELECT lo FROM bounds) AND TimestampTime <= (SELECT hi FROM bounds)
+        GROUP BY TraceId, SpanId
+    )
+SELECT s.TraceId AS trace_id, s.SpanId AS span_id, s.ParentSpanId AS parent_span_id,
+       s.SpanName AS name, toDateTime64(s.Timestamp, 6, 'UTC') AS started,
+       s.Duration / 1e6 AS duration_ms,
+       s.StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS error,
+       s.StatusMessage AS status_message, s.ServiceName AS service, s.ScopeName AS scope,
+       s.RunId AS run_id, toInt32OrDefault(s.SpanAttributes['omium.step_index'], toInt32(-1)) AS step_index,
+       {conventions.DEFAULT.select_sql(("agent", "operation", "tool", "provider", "model", "session"))},
+       {conventions.DEFAULT.select_sql(conventions.TOKEN_FIELDS)},
+       {conventions.DEFAULT.select_sql(("input_content", "output_content"))},
+       s.SpanAttributes AS attributes,
+       arrayMap((t, n, a) -> (toDateTime64(t, 6, 'UTC'), n, a), s.Events.Timestamp, s.Events.Name,
+                s.Events.Attributes) AS events,
+       l.records AS logs
+FROM otel_traces AS s FINAL
+LEFT JOIN logs AS l ON l.TraceId = s.TraceId AND l.SpanId = s.SpanId
+WHERE s.TraceId IN wanted
+  AND s.Timestamp >= (SELECT lo FROM bounds) AND s.Timestamp <= (SELECT hi FROM bounds) + 1
+ORDER BY s.Timestamp, s.SpanId
+LIMIT {{limit:UInt32}}
+"""  # noqa: S608
+
+
 def _ts(moment: datetime) -> str:
     """A UTC timestamp as ClickHouse parses it on every transport (no ISO 'T' or offset)."""
     if moment.tzinfo is not None:
@@ -244,6 +468,73 @@ def latest_run(warehouse: Warehouse) -> str:
     return str(warehouse.scalar(LATEST_RUN) or "")
 
 
+def trace_models(warehouse: Warehouse, since: datetime, until: datetime) -> list[tuple[str, str]]:
+    """The (provider, model) pairs of spans between ``since`` and ``until`` (to price them)."""
+    rows = warehouse.query_rows(TRACE_MODELS, {"since": _ts(since), "until": _ts(until)})
+    return [(str(r["provider"]), str(r["model"])) for r in rows]
+
+
+def run_list(
+    warehouse: Warehouse,
+    *,
+    since: datetime,
+    until: datetime,
+    price_table: prices.PriceTable,
+    status: str = "",
+    agent: str = "",
+    source: str = "",
+    name: str = "",
+    text: str = "",
+    errors_only: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[pl.DataFrame, int]:
+    """A page of runs (Omium runs and OTel traces grouped by run id, session or trace id), newest
+    first, and how many match; ``text`` searches ids, agents, names, errors and message content."""
+    params = {
+        "since": _ts(since),
+        "until": _ts(until),
+        "status": status,
+        "agent": agent,
+        "source": source,
+        "name": name,
+        "text": text,
+        "errors_only": errors_only,
+        "limit": limit,
+        "offset": offset,
+        **price_table.parameters(),
+    }
+    frame = warehouse.query_df(RUN_LIST, params)
+    total = int(frame["total"][0]) if frame.height else 0
+    return frame.drop("total"), total
+
+
+def session_traces(
+    warehouse: Warehouse,
+    session: str,
+    *,
+    since: datetime,
+    until: datetime,
+    price_table: prices.PriceTable,
+    limit: int = 500,
+) -> pl.DataFrame:
+    """The traces of one session between ``since`` and ``until``, in the order they started."""
+    params = {
+        "since": _ts(since),
+        "until": _ts(until),
+        "session": session,
+        "text": "",
+        "limit": limit,
+        **price_table.parameters(),
+    }
+    return warehouse.query_df(SESSION_TRACES, params)
+
+
+def trace_spans(warehouse: Warehouse, *, trace: str = "", run: str = "", limit: int = 5000) -> pl.DataFrame:
+    """Every span (up to ``limit``) of trace ``trace``, or of every trace of Omium run ``run``."""
+    return warehouse.query_df(TRACE_SPANS, {"trace": trace, "run": run, "limit": limit})
+
+
 __all__ = [
     "failures_by_agent",
     "failures_by_workflow",
@@ -251,8 +542,12 @@ __all__ = [
     "paused_runs",
     "run_handoffs",
     "run_health",
+    "run_list",
     "run_trend",
     "search_runs",
+    "session_traces",
+    "trace_models",
+    "trace_spans",
     "workflow_agents",
     "workflow_checkpoints",
     "workflows",
