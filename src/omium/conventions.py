@@ -93,7 +93,7 @@ class JsonPath:
         keys = ", ".join(_literal(k) for k in self.path)
         # JSONExtractRaw keeps numbers (a thread id may be one); strings lose their quotes.
         raw = f"JSONExtractRaw({value}, {keys})"
-        return f"if(startsWith({raw}, '\"'), JSONExtractString({value}, {keys}), {raw})"
+        return f"multiIf(startsWith({raw}, '\"'), JSONExtractString({value}, {keys}), {raw} = 'null', '', {raw})"
 
 
 @dataclass(frozen=True)
@@ -441,6 +441,8 @@ EVENT_CONTENT: tuple[EventContent, ...] = (
     EventContent("gen_ai.tool.message", "input_content", GENAI_OLD, "tool", ("content",)),
     EventContent("gen_ai.choice", "output_content", GENAI_OLD, "assistant", ("message", "content")),
     EventContent("gen_ai.choice", "output_content", GENAI_OLD, "assistant", ("message", "tool_calls")),
+    # OpenLLMetry's events path puts a choice's tool calls beside its message.
+    EventContent("gen_ai.choice", "output_content", LLMETRY, "assistant", ("tool_calls",)),
     EventContent(_DETAILS, "input_content", GENAI, attribute="gen_ai.input.messages"),
     EventContent(_DETAILS, "output_content", GENAI, attribute="gen_ai.output.messages"),
 )

@@ -205,6 +205,21 @@ def openllmetry_openai(otlp: str, base_url: str) -> None:
     tracer_provider.shutdown()
 
 
+def openllmetry_openai_events(otlp: str, base_url: str) -> None:
+    """opentelemetry-instrumentation-openai with ``use_attributes=False``: content as GenAI events."""
+    import openai
+    from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+    tracer_provider, logger_provider = providers("openllmetry-openai-events", otlp, logs=True)
+    OpenAIInstrumentor(use_attributes=False).instrument(
+        tracer_provider=tracer_provider, logger_provider=logger_provider
+    )
+    with app_agent_span(tracer_provider):
+        openai_calls(openai.OpenAI(base_url=base_url, api_key="test"), user=USER)
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+
+
 def traceloop_sdk(otlp: str, base_url: str) -> None:
     import openai
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -263,6 +278,7 @@ SCENARIOS = {
     "openinference-openai-agents": openinference_openai_agents,
     "openllmetry-openai": openllmetry_openai,
     "openllmetry-openai-agents": openllmetry_openai_agents,
+    "openllmetry-openai-events": openllmetry_openai_events,
     "traceloop-sdk": traceloop_sdk,
     "openai-v2": otel_openai_v2,
 }

@@ -240,3 +240,23 @@ def test_opentelemetry_instrumentation_openai_agents(run_scenario: Runner, wareh
     (handoff,) = by_operation(rows, "handoff")
     assert (handoff["agent"], handoff["span_name"]) == ("Triage", "Triage → unknown.handoff")
     assert not {e for e in edges(warehouse, rows) if e[2] == "handoff"}
+
+
+def test_opentelemetry_instrumentation_openai_events(run_scenario: Runner) -> None:
+    """OpenLLMetry 0.62 with ``use_attributes=False``: prompts and completions only as GenAI event
+    logs, read as the same lines. The release emits a stream's ``gen_ai.choice`` after the stream's
+    span has ended, under its parent (the agent span): pinned here."""
+    rows = run_scenario("openllmetry-openai-events")
+    tool_call, answer, stream, unknown = by_operation(rows, "chat")
+    assert tool_call["input_content"] == QUESTION
+    assert tool_call["output_content"].startswith("assistant: [")
+    assert '"name":"lookup"' in tool_call["output_content"]
+    assert answer["input_content"].endswith("\ntool: lookup result: 42")
+    assert answer["output_content"] == unknown["output_content"] == f"assistant: {fake_openai.ANSWER}"
+    assert stream["input_content"] == "user: Stream it." and stream["output_content"] == ""
+    (agent,) = by_operation(rows, "invoke_agent")
+    assert agent["output_content"] == f"assistant: {fake_openai.ANSWER}"
+    for row in (tool_call, answer, stream):
+        assert (row["agent"], row["session"], row["user"]) == ("researcher", SESSION, USER)
+        assert row["cost_usd"] == pytest.approx(price(40))
+    assert unknown["cost_usd"] is None
