@@ -93,7 +93,8 @@ class JsonPath:
         keys = ", ".join(_literal(k) for k in self.path)
         # JSONExtractRaw keeps numbers (a thread id may be one); strings lose their quotes.
         raw = f"JSONExtractRaw({value}, {keys})"
-        return f"multiIf(startsWith({raw}, '\"'), JSONExtractString({value}, {keys}), {raw} = 'null', '', {raw})"
+        text = f"JSONExtractString({value}, {keys})"
+        return f"multiIf(startsWith({raw}, '\"'), {text}, {raw} = 'null', '', {raw})"
 
 
 @dataclass(frozen=True)
