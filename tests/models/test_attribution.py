@@ -1,47 +1,83 @@
-"""Root-cause attribution: features from the shape of a run, and held-out accuracy above baselines."""
+"""Root-cause attribution: features without names, calibrated confidences, an explicit unknown."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import random
 
 import numpy as np
-from sklearn.model_selection import GroupKFold
+import pytest
 
-from omium.importers import read_who_and_when
-from omium.models.attribution import attribute, candidates, make_model, speaker_kind, step_features
-
-WHO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "who_and_when" / "algorithm_generated"
+from omium.models import fault_injection as fi
+from omium.models.attribution import UNKNOWN, Attributor, Step, step_features
 
 
-def test_features_describe_shape_not_names() -> None:
-    assert speaker_kind("Computer_terminal") == (1, 0, 0, 0)
-    assert speaker_kind("Verification_Expert") == (0, 0, 0, 1)
-    rows = step_features(
-        ["Planner", "Computer_terminal", "Math_Expert"],
-        ["Plan: step 1", "exitcode: 1 Traceback", "The answer is 42"],
-    )
-    assert len(rows) == 3 and rows[0].shape == rows[2].shape
-    renamed = step_features(
-        ["Planner", "Computer_terminal", "Algebra_Expert"],
-        ["Plan: step 1", "exitcode: 1 Traceback", "The answer is 42"],
-    )
-    assert all(np.array_equal(a, b) for a, b in zip(rows, renamed, strict=True))  # a name is not a feature
+def _runs(seed: int, count: int) -> tuple[list[list[Step]], list[int]]:
+    runs, mistakes = [], []
+    for one in fi.scenarios(seed, count, "t"):
+        steps, mistake = fi.plain_steps(one)
+        runs.append(steps)
+        mistakes.append(mistake)
+    return runs, mistakes
 
 
-def test_held_out_attribution_beats_the_published_baselines() -> None:
-    runs = read_who_and_when(WHO)
-    data = [([s.agent for s in r.steps], [s.content for s in r.steps]) for r in runs]
-    cands = candidates(data)
-    features = np.vstack([c.features for c in cands])
-    labels = np.array([int(c.position == runs[c.run].mistake_step) for c in cands])
-    owners = np.array([c.run for c in cands])
-    agent_hits = step_hits = 0
-    for train, test in GroupKFold(n_splits=5).split(np.arange(len(runs)), groups=[r.task_id for r in runs]):
-        model = make_model(0).fit(features[np.isin(owners, train)], labels[np.isin(owners, train)])
-        for i in test:  # never scored by a model fitted on it
-            found = attribute(model, *data[i])
-            agent_hits += found.agent.lower() == runs[i].mistake_agent.lower()
-            step_hits += found.position == runs[i].mistake_step
-            assert 0 < found.confidence <= 1
-    assert agent_hits / len(runs) > 0.543  # all-at-once GPT-4o, the best published agent-level figure
-    assert step_hits / len(runs) > 0.255  # step-by-step GPT-4o, the best published step-level figure
+def test_features_carry_no_agent_identity() -> None:
+    rng = random.Random(0)
+    for steps in _runs(0, 30)[0]:
+        names = sorted({s.agent for s in steps})
+        renamed = dict(zip(names, rng.sample([f"zz{i}" for i in range(50)], len(names)), strict=True))
+        other = [Step(renamed[s.agent].upper(), s.content, s.error, s.tool) for s in steps]
+        before, after = step_features(steps), step_features(other)
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    # ...but they do see who speaks: giving one agent's step to another changes its features.
+    steps = _runs(0, 1)[0][0]
+    moved = [
+        Step(steps[1].agent if i == 0 else s.agent, s.content, s.error, s.tool) for i, s in enumerate(steps)
+    ]
+    assert not np.array_equal(step_features(steps)[0], step_features(moved)[0])
+
+
+def test_features_see_errors_contradictions_and_handoffs() -> None:
+    from omium.models.attribution import STEP_FEATURE_NAMES as NAMES
+
+    steps = [
+        Step("a", "Plan: look up the figure. Over to b."),
+        Step("b", "acme: revenue 120", tool=True),
+        Step("b", "The revenue is 450, from memory."),
+        Step("c", "I received no figure from b."),
+        Step("c", "lookup timed out", error=True, tool=True),
+    ]
+    rows = [dict(zip(NAMES, r, strict=True)) for r in step_features(steps)]
+    assert rows[2]["contradicts_tool"] and not rows[1]["contradicts_tool"]
+    assert rows[0]["says_handoff"] and rows[2]["next_complains"] and not rows[0]["next_complains"]
+    assert rows[4]["status_error"] and rows[4]["is_first_error"] and not rows[3]["is_first_error"]
+    assert rows[1]["is_tool"] and rows[2]["after_tool"] and rows[1]["agent_tool_share"] == 0.5
+
+
+def test_calibrated_confidences_are_probabilities_and_unknown_is_below_the_threshold() -> None:
+    runs, mistakes = _runs(1, 90)
+    groups = [f"g{i % 3}" for i in range(len(runs))]
+    model = Attributor(threshold=0.5).fit(runs, mistakes, groups)
+    assert model.step_calibration is not None and model.agent_calibration is not None
+    tests, truth = _runs(2, 40)
+    found = [model.attribute(s) for s in tests]
+    confidences = np.array([f.agent_confidence for f in found])
+    assert ((confidences >= 0) & (confidences <= 1)).all()
+    assert all(0 <= f.confidence <= 1 for f in found)
+    for f in found:
+        assert f.known == (f.agent_confidence >= 0.5)
+        assert (f.agent == UNKNOWN) == (not f.known) and f.guess
+        assert f.method == "attribution_model" and f.evidence
+    strict = Attributor(threshold=1.01).fit(runs, mistakes, groups)
+    assert all(not strict.attribute(s).known for s in tests[:5])
+    lenient = Attributor(threshold=0.0).fit(runs, mistakes, groups)
+    assert all(lenient.attribute(s).known for s in tests[:5])
+    # The calibrated step confidence tracks correctness: higher on the runs it gets right.
+    hits = np.array([f.position == m for f, m in zip(found, truth, strict=True)])
+    steps_conf = np.array([f.confidence for f in found])
+    if hits.any() and (~hits).any():
+        assert steps_conf[hits].mean() >= steps_conf[~hits].mean()
+
+
+def test_an_unfitted_attributor_refuses() -> None:
+    with pytest.raises(ValueError, match="not fitted"):
+        Attributor().attribute([Step("a", "x")])

@@ -25,26 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from omium.models import culprit
-from omium.models.attribution import STEP_FEATURE_NAMES, make_model, step_features
+from omium.models.attribution import UNKNOWN, Attributor, Step
 
 ATTRIBUTION_MODEL = "root_cause_attribution"
 # Models fitted without a fold of the annotated runs, to attribute the failed runs of that fold.
 CROSS_FIT_MODEL = "root_cause_attribution_cross_fit"
 CROSS_FIT_FOLDS = 5
-# The step features worth naming as evidence when they fire on the chosen step.
-_TELLING = (
-    "after_tool",
-    "after_error",
-    "next_error",
-    "says_error",
-    "says_final",
-    "says_hedge",
-    "says_number",
-)
 
 
 @dataclass(frozen=True)
@@ -88,23 +77,61 @@ def runtime_chain(run_id: str, failure: dict[str, Any], steps: list[Any]) -> Roo
     return RootCause(run_id, found.agent, found.culprit, confidence, chain, "runtime_chain")
 
 
+def run_steps(run: pl.DataFrame) -> tuple[list[int], list[Step], list[str]]:
+    """A run's step spans (``step_index, span_id, agent, content, status`` and optionally
+    ``role``, ``tool_calls``, in time order) as one :class:`Step` per step index:
+    (step indices, steps, the first span of each). A step's spans (an agent turn, its model and
+    tool calls) share an index: their contents are joined, an error in any is the step's."""
+    grouped: dict[int, dict[str, Any]] = {}
+    columns = set(run.columns)
+    for row in run.iter_rows(named=True):
+        step = grouped.setdefault(
+            row["step_index"],
+            {"agent": "", "content": [], "error": False, "tool": False, "span": row["span_id"]},
+        )
+        step["agent"] = step["agent"] or row["agent"]
+        if row["content"]:
+            step["content"].append(row["content"])
+        step["error"] = step["error"] or row["status"] == "error"
+        step["tool"] = (
+            step["tool"]
+            or ("role" in columns and row["role"] == "tool")
+            or bool("tool_calls" in columns and row["tool_calls"])
+        )
+    indices = sorted(grouped)
+    steps = [
+        Step(grouped[i]["agent"], "\n".join(grouped[i]["content"]), grouped[i]["error"], grouped[i]["tool"])
+        for i in indices
+    ]
+    return indices, steps, [grouped[i]["span"] for i in indices]
+
+
 def fit_attribution(truth: pl.DataFrame, steps: pl.DataFrame, seed: int = 0) -> tuple[Any, int]:
     """Fit the attribution model on runs with a known decisive step; returns (model, candidates).
 
-    ``truth`` has ``run_id, mistake_step``; ``steps`` the normalised step spans of those runs.
+    ``truth`` has ``run_id, mistake_step`` (and ``source``: calibration is then fitted on
+    predictions for sources left out); ``steps`` the normalised step spans of those runs.
     """
-    rows: list[np.ndarray] = []
-    labels: list[int] = []
     by_run = dict(truth.select("run_id", "mistake_step").iter_rows())
-    for (run_id,), run in steps.filter(pl.col("run_id").is_in(list(by_run))).group_by(["run_id"]):
-        run = run.unique("step_index", keep="first").sort("step_index")
-        features = step_features(run["agent"].to_list(), run["content"].to_list())
-        rows.extend(features)
-        labels.extend(int(i == by_run[run_id]) for i in run["step_index"].to_list())
-    if not rows or sum(labels) == 0:
+    source = dict(truth.select("run_id", "source").iter_rows()) if "source" in truth.columns else {}
+    runs: list[list[Step]] = []
+    mistakes: list[int] = []
+    groups: list[str] = []
+    for (run_id,), run in (
+        steps.filter(pl.col("run_id").is_in(list(by_run)))
+        .sort("run_id")
+        .group_by(["run_id"], maintain_order=True)
+    ):
+        indices, found, _ = run_steps(run)
+        if by_run[run_id] not in indices:
+            continue
+        runs.append(found)
+        mistakes.append(indices.index(by_run[run_id]))
+        groups.append(str(source.get(run_id, run_id)))
+    if not runs:
         raise ValueError("no runs with a known decisive step among the normalised spans")
-    model = make_model(seed).fit(np.vstack(rows), np.array(labels))
-    return model, len(rows)
+    model = Attributor(seed=seed).fit(runs, mistakes, groups if len(set(groups)) > 1 else None)
+    return model, sum(len(r) for r in runs)
 
 
 # (model name, model, the run ids it was trained on, training rows) -> the registered version
@@ -159,56 +186,41 @@ class ModelChooser:
 
 
 def attribute_run(run_id: str, run: pl.DataFrame, model: Any | None, version: str = "") -> RootCause:
-    """The culprit of one failed run from its step spans, by the model (or the first error step)."""
-    run = run.unique("step_index", keep="first").sort("step_index")
-    agents, contents = run["agent"].to_list(), run["content"].to_list()
-    indices, spans = run["step_index"].to_list(), run["span_id"].to_list()
-    if not agents:
+    """The culprit of one failed run from its step spans, by the model (or the first error step).
+
+    Below the model's confidence threshold the evidence opens with "unknown" and the confidence
+    says how unsure it is; the agent column keeps the model's best guess on its own step."""
+    indices, steps, spans = run_steps(run)
+    if not steps:
         return RootCause(run_id, "", -1, 0.0, ["the run recorded no steps"], "first_error")
     if model is None:
-        errors = [i for i, s in enumerate(run["status"].to_list()) if s == "error"]
-        best = errors[0] if errors else len(agents) - 1
+        errors = [i for i, s in enumerate(steps) if s.error]
+        best = errors[0] if errors else len(steps) - 1
         why = "the first step that ended in error" if errors else "the last step (no step ended in error)"
         return RootCause(
             run_id,
-            agents[best],
+            steps[best].agent,
             indices[best],
             0.3,
             [f"#{indices[best]} {why}"],
             "first_error",
             span_id=spans[best],
         )
-    features = step_features(agents, contents)
-    scores = model.predict_proba(np.vstack(features))[:, 1]
-    best = int(np.argmax(scores))
-    share = float(scores[best] / max(scores.sum(), 1e-9))
-    fired = [
-        name
-        for name, value in zip(STEP_FEATURE_NAMES, features[best], strict=True)
-        if name in _TELLING and value
-    ]
-    ranked = np.argsort(-scores)[:3]
-    evidence = [
-        f"#{indices[best]} by {agents[best]} scored highest of {len(agents)} steps "
-        f"({share:.0%} of the run's score)",
-        "runners-up: "
-        + ", ".join(
-            f"#{indices[i]} {agents[i]} ({scores[i] / max(scores.sum(), 1e-9):.0%})" for i in ranked[1:]
-        ),
-    ]
-    if fired:
-        evidence.append("signals on that step: " + ", ".join(fired))
-    snippet = contents[best].strip().replace("\n", " ")
-    evidence.append(f"it said: {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+    found = model.attribute(steps)
+    best = found.position
+    evidence = [line.replace(f"#{best} ", f"#{indices[best]} ", 1) for line in found.evidence]
+    if not found.known:
+        evidence.insert(0, f"{UNKNOWN}: the best guess, {found.guess}, is below the confidence threshold")
     return RootCause(
         run_id,
-        agents[best],
+        steps[best].agent,
         indices[best],
-        share,
+        found.agent_confidence,
         evidence,
         "attribution_model",
         span_id=spans[best],
         model_version=version,
+        extra={"known": found.known, "step_confidence": found.confidence},
     )
 
 
@@ -238,5 +250,6 @@ __all__ = [
     "attribute_run",
     "fit_attribution",
     "rows",
+    "run_steps",
     "runtime_chain",
 ]
