@@ -22,6 +22,7 @@ import streamlit as st
 
 from omium.config import Settings
 from omium.errors import NotFoundError
+from omium.pipelines import prices
 from omium.sdk.store import CheckpointRecord, CheckpointStore, EventRecord, RunRecord, StepRecord
 from omium.warehouse import console_queries as queries
 from omium.warehouse.connection import Warehouse
@@ -260,6 +261,58 @@ def steps_frame(records: list[StepRecord]) -> pl.DataFrame:
         for s in records
     ]
     return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"position": pl.Int64})
+
+
+# --- Every run and trace, a trace's spans, a session's traces (otel_traces, read as spans land).
+@st.cache_data(ttl=300, show_spinner=False)
+def price_table(since: datetime, until: datetime) -> prices.PriceTable:
+    """USD rates of the models seen between ``since`` and ``until`` (genai-prices; changes rarely)."""
+    return prices.table(queries.trace_models(warehouse(), since, until))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def run_list(
+    since: datetime,
+    until: datetime,
+    status: str,
+    agent: str,
+    source: str,
+    name: str,
+    text: str,
+    errors_only: bool,
+    limit: int,
+    offset: int,
+) -> tuple[pl.DataFrame, int]:
+    """A page of runs and traces (see :func:`omium.warehouse.console_queries.run_list`) and the
+    number matching."""
+    return queries.run_list(
+        warehouse(),
+        since=since,
+        until=until,
+        price_table=price_table(since, until),
+        status=status,
+        agent=agent,
+        source=source,
+        name=name,
+        text=text,
+        errors_only=errors_only,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def trace_spans(trace: str = "", run: str = "", limit: int = 5000) -> pl.DataFrame:
+    """The spans of a trace, or of every trace of an Omium run, in start order."""
+    return queries.trace_spans(warehouse(), trace=trace, run=run, limit=limit)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def session_traces(session: str, since: datetime, until: datetime) -> pl.DataFrame:
+    """The traces of a session in the order they started."""
+    return queries.session_traces(
+        warehouse(), session, since=since, until=until, price_table=price_table(since, until)
+    )
 
 
 # --- actions, through the server's control API (authorised and audited there)
