@@ -25,6 +25,8 @@ recovery = st.Page(
 )
 replay = st.Page(PAGES / "replay.py", title="Replay", icon=":material/replay:", url_path="replay")
 setup = st.Page(PAGES / "setup.py", title="Setup", icon=":material/settings:", url_path="setup")
+trace = st.Page(PAGES / "trace.py", title="Trace", icon=":material/account_tree:", url_path="trace")
+session = st.Page(PAGES / "session.py", title="Session", icon=":material/forum:", url_path="session")
 
 
 def home() -> None:
@@ -39,5 +41,5 @@ def home() -> None:
 
 
 start = st.Page(home, title="Omium", url_path="home", default=True, visibility="hidden")
-page = st.navigation([start, monitoring, runs, run_detail, recovery, replay, setup])
+page = st.navigation([start, monitoring, runs, run_detail, trace, session, recovery, replay, setup])
 page.run()

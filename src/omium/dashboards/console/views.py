@@ -28,6 +28,8 @@ def choose_run(label: str, key: str) -> RunRecord:
     run = data.run(run_id) if run_id else None
     if run is None:
         st.warning(f"No run {run_id!r}." if run_id else "No runs yet.")
+        if run_id:  # a trace id, or a third-party run: its spans may be there
+            st.page_link("app_pages/trace.py", label="Look for its spans", query_params={"trace": run_id})
         st.stop()
     return run
 

@@ -20,6 +20,12 @@ status_icon = {
     "running": "play_circle",
 }
 st.subheader(f":material/{status_icon.get(run.status, 'cancel')}: {run.workflow} · {run.status}")
+st.page_link(
+    "app_pages/trace.py",
+    label="Trace view: the run's spans, conversations and costs",
+    query_params={"run": run_id},
+    icon=":material/account_tree:",
+)
 banner, said = views.status_banner(run)
 if banner == "error":
     st.error(said)
@@ -58,6 +64,12 @@ if section == "Steps":
             format_func=lambda p: f"#{p} {records[p].kind} {records[p].name}",
         )
         chosen = records[position]
+        st.page_link(
+            "app_pages/trace.py",
+            label=f"Step #{position}'s span in the trace view",
+            query_params={"run": run_id, "step": str(position)},
+            icon=":material/account_tree:",
+        )
         left, right = st.columns(2)
         left.markdown("**Input**")
         left.json(data.value(chosen.input_hash) or {})

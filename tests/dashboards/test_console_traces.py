@@ -1,0 +1,152 @@
+"""Runs, Trace and Session pages under Streamlit's AppTest, with third-party traces beside Omium's.
+
+The demo stack of ``test_console`` (Company X runs recorded through a real in-process server) plus
+an OpenInference LangGraph trace and an OpenLLMetry trace that a child process sends over OTLP/HTTP
+with the official exporter (``third_party_traces.py``): the console reads them from otel_traces as
+they land, with no pipeline build between.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from omium.collector.server import RunningServer
+from omium.sdk.remote_store import RemoteStore
+from tests.dashboards import third_party_traces as sent
+from tests.dashboards.test_console import page, stack  # noqa: F401 - the shared demo stack fixture
+from tests.instrumentation import fake_openai
+
+THIRD_PARTY = Path(sent.__file__)
+
+
+@pytest.fixture
+def third_party(stack: RemoteStore, server: RunningServer) -> RemoteStore:  # noqa: F811
+    """The demo stack plus the two third-party traces, sent by their instrumentation packages."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
+    env.update({"PYTHONPATH": "", "OPENAI_API_KEY": "test", "TRACELOOP_TELEMETRY": "false"})
+    with fake_openai.serving() as (openai_url, _requests):
+        done = subprocess.run(
+            [sys.executable, str(THIRD_PARTY), server.url, openai_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=THIRD_PARTY.parents[2],
+        )
+    assert done.returncode == 0, done.stderr[-4000:]
+    st.cache_data.clear()
+    return stack
+
+
+def runs_of(at: AppTest) -> dict[str, dict[str, object]]:
+    """The Runs table's rows by run id."""
+    return {r["run_id"]: r for r in at.dataframe[0].value.to_dict("records")}
+
+
+def test_runs_lists_third_party_traces_beside_omium_runs(third_party: RemoteStore) -> None:
+    at = page("runs")
+    rows = runs_of(at)
+    assert {"k-ok", "k-halluc", "k-stale", "k-big", "k-flaky"} <= set(rows)
+    # The LangGraph trace: grouped by its thread (the session), agents from its graph nodes.
+    graph = rows[sent.SESSION]
+    assert graph["grouped_by"] == "session" and graph["source"] == "OTLP client"
+    assert graph["agents"] == "researcher, writer"
+    assert (graph["tokens_in"], graph["tokens_out"]) == (60, 14)
+    assert graph["open"] == f"session?session={sent.SESSION}"
+    # The OpenLLMetry trace: no session, so a run of its own trace; priced by genai-prices.
+    (billing,) = [r for r in rows.values() if r["name"] == "invoke_agent billing"]
+    assert billing["grouped_by"] == "trace" and billing["agents"] == "billing"
+    assert (billing["tokens_in"], billing["tokens_out"]) == (200, 40)
+    assert float(str(billing["cost_usd"])) > 0
+    assert str(billing["trace"]).startswith("trace?trace=")
+    # An Omium run keeps its run detail link, and its spans are one click away too.
+    assert rows["k-ok"]["open"] == "run?run=k-ok" and rows["k-ok"]["trace"] == "trace?run=k-ok"
+    assert rows["k-ok"]["source"] == "SDK" and "terms_generator" in str(rows["k-ok"]["agents"])
+    at.selectbox(key="runs_source").set_value("SDK").run()
+    assert len(runs_of(at)) == 5
+    at.selectbox(key="runs_source").set_value("").run()
+    at.text_input(key="runs_agent").set_value("writer").run()
+    assert list(runs_of(at)) == [sent.SESSION]
+
+
+def test_search_finds_message_text_and_never_policy_text(third_party: RemoteStore) -> None:
+    at = page("runs")
+    at.text_input(key="runs_text").set_value(sent.CUSTOMER).run()
+    found = runs_of(at)
+    # Only in the user's messages: the LangGraph session and the OpenLLMetry trace.
+    assert len(found) == 2 and sent.SESSION in found, list(found)
+    # "core_logic" is in the recovery policy stored on every demo run, and nowhere else.
+    at.text_input(key="runs_text").set_value("core_logic").run()
+    assert any("No run matches" in i.value for i in at.info)
+    at.text_input(key="runs_text").set_value("billing").run()
+    assert [r["name"] for r in runs_of(at).values()] == ["invoke_agent billing"]
+
+
+def chat(at: AppTest) -> list[tuple[str, str]]:
+    """The conversation shown: (role, text) per chat message."""
+    return [(m.name, " ".join(md.value for md in m.markdown)) for m in at.chat_message]
+
+
+def test_trace_view_renders_a_langgraph_conversation(third_party: RemoteStore) -> None:
+    at = page("session", session=sent.SESSION)
+    (trace_link,) = at.dataframe[0].value["trace"]
+    at = page("trace", trace=trace_link.removeprefix("trace?trace="))
+    assert at.metric[0].value == "5"  # graph, two nodes, two model calls
+    assert at.get("vega_lite_chart")
+    labels = at.selectbox(key="trace_span").options
+    assert any("researcher" in o for o in labels) and any("writer" in o for o in labels)
+    # Opens on the first model call: the researcher's prompt and answer as a conversation.
+    said = chat(at)
+    assert said[0] == ("system", "You research account problems.")
+    assert said[1] == ("user", sent.QUESTION)
+    assert said[-1] == ("assistant", "The account is locked after 5 failed attempts.")
+    assert any(f"Session {sent.SESSION}" in str(link.proto.label) for link in at.get("page_link"))
+
+
+def test_trace_view_renders_tool_calls_and_cost(third_party: RemoteStore) -> None:
+    at = page("runs")
+    at.text_input(key="runs_text").set_value("billing").run()
+    (row,) = runs_of(at).values()
+    at = page("trace", trace=str(row["trace"]).removeprefix("trace?trace="))
+    assert at.metric[4].value.startswith("$")  # genai-prices knows gpt-4o-mini
+    said = chat(at)
+    assert ("user", f"Why was {sent.CUSTOMER} charged twice?") in said
+    assert any(
+        m.name == "assistant" and "lookup_invoice" in " ".join(c.value for c in m.caption)
+        for m in at.chat_message
+    )
+    spans = at.selectbox(key="trace_span")
+    (tool,) = [i for i, o in enumerate(spans.options) if "execute_tool lookup_invoice" in o]
+    spans.select_index(tool).run()
+    assert not at.exception
+    shown = [j.value for j in at.json]
+    assert any('"charges": 2' in v or "'charges': 2" in v or "charges" in v for v in shown), shown
+
+
+def test_trace_view_of_an_omium_run_links_steps_both_ways(third_party: RemoteStore) -> None:
+    at = page("trace", run="k-halluc")
+    assert int(at.metric[0].value) > 10 and int(at.metric[5].value) >= 1
+    links = [str(link.proto.label) for link in at.get("page_link")]
+    assert any(label.startswith("Omium run k-halluc") for label in links), links
+    # Run detail -> a step's span -> back to the step.
+    detail = page("run_detail", run="k-halluc")
+    detail.segmented_control(key="detail_section").set_value("Steps").run()
+    detail.selectbox(key="detail_step").set_value(2).run()
+    labels = [str(link.proto.label) for link in detail.get("page_link")]
+    assert "Trace view: the run's spans, conversations and costs" in labels
+    assert "Step #2's span in the trace view" in labels
+    at = page("trace", run="k-halluc", step="2")
+    links = [str(link.proto.label) for link in at.get("page_link")]
+    assert "Omium step #2 of run k-halluc" in links, links
+
+
+def test_unknown_trace_and_session(third_party: RemoteStore) -> None:
+    assert any("No spans for 'nope'" in w.value for w in page("trace", trace="nope").warning)
+    assert any("No run of session 'nope'" in w.value for w in page("session", session="nope").warning)
