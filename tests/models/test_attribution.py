@@ -81,3 +81,19 @@ def test_calibrated_confidences_are_probabilities_and_unknown_is_below_the_thres
 def test_an_unfitted_attributor_refuses() -> None:
     with pytest.raises(ValueError, match="not fitted"):
         Attributor().attribute([Step("a", "x")])
+
+
+def test_training_sees_each_recorded_view_of_a_run() -> None:
+    from omium.models.attribution import views
+
+    steps = [Step("a", "plan 12"), Step("b", "lookup timed out", error=True, tool=True)]
+    full, bare, text = views(steps)
+    assert full == steps
+    assert [s.content for s in bare] == ["", ""] and bare[1].error and bare[1].tool
+    assert [s.content for s in text] == ["plan 12", "lookup timed out"] and not (
+        text[1].error or text[1].tool
+    )
+    runs, mistakes = _runs(4, 12)
+    augmented = Attributor(augment=True)._training(runs, mistakes)[0]
+    plain = Attributor(augment=False)._training(runs, mistakes)[0]
+    assert augmented.shape[0] == 3 * plain.shape[0]
