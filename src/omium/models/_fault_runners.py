@@ -216,3 +216,56 @@ def run_openai_agents(one: Scenario) -> str:
         uninstrument()
         del installed
     return one.run_id
+
+
+def run_crewai(one: Scenario) -> str:
+    """CrewAI: a sequential crew with one task per turn, each agent's part scripted on its
+    :class:`~omium.adapters.crewai.testing.ScriptedLLM`, run by :func:`omium.adapters.crewai.instrument`.
+    CrewAI lives in its own environment (``.venv-crewai``): see :mod:`omium.models.crewai_faults`."""
+    from crewai import Agent, Crew, Task
+    from crewai.tools import BaseTool
+
+    from omium.adapters.crewai import instrument
+    from omium.adapters.crewai.testing import ScriptedLLM, action, final
+
+    class Lookup(BaseTool):
+        name: str = "lookup"
+        description: str = "Look a figure up."
+
+        def _run(self, entity: str, fails: bool = False) -> str:
+            try:
+                return _tool(one, {"entity": entity}, fails)
+            except (ToolTimeout, KeyError) as error:
+                return f"error: {error}"
+
+    scripts: dict[str, list[Any]] = {}
+    for turn in one.turns:
+        script = scripts.setdefault(turn.agent, [])
+        if turn.tool_args is not None:
+            script.append(action("lookup", {"entity": turn.tool_args["entity"], "fails": turn.tool_fails}))
+        script.append(final(turn.text))
+    tool = Lookup()
+    agents = {
+        name: Agent(
+            role=name,
+            goal="do your part",
+            backstory="a member of the team",
+            llm=ScriptedLLM(model=f"{name}-model", script=script),
+            tools=[tool],
+            max_iter=3,
+            allow_delegation=False,
+        )
+        for name, script in scripts.items()
+    }
+    tasks = [
+        Task(
+            name=f"turn {i}",
+            description=f"Turn {i} of the task.",
+            expected_output="text",
+            agent=agents[t.agent],
+        )
+        for i, t in enumerate(one.turns)
+    ]
+    crew = Crew(name="fault_team_crewai", agents=list(agents.values()), tasks=tasks)
+    instrument(crew).kickoff({}, run_id=one.run_id)
+    return one.run_id

@@ -312,10 +312,14 @@ def _runner(framework: str) -> Runner:
         "langgraph": runners.run_langgraph,
         "ag2": runners.run_ag2,
         "openai_agents": runners.run_openai_agents,
+        "crewai": runners.run_crewai,
     }[framework]
 
 
 FRAMEWORKS = ("omium_sdk", "langgraph", "ag2", "openai_agents")
+# CrewAI pins dependencies that conflict with the Agents SDK: it runs in its own environment
+# (.venv-crewai), in a child process (omium.models.crewai_faults).
+CREWAI = "crewai"
 
 
 @dataclass(frozen=True)
@@ -420,6 +424,7 @@ def label(warehouse: Any, generated: Sequence[Generated]) -> dict[str, int]:
 
 
 __all__ = [
+    "CREWAI",
     "FAULTS",
     "FRAMEWORKS",
     "Generated",
