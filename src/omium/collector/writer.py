@@ -15,7 +15,8 @@ range of days at a time.
 
 A retried request is written once. Its body's digest is looked up before a group is written: in
 the writer's memory of what it wrote, then in ``omium_ingest_requests`` (what any server on the
-warehouse wrote, recorded in groups at most 0.5 s apart, or once the writer is idle); a retry of
+warehouse wrote, recorded in groups at most 0.5 s apart, or once the writer is idle; an embedded
+warehouse has one writing process, which reads the ledger's latest digests once at start); a retry of
 a written request is answered without writing it again, and one that arrives while its twin is
 being written shares the twin's outcome. ClickHouse's
 own insert deduplication (``insert_deduplication_token``, ``non_replicated_deduplication_window``)
@@ -111,6 +112,7 @@ _IDLE_SECONDS = 0.05
 
 # Omium's ledger of written request bodies (schema.INGEST_REQUESTS).
 _WRITTEN = "SELECT digest FROM omium_ingest_requests WHERE digest IN {digests:Array(String)}"
+_LATEST_WRITTEN = "SELECT digest FROM omium_ingest_requests ORDER BY written_at DESC LIMIT {n:UInt32}"
 
 
 class Reservation:
@@ -201,6 +203,7 @@ class SpanWriter:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._unrecorded: list[str] = []
         self._recorded_at = time.monotonic()
+        self._local = False
         self.stats = WriterStats()
 
     @property
@@ -215,6 +218,16 @@ class SpanWriter:
 
     def start(self) -> None:
         """Start the writer thread."""
+        if self._warehouse.mode == "embedded":
+            # Only this process opens an embedded warehouse: what it wrote is all there is to find.
+            # The ledger's latest digests (what was written before a restart) are read once, and
+            # no batch pays a look-up.
+            self._local = True
+            try:
+                rows = self._warehouse.query_rows(_LATEST_WRITTEN, {"n": _RECENT_DIGESTS})
+                self._recent.update((row["digest"], None) for row in reversed(rows))
+            except Exception as exc:  # as in _written_before
+                logger.warning("could not read the ledger of written requests: %s", exc)
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._spool_dir.glob("batch-*.bin"):
             # Spool files of a crashed process were never acknowledged: clients re-send them.
@@ -451,6 +464,8 @@ class SpanWriter:
 
     def _written_before(self, batch: list[_Request], warehouse: Warehouse) -> set[str]:
         """Digests of the batch's requests that the ledger says were written already."""
+        if self._local:
+            return set()  # _claim has looked in memory, which holds the ledger's latest
         try:
             rows = warehouse.query_rows(_WRITTEN, {"digests": [r.digest for r in batch]})
         except Exception as exc:  # the writer's thread must survive whatever the ledger does
