@@ -186,3 +186,58 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
             "4-run-completed.png",
         )
     )
+
+
+@pytest.mark.integration
+def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str, str]) -> None:
+    """An OpenInference LangGraph trace sent over OTLP beside the demo's runs: Runs finds it by a
+    customer id said only in its messages, and its trace view shows the conversation."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.dashboards import third_party_traces as sent
+    from tests.instrumentation import fake_openai
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
+    env.update({"PYTHONPATH": "", "OPENAI_API_KEY": "test", "TRACELOOP_TELEMETRY": "false"})
+    with fake_openai.serving() as (openai_url, _requests):
+        done = subprocess.run(
+            [sys.executable, sent.__file__, demo_stack["server"], openai_url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=ROOT,
+        )
+    assert done.returncode == 0, done.stderr[-4000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{demo_stack['url']}/runs")
+        expect(page.get_by_text(re.compile(r"^\d+ runs match"))).to_be_visible()
+        search = page.get_by_label("Search ids, agents, errors and messages")
+        search.fill(sent.CUSTOMER)
+        search.press("Enter")
+        expect(page.get_by_text(re.compile(r"^2 runs match"))).to_be_visible()
+        expect(page.get_by_role("link", name="Trace view")).to_be_visible()
+        page.wait_for_timeout(1500)  # the table is drawn on a canvas after the page settles
+        page.screenshot(path=str(ARTIFACTS / "5-runs-third-party.png"), full_page=True)
+        search.fill("locked after 5 failed attempts")  # the LangGraph researcher's answer only
+        search.press("Enter")
+        expect(page.get_by_text(re.compile(r"^1 runs match"))).to_be_visible()
+        expect(page.get_by_text(f"Open session {sent.SESSION}")).to_be_visible()
+        page.get_by_role("link", name="Trace view").click()
+        expect(page.get_by_text("Conversation")).to_be_visible()
+        said = page.get_by_test_id("stChatMessage")  # the conversation, not the raw attributes
+        expect(said.get_by_text(sent.QUESTION)).to_be_visible()
+        expect(said.get_by_text("The account is locked after 5 failed attempts.")).to_be_visible()
+        expect(page.get_by_text("Spans (local time)")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "6-trace-view.png"), full_page=True)
+        page.goto(f"{demo_stack['url']}/session?session={sent.SESSION}")
+        expect(page.get_by_text("Runs of the session (local time)")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "7-session.png"), full_page=True)
+        browser.close()
+    assert all(
+        (ARTIFACTS / n).stat().st_size > 10_000 for n in ("5-runs-third-party.png", "6-trace-view.png")
+    )

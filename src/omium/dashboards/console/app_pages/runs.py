@@ -34,15 +34,15 @@ workflow = cols[3].selectbox(
     key="runs_workflow",
     accept_new_options=True,
 )
-cols = st.columns([4, 2, 1])
+cols = st.columns([4, 2, 1, 1])
 text = cols[0].text_input("Search ids, agents, errors and messages", key="runs_text")
 today = datetime.now(UTC).date()
-days = cols[1].date_input("Started between", (today - timedelta(days=7), today), key="runs_days")
+days = cols[1].date_input("Started between", (today - timedelta(days=1), today), key="runs_days")
 errors_only = cols[2].toggle("Errors only", key="runs_errors")
-first, last = days if isinstance(days, tuple) and len(days) == 2 else (today - timedelta(days=7), today)
+first, last = days if isinstance(days, tuple) and len(days) == 2 else (today - timedelta(days=1), today)
 since = datetime.combine(first, time.min, tzinfo=UTC)
 until = datetime.combine(last, time.max, tzinfo=UTC)
-page_number = st.number_input("Page", min_value=1, value=1, step=1, key="runs_page")
+page_number = cols[3].number_input("Page", min_value=1, value=1, step=1, key="runs_page")
 frame, total = data.run_list(
     since,
     until,
