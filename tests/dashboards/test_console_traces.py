@@ -150,3 +150,44 @@ def test_trace_view_of_an_omium_run_links_steps_both_ways(third_party: RemoteSto
 def test_unknown_trace_and_session(third_party: RemoteStore) -> None:
     assert any("No spans for 'nope'" in w.value for w in page("trace", trace="nope").warning)
     assert any("No run of session 'nope'" in w.value for w in page("session", session="nope").warning)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"},  # one event per message
+        {  # one gen_ai.client.inference.operation.details event with the whole exchange
+            "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "event_only",
+        },
+    ],
+    ids=["events", "details-event"],
+)
+def test_trace_view_reads_conversations_from_event_logs(
+    stack: RemoteStore,  # noqa: F811
+    server: RunningServer,
+    env: dict[str, str],
+) -> None:
+    """opentelemetry-instrumentation-openai-v2 keeps content only in GenAI event logs (otel_logs):
+    the trace view joins them to their spans by trace and span id."""
+    scenarios = THIRD_PARTY.parents[1] / "instrumentation" / "scenarios.py"
+    child = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    child.update({"PYTHONPATH": "", "OPENAI_API_KEY": "test", **env})
+    with fake_openai.serving() as (openai_url, _requests):
+        done = subprocess.run(
+            [sys.executable, str(scenarios), "openai-v2", server.url, openai_url],
+            env=child,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=THIRD_PARTY.parents[2],
+        )
+    assert done.returncode == 0, done.stderr[-4000:]
+    st.cache_data.clear()
+    (trace_link,) = page("session", session="sess-1").dataframe[0].value["trace"]
+    at = page("trace", trace=trace_link.removeprefix("trace?trace="))
+    said = chat(at)  # opens on the first model call: the tool-using chat
+    assert ("user", "What is the answer?") in said, said
+    assert any(
+        m.name == "assistant" and "lookup" in " ".join(c.value for c in m.caption) for m in at.chat_message
+    )
