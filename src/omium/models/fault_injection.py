@@ -16,8 +16,9 @@ Benign noise makes the trivial answers wrong often enough: a transient tool time
 retried (an error that is not the fault), a coordinator that speaks again, a reviewer that
 repeats a figure.
 
-Each scenario runs through one *framework* — Omium's plain SDK, or LangGraph, AG2 and the OpenAI
-Agents SDK under Omium's adapters — with that framework's scripted fake model, and its spans are
+Each scenario runs through one *framework* — Omium's plain SDK, or LangGraph, AG2, the OpenAI
+Agents SDK and CrewAI (in its own venv: :mod:`omium.models.crewai_faults`) under Omium's
+adapters — with that framework's scripted fake model, and its spans are
 written where the framework's own tracing path writes them (the tracer provider given to
 :func:`generate`). The ground truth is found on the spans, not assumed: after normalisation the
 faulty turn's output is looked up among the run's step spans (:func:`locate`), and its step index
@@ -376,6 +377,8 @@ def locate(steps: Sequence[tuple[int, str, str]], one: Scenario) -> tuple[int, s
     return (index, one.fault_agent) if agents == {one.fault_agent} else None
 
 
+# The days the generated runs' spans fall on (only those are normalised, not the whole warehouse).
+DAYS_OF_RUNS = "SELECT DISTINCT toDate(Timestamp) AS day FROM otel_traces WHERE RunId IN {ids:Array(String)}"
 TRUTH_COLUMNS = [
     "run_id",
     "source",
@@ -395,8 +398,9 @@ def label(warehouse: Any, generated: Sequence[Generated]) -> dict[str, int]:
 
     from omium.pipelines import spans
 
-    for day in spans.days_with_spans(warehouse):
-        spans.normalise_day(warehouse, day)
+    ids = [run_id for group in generated for run_id in group.run_ids]
+    for row in warehouse.query_rows(DAYS_OF_RUNS, {"ids": ids}):
+        spans.normalise_day(warehouse, row["day"])
     truth: list[list[Any]] = []
     counts: dict[str, int] = {}
     now = dt.datetime.now(dt.UTC)
