@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -191,3 +192,34 @@ def test_trace_view_reads_conversations_from_event_logs(
     assert any(
         m.name == "assistant" and "lookup" in " ".join(c.value for c in m.caption) for m in at.chat_message
     )
+
+
+def test_imported_runs_list_as_imports_and_open_their_trace(stack: RemoteStore, warehouse: Any) -> None:  # noqa: F811
+    """A Who&When history imported into otel_traces (no control-store record): listed with its
+    agents as an import, opening its trace view, where its steps read as messages."""
+    from datetime import date
+
+    from omium import importers
+
+    run = importers.ImportedRun(
+        source="who_and_when",
+        source_id="case-1.json",
+        run_id="ww-case-1",
+        steps=(
+            importers.Step("Orchestrator", "assistant", "Find the refund policy for order 99."),
+            importers.Step("WebSurfer", "assistant", "The policy page says 30 days."),
+        ),
+        failed=True,
+        mistake_agent="WebSurfer",
+        mistake_step=1,
+    )
+    importers.write(warehouse, [run])
+    st.cache_data.clear()
+    at = page("runs")
+    assert "ww-case-1" not in runs_of(at)  # imported runs carry 2023 clocks: outside the default window
+    at.date_input(key="runs_days").set_value((date(2023, 11, 1), date(2023, 11, 30))).run()
+    row = runs_of(at)["ww-case-1"]
+    assert row["source"] == "import" and {"Orchestrator", "WebSurfer"} <= set(str(row["agents"]).split(", "))
+    assert row["open"] == "trace?run=ww-case-1"
+    at = page("trace", run="ww-case-1")
+    assert int(at.metric[0].value) >= 3

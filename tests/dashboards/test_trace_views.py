@@ -75,7 +75,7 @@ def test_span_tree_orders_parents_before_children() -> None:
     tree = tv.span_tree(spans)
     assert tree["span_id"].to_list() == ["a", "b", "c", "orphan"]
     assert tree["depth"].to_list() == [0, 1, 2, 0]
-    assert tv.label(tree.row(1, named=True)) == "\u00a0\u00a0middle · 2.0 ms ✗"
+    assert tv.label(tree.row(1, named=True)) == "\u00b7\u00a0\u00a0middle · 2.0 ms ✗"
 
 
 def test_span_costs_use_genai_prices() -> None:

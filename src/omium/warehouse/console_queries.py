@@ -273,6 +273,7 @@ _RUNS_OF_TRACES = f"""
     merged AS (
         SELECT if(o.run_id != '', o.run_id, r.run_key) AS run_id,
                if(o.run_id != '', 'run', r.grouped_by) AS grouped_by,
+               o.run_id != '' AS recorded,
                if(o.run_id != '', o.workflow, r.root_name) AS name,
                if(o.run_id != '', o.status, r.trace_status) AS status,
                if(o.run_id != '', o.started_at, toDateTime64(r.r_started, 6, 'UTC')) AS started,
@@ -312,7 +313,7 @@ WHERE ({status:String} = '' OR status = {status:String})
 RUN_LIST = f"""
 WITH {_TRACES},
 {_RUNS_OF_TRACES}
-SELECT run_id, grouped_by, name, status, started, duration_s, agents, input_tokens, output_tokens,
+SELECT run_id, grouped_by, recorded, name, status, started, duration_s, agents, input_tokens, output_tokens,
        cost_usd, error, source, session, traces, spans, first_trace, count() OVER () AS total
 FROM merged
 {_RUN_LIST_FILTER}

@@ -218,7 +218,9 @@ def span_tree(spans: pl.DataFrame) -> pl.DataFrame:
     return spans[order].with_columns(pl.Series("depth", [depth[i] for i in order], dtype=pl.Int32))
 
 
-_INDENT = "\u00a0\u00a0"  # no-break spaces: chart labels keep them, where plain ones are trimmed
+# One mark per level (a dot and no-break spaces: chart labels trim plain spaces, and bare ones
+# are too narrow to read as depth).
+_INDENT = "\u00b7\u00a0\u00a0"
 
 
 def label(row: Mapping[str, Any]) -> str:
@@ -226,6 +228,9 @@ def label(row: Mapping[str, Any]) -> str:
     mark = " ✗" if row["error"] else ""
     indent = _INDENT * int(row["depth"])
     return f"{indent}{row['name']} · {row['duration_ms']:,.1f} ms{mark}"
+
+
+_LABELS = 380  # pixels of span names beside the waterfall
 
 
 def waterfall(tree: pl.DataFrame, limit: int = 300) -> alt.Chart:
@@ -252,7 +257,13 @@ def waterfall(tree: pl.DataFrame, limit: int = 300) -> alt.Chart:
         .encode(
             x=alt.X("start:T", title="", axis=alt.Axis(format="%H:%M:%S.%L")),
             x2="end:T",
-            y=alt.Y("span:N", title="", sort=None, axis=alt.Axis(labelLimit=420)),
+            # Left-aligned labels, so a child's indent shows under its parent's name.
+            y=alt.Y(
+                "span:N",
+                title="",
+                sort=None,
+                axis=alt.Axis(labelAlign="left", labelPadding=_LABELS, labelLimit=_LABELS - 10),
+            ),
             color=alt.Color(
                 "status:N", scale=alt.Scale(domain=["ok", "error"], range=["#1565c0", "#c62828"])
             ),

@@ -64,9 +64,10 @@ if frame.height:
     rows = []
     for r in frame.iter_rows(named=True):
         grouped = r["grouped_by"]
-        # An Omium run opens its run detail; a session its session view; a bare trace its trace view.
+        # An Omium run opens its run detail (a run id without a control-store record, such as an
+        # imported one, its trace view); a session its session view; a bare trace its trace view.
         opened = {
-            "run": f"run?run={r['run_id']}",
+            "run": f"run?run={r['run_id']}" if r["recorded"] else f"trace?run={r['run_id']}",
             "session": f"session?session={r['run_id']}",
             "trace": f"trace?trace={r['run_id']}",
         }[grouped]
@@ -110,7 +111,9 @@ if frame.height:
     if chosen is not None:
         target = by_id[chosen]
         kind = str(target["grouped_by"])
-        page_of = {"run": "run_detail", "session": "session", "trace": "trace"}[kind]
+        page_of = {"run": "run_detail", "session": "session", "trace": "trace"}[
+            str(target["open"]).partition("?")[0]
+        ]
         key, _eq, value = str(target["open"]).partition("?")[2].partition("=")
         cols[1].page_link(f"app_pages/{page_of}.py", label=f"Open {kind} {chosen}", query_params={key: value})
         key, _eq, value = str(target["trace"]).partition("?")[2].partition("=")

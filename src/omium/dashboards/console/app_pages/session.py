@@ -16,12 +16,12 @@ st.title("Session")
 cols = st.columns([3, 2])
 session = cols[0].text_input("Session id", value=st.query_params.get("session", ""), key="session_id").strip()
 today = datetime.now(UTC).date()
-days = cols[1].date_input("Started between", (today - timedelta(days=30), today), key="session_days")
+days = cols[1].date_input("Started between", (today - timedelta(days=7), today), key="session_days")
 if not session:
     st.info("Open a session from Runs, or paste a session id.")
     st.stop()
 st.query_params["session"] = session
-first, last = days if isinstance(days, tuple) and len(days) == 2 else (today - timedelta(days=30), today)
+first, last = days if isinstance(days, tuple) and len(days) == 2 else (today - timedelta(days=7), today)
 traces = data.session_traces(
     session, datetime.combine(first, time.min, tzinfo=UTC), datetime.combine(last, time.max, tzinfo=UTC)
 )
