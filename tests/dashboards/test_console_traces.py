@@ -134,6 +134,9 @@ def test_trace_view_renders_tool_calls_and_cost(third_party: RemoteStore) -> Non
 def test_trace_view_of_an_omium_run_links_steps_both_ways(third_party: RemoteStore) -> None:
     at = page("trace", run="k-halluc")
     assert int(at.metric[0].value) > 10 and int(at.metric[5].value) >= 1
+    # Opens on the first failed span, with its exception event beside its status.
+    assert "**Events**" in [m.value for m in at.markdown]
+    assert any("GuardViolation" in m.value for m in at.markdown if m.value.startswith("- **status**"))
     links = [str(link.proto.label) for link in at.get("page_link")]
     assert any(label.startswith("Omium run k-halluc") for label in links), links
     # Run detail -> a step's span -> back to the step.

@@ -233,44 +233,66 @@ def label(row: Mapping[str, Any]) -> str:
 _LABELS = 380  # pixels of span names beside the waterfall
 
 
-def waterfall(tree: pl.DataFrame, limit: int = 300) -> alt.Chart:
-    """Bars from each span's start to its end, one row per span in tree order (local times)."""
+def waterfall(tree: pl.DataFrame, limit: int = 300) -> alt.Chart | alt.LayerChart:
+    """Bars from each span's start to its end, one row per span in tree order, and a mark at
+    each span event (an exception in red), in local time."""
     shown = tree.head(limit)
-    rows = [
-        {
-            "span": f"{label(r)} [{r['span_id'][:6]}]",
-            "start": r["started"].astimezone().replace(tzinfo=None),
-            "end": (r["started"] + timedelta(milliseconds=r["duration_ms"]))
-            .astimezone()
-            .replace(tzinfo=None),
-            "status": "error" if r["error"] else "ok",
-            "operation": r["operation"] or "span",
-            "agent": r["agent"],
-            "ms": round(r["duration_ms"], 2),
-        }
-        for r in shown.iter_rows(named=True)
-    ]
+    rows, marks = [], []
+    for r in shown.iter_rows(named=True):
+        name = f"{label(r)} [{r['span_id'][:6]}]"
+        end = r["started"] + timedelta(milliseconds=r["duration_ms"])
+        rows.append(
+            {
+                "span": name,
+                "start": r["started"].astimezone().replace(tzinfo=None),
+                "end": end.astimezone().replace(tzinfo=None),
+                "status": "error" if r["error"] else "ok",
+                "operation": r["operation"] or "span",
+                "agent": r["agent"],
+                "ms": round(r["duration_ms"], 2),
+            }
+        )
+        for event in r.get("events") or []:
+            ts, event_name, attributes = tuple(event.values()) if isinstance(event, Mapping) else tuple(event)
+            found = attributes_of(attributes)
+            marks.append(
+                {
+                    "span": name,
+                    "at": ts.astimezone().replace(tzinfo=None),
+                    "event": event_name,
+                    "message": found.get("exception.message", ""),
+                    "status": "error" if event_name == "exception" else "ok",
+                }
+            )
     frame = pl.DataFrame(rows).to_pandas() if rows else pl.DataFrame({"span": []}).to_pandas()
-    return (
+    colour = alt.Color("status:N", scale=alt.Scale(domain=["ok", "error"], range=["#1565c0", "#c62828"]))
+    # Left-aligned labels, so a child's indent shows under its parent's name.
+    y = alt.Y(
+        "span:N",
+        title="",
+        sort=None,
+        axis=alt.Axis(labelAlign="left", labelPadding=_LABELS, labelLimit=_LABELS - 10),
+    )
+    bars = (
         alt.Chart(frame, title="Spans (local time)")
         .mark_bar()
         .encode(
             x=alt.X("start:T", title="", axis=alt.Axis(format="%H:%M:%S.%L")),
             x2="end:T",
-            # Left-aligned labels, so a child's indent shows under its parent's name.
-            y=alt.Y(
-                "span:N",
-                title="",
-                sort=None,
-                axis=alt.Axis(labelAlign="left", labelPadding=_LABELS, labelLimit=_LABELS - 10),
-            ),
-            color=alt.Color(
-                "status:N", scale=alt.Scale(domain=["ok", "error"], range=["#1565c0", "#c62828"])
-            ),
+            y=y,
+            color=colour,
             tooltip=["span", "operation", "agent", "ms", "status"],
         )
         .properties(height=alt.Step(20))
     )
+    if not marks:
+        return bars
+    points = (
+        alt.Chart(pl.DataFrame(marks).to_pandas())
+        .mark_point(shape="diamond", filled=True, size=70, stroke="#212121")
+        .encode(x="at:T", y=alt.Y("span:N", sort=None), color=colour, tooltip=["event", "message", "at:T"])
+    )
+    return alt.LayerChart(layer=[bars, points])
 
 
 def span_costs(spans: pl.DataFrame) -> list[float | None]:
