@@ -149,6 +149,9 @@ def test_trace_view_of_an_omium_run_links_steps_both_ways(third_party: RemoteSto
     at = page("trace", run="k-halluc", step="2")
     links = [str(link.proto.label) for link in at.get("page_link")]
     assert "Omium step #2 of run k-halluc" in links, links
+    back = page("run_detail", run="k-halluc", step="2")  # where that link lands: the step, inspected
+    assert back.segmented_control(key="detail_section").value == "Steps"
+    assert back.selectbox(key="detail_step").value == 2
 
 
 def test_unknown_trace_and_session(third_party: RemoteStore) -> None:

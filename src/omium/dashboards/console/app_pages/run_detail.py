@@ -50,16 +50,21 @@ if chart is not None:
     st.altair_chart(chart, width="stretch")
 # One section at a time: the page stays light in the browser however big the run is.
 SECTIONS = ["Steps", "Dependency graph", "Time travel", "Hand-offs", "Root cause", "Audit trail"]
-default = "Root cause" if where else "Steps"
+asked_step = st.query_params.get("step", "")  # a span's link back to its Omium step (trace view)
+default = "Steps" if asked_step.isdigit() else "Root cause" if where else "Steps"
 section = st.segmented_control("Section", SECTIONS, default=default, key="detail_section") or default
 if section == "Steps":
     table = views.steps_table(run_id)
     st.dataframe(table, hide_index=True, width="stretch")
     records = {s.position: s for s in data.steps(run_id)}
     if records:
+        positions = sorted(records)
         position = st.selectbox(
             "Inspect step",
-            sorted(records),
+            positions,
+            index=positions.index(int(asked_step))
+            if asked_step.isdigit() and int(asked_step) in records
+            else 0,
             key="detail_step",
             format_func=lambda p: f"#{p} {records[p].kind} {records[p].name}",
         )
