@@ -125,3 +125,14 @@ def test_spans_resent_in_another_request_collapse_by_merge(
     warehouse.command("OPTIMIZE TABLE otel_traces FINAL")
     assert _plain_count(warehouse) == 20
     assert warehouse.scalar("SELECT uniqExact(TraceId, SpanId) FROM otel_traces") == 20
+
+
+def test_the_ledger_tells_signals_apart() -> None:
+    """The three writers share one ledger: the same bytes sent as a request of another signal are
+    not taken for a retry of the first (an empty body is a valid request of all three)."""
+    from omium.collector.writer import request_digest
+
+    body = b""
+    assert request_digest(body) == request_digest(body, SpanWriter.signal)
+    digests = {request_digest(body, signal) for signal in ("spans", "log records", "data points")}
+    assert len(digests) == 3
