@@ -216,16 +216,20 @@ SELECT
     now64(6) AS built_at
 FROM resolved
 )
--- base (the cascade over every span of the day) is computed once, not once per reference.
-SETTINGS enable_materialized_cte = 1
 """
+# base (the cascade over every span of the day) is a MATERIALIZED CTE, computed once rather than
+# once per reference (ClickHouse 26.3 or later). Its setting is passed by the connection: a SETTINGS
+# clause here would be refused by the SQL door, whose write session sets it instead.
+NORMALISE_SETTINGS = {"enable_materialized_cte": 1}
 
 
 def normalise_day(warehouse: Any, day: dt.date, *, max_content: int = 4000) -> int:
     """Normalise every span of the runs that started on ``day``; returns the rows written."""
     pairs = [(r["provider"], r["model"]) for r in warehouse.query_rows(MODELS_OF_DAY, {"day": day})]
     table = prices.table(pairs)
-    warehouse.command(NORMALISE, {"day": day, "max_content": max_content, **table.parameters()})
+    warehouse.command(
+        NORMALISE, {"day": day, "max_content": max_content, **table.parameters()}, NORMALISE_SETTINGS
+    )
     return int(
         warehouse.scalar(
             "SELECT count() FROM omium_normalized_spans FINAL WHERE day = {day:Date}", {"day": day}

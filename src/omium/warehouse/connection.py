@@ -76,8 +76,16 @@ class Warehouse(ABC):
         """
 
     @abstractmethod
-    def command(self, sql: str, parameters: Parameters = None) -> None:
-        """Run a statement that writes or changes schema."""
+    def command(
+        self, sql: str, parameters: Parameters = None, settings: Mapping[str, int] | None = None
+    ) -> None:
+        """Run a statement that writes or changes schema.
+
+        ``settings``: what one of the product's own statements needs (the pipelines' MATERIALIZED
+        CTE). Passed by the connection, never written in a statement, as the SQL door refuses a
+        SETTINGS clause; through the door (a remote warehouse) the server's write session sets
+        the same itself.
+        """
 
     @abstractmethod
     def insert(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
@@ -207,10 +215,16 @@ class ClickHouseWarehouse(Warehouse):
         except Exception as exc:
             raise _translate(exc) from exc
 
-    def command(self, sql: str, parameters: Parameters = None) -> None:
+    def command(
+        self, sql: str, parameters: Parameters = None, settings: Mapping[str, int] | None = None
+    ) -> None:
         try:
             with self._writing() as writer:
-                writer.command(sql, parameters=dict(parameters) if parameters else None)
+                writer.command(
+                    sql,
+                    parameters=dict(parameters) if parameters else None,
+                    settings=dict(settings) if settings else None,
+                )
         except Exception as exc:
             raise _translate(exc) from exc
 

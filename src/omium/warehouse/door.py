@@ -45,7 +45,9 @@ _JSON_OUTPUT: dict[str, int | float | str] = {
     "output_format_json_named_tuples_as_objects": 1,
 }
 # A write answers once it is done: ALTER ... UPDATE / DELETE wait for their mutation.
-_WRITES: dict[str, int | float | str] = {"mutations_sync": 1}
+# The door's write session: mutations finish before the answer; what the product's own statements
+# need (omium.pipelines.spans.NORMALISE_SETTINGS), which a client can never set itself.
+_WRITES: dict[str, int | float | str] = {"mutations_sync": 1, "enable_materialized_cte": 1}
 _CODE = re.compile(r"Code: (\d+)\.")
 _CANCELLED = 394  # QUERY_WAS_CANCELLED
 _NO_JSON_FORM = 36  # BAD_ARGUMENTS: parseQueryToJSON has no JSON form for this statement

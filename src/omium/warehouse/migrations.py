@@ -59,8 +59,11 @@ WHERE database = {db:String} AND name = 'otel_traces'
 _TRACES_COLUMNS = """
 SELECT name FROM system.columns WHERE database = {db:String} AND table = 'otel_traces'
 """
-_TRACES_INDEXES = """
-SELECT name FROM system.data_skipping_indices WHERE database = {db:String} AND table = 'otel_traces'
+# Whether otel_traces has Omium's run-id index, from its DDL: system.tables is a catalog table the
+# SQL door also serves (system.data_skipping_indices is not).
+_HAS_RUN_ID_INDEX = """
+SELECT positionCaseInsensitive(create_table_query, 'INDEX idx_run_id ') > 0 AS found
+FROM system.tables WHERE database = {db:String} AND name = 'otel_traces'
 """
 # Omium's additions to the exporter's columns (schema.OTEL_TRACES), as ALTERs.
 _ADD_RUN_ID = (
@@ -100,8 +103,8 @@ def adopt_existing_traces(warehouse: Warehouse) -> str:
     engine, sorting_key, total_rows = rows[0]["engine"], rows[0]["sorting_key"], rows[0]["total_rows"]
     if "ReplacingMergeTree" in engine:
         columns = {r["name"] for r in warehouse.query_rows(_TRACES_COLUMNS, db)}
-        indexes = {r["name"] for r in warehouse.query_rows(_TRACES_INDEXES, db)}
-        if "RunId" in columns and "idx_run_id" in indexes:
+        indexed = bool(warehouse.scalar(_HAS_RUN_ID_INDEX, db))
+        if "RunId" in columns and indexed:
             return "kept"
         for statement in (_ADD_RUN_ID, _ADD_RUN_ID_INDEX):
             warehouse.command(statement)

@@ -8,7 +8,7 @@ writes always need the server's API token.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -93,7 +93,10 @@ class RemoteWarehouse(Warehouse):
         }
         return self._post("/v1/sql", json=body, headers={"accept": ARROW_STREAM}).content
 
-    def command(self, sql: str, parameters: Parameters = None) -> None:
+    def command(
+        self, sql: str, parameters: Parameters = None, settings: Mapping[str, int] | None = None
+    ) -> None:
+        # ``settings`` stay here: the server's door sets what the product's statements need.
         self.arrow_bytes(sql, parameters, readonly=False)
 
     def insert(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
