@@ -84,6 +84,8 @@ def run_langgraph(one: Scenario) -> str:
             try:
                 lookup.invoke({"entity": turn.tool_args["entity"], "fails": turn.tool_fails})
             except (ToolTimeout, KeyError):
+                # The injected tool failure: the span records it, and the node answers anyway, as
+                # an agent that ignores a failed tool does.
                 pass
         model = GenericFakeChatModel(messages=iter([AIMessage(turn.text)]))
         return {"messages": [model.invoke(state["messages"])], "turn": state["turn"] + 1}
