@@ -1,9 +1,13 @@
-"""Failure prediction: prefixes cut where they should, nothing after turn k is read, held-out AUROC."""
+"""Failure prediction: prefixes cut where they should, nothing after turn k is read, generic features
+with domain plug-ins, calibrated risks, held-out AUROC by group and by source."""
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import random
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +15,29 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from omium.importers import Step, read_tau_bench
+from omium.models import prediction
 from omium.models.prediction import (
     MODEL_NAME,
     NUMERIC_NAMES,
+    CalibratedRisk,
+    StepLike,
     Turn,
     Unit,
     action_text,
     agent_text,
+    bootstrap_auroc,
+    brier,
     evaluate,
+    evaluate_held_out,
     failure_risk,
+    feature_names,
     first_turns,
+    is_write,
     make_length_baseline,
     make_predictor,
     mask,
     numeric_features,
+    unsupported_figures,
 )
 
 TAU = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tau_bench" / "gpt-4o-airline.json"
@@ -96,10 +109,97 @@ def test_importer_steps_work_as_turns() -> None:
 
 
 def test_masking_hides_the_particulars_of_a_case() -> None:
-    text = mask("User mia_li_3668, reservation H9ZU1C, flight HAT039 JFK to SEA on May 20th at 3pm for $121.")
-    for particular in ("mia_li_3668", "H9ZU1C", "HAT039", "JFK", "SEA", "May 20th", "3pm", "$121"):
+    text = mask("User mia_li_3668, reservation H9ZU1C, flight HAT039 on May 20th at 3pm for $121, a@b.io.")
+    for particular in ("mia_li_3668", "H9ZU1C", "HAT039", "May 20th", "3pm", "$121", "a@b.io"):
         assert particular not in text
+    assert "User" in text and "reservation" in text  # the words stay: they say what kind of thing it was
     assert agent_text([[Turn("a", "assistant", "Flight HAT039")]]) == [mask("Flight HAT039")]
+    # airports are one domain's particulars: the product leaves them, that domain's plug-in masks them
+    assert "JFK" in mask("JFK to SEA") and mask("JFK to SEA", Shop()) == "JFK to SEA"
+    assert "JFK" not in mask("JFK to SEA", Places())
+    assert "JFK" not in agent_text([[Turn("a", "assistant", "JFK")]], Places())[0]
+
+
+class Shop:
+    """A domain plug-in as a deployment writes one: a web shop's own words."""
+
+    name = "shop"
+    feature_names: tuple[str, ...] = ("returns", "coupons")
+
+    def counts(self, prefix: Sequence[StepLike]) -> list[float]:
+        said = " ".join(s.content for s in prefix)
+        return [len(re.findall(r"\breturn", said, re.I)), len(re.findall(r"coupon", said, re.I))]
+
+    def mask(self, text: str) -> str:
+        return text
+
+
+class Places(Shop):
+    """A plug-in that masks three-letter codes (airports)."""
+
+    name = "places"
+
+    def mask(self, text: str) -> str:
+        return re.sub(r"\b[A-Z]{3}\b", " place ", text)
+
+
+class Broken(Shop):
+    """A plug-in whose counts do not match its names."""
+
+    def counts(self, prefix: Sequence[StepLike]) -> list[float]:
+        return [1.0]
+
+
+def test_the_product_ships_no_domain_vocabulary() -> None:
+    # issue 18: the features that were tau-bench airline's live in benchmarks/prediction_airline.py
+    source = inspect.getsource(prediction).lower()
+    for word in ("baggage", "cabin", "flight", "airport", "insurance", "###stop###", "passenger", "luggage"):
+        assert word not in " ".join(NUMERIC_NAMES), word
+        assert word not in source, word
+
+
+def test_a_domain_plug_in_adds_its_counts_and_pickles() -> None:
+    run = [
+        Turn("customer", "user", "I want to return these shoes, and use a coupon. Return both?"),
+        Turn("shop_agent", "assistant", "Returns are free."),
+    ]
+    assert feature_names(Shop()) == (*NUMERIC_NAMES, "shop_returns", "shop_coupons")
+    rows = numeric_features([run], Shop())
+    assert rows.shape == (1, len(NUMERIC_NAMES) + 2)
+    assert np.expm1(rows[0, -2:]).round(6).tolist() == [3.0, 1.0]
+    assert np.array_equal(rows[:, : len(NUMERIC_NAMES)], numeric_features([run]))  # generic part unchanged
+    with pytest.raises(ValueError, match="domain 'shop' gave 1 counts for 2 names"):
+        numeric_features([run], Broken())
+    rng = random.Random(3)
+    labels = [i % 2 for i in range(40)]
+    runs = [[Turn("customer", "user", "return " * (1 + y * rng.randint(1, 3))), run[1]] for y in labels]
+    model = make_predictor(0, domain=Shop()).fit(runs, labels)
+    again = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(model.predict_proba(runs), again.predict_proba(runs))
+    with_shop = roc_auc_score(labels, model.predict_proba(runs)[:, 1])
+    assert with_shop > 0.9
+
+
+def test_write_tools_are_told_by_their_verbs() -> None:
+    for tool in ("update_reservation_flights", "cancel_order", "createInvoice", "send_email", "book"):
+        assert is_write(tool), tool
+    for tool in ("get_user_details", "search_products", "compute_total", "address_lookup", "lookup"):
+        assert not is_write(tool), tool
+
+
+def test_figures_no_earlier_step_gave_are_counted() -> None:
+    run = [
+        Turn("customer", "user", "Order 4411 was 120 dollars."),
+        Turn("agent_a", "assistant", "Order 4411 cost 120, so with 3 items that is 360."),  # 360: derived
+        Turn("tool:lookup", "tool", '{"total": 500}'),
+        Turn("agent_b", "assistant", "The total is 500; I will refund 90."),  # 90: from nowhere
+    ]
+    assert unsupported_figures(run[:2]) == 1  # 360 (3 is under ten: counts are said freely)
+    assert unsupported_figures(run) == 2
+    names = dict(zip(NUMERIC_NAMES, np.expm1(numeric_features([run])[0]).round(6), strict=True))
+    assert (
+        names["unsupported_figures"] == 2 and names["distinct_agents"] == 2 and names["agent_switches"] == 1
+    )
 
 
 Tau = tuple[list[tuple[Step, ...]], list[int], list[str]]
@@ -108,7 +208,7 @@ Tau = tuple[list[tuple[Step, ...]], list[int], list[str]]
 @pytest.fixture(scope="module")
 def tau() -> Tau:
     runs = read_tau_bench(TAU)
-    return [r.steps for r in runs], [int(r.failed) for r in runs], [r.task_id for r in runs]
+    return [r.steps for r in runs], [int(bool(r.failed)) for r in runs], [r.task_id for r in runs]
 
 
 @pytest.mark.parametrize("unit", ["exchange", "message"])
@@ -187,3 +287,97 @@ def test_generic_multi_agent_runs_without_a_customer() -> None:
         assert roc_auc_score(labels, scores) > 0.6  # tool errors are learnt as a risk
     held_out = evaluate(runs, labels, [i // 3 for i in range(60)], k=4, unit="exchange", seeds=1)
     assert held_out["auroc_mean"] > 0.6 and held_out["groups"] == 20
+
+
+def _separable(rng: np.random.Generator, n: int, base_rate: float) -> tuple[list[list[Turn]], list[int]]:
+    """Runs whose failures show tool errors (most of the time), at a given base rate."""
+    labels = [int(v) for v in rng.random(n) < base_rate]
+    runs = []
+    for y in labels:
+        broken = rng.random() < (0.9 if y else 0.05)
+        runs.append(
+            [
+                Turn("planner", "assistant", "Plan: look it up."),
+                Turn("tool:lookup", "tool", "Error: timed out" if broken else '{"value": 42}'),
+                Turn("writer", "assistant", "Draft: " + "words " * int(rng.integers(3, 30))),
+            ]
+        )
+    return runs, labels
+
+
+def test_risks_are_calibrated_on_held_out_runs() -> None:
+    rng = np.random.default_rng(0)
+    train, y_train = _separable(rng, 300, base_rate=0.2)
+    test, y_test = _separable(rng, 300, base_rate=0.2)
+    model = make_predictor(0).fit(train, y_train)
+    assert isinstance(model, CalibratedRisk) and model.calibrated_
+    risks = model.predict_proba(test)[:, 1]
+    constant = brier(y_test, np.full(len(y_test), np.mean(y_train)))
+    assert brier(y_test, risks) < 0.6 * constant  # reliable, not only well ranked
+    # the balanced-class model says about 0.5 for a failure; calibrated, the risk is a frequency
+    raw = make_predictor(0, calibrate=False).fit(train, y_train).predict_proba(test)[:, 1]
+    assert brier(y_test, risks) < brier(y_test, raw)
+    flagged = risks >= 0.5
+    assert abs(np.mean(np.asarray(y_test)[flagged]) - np.mean(risks[flagged])) < 0.15
+    assert abs(np.mean(risks) - np.mean(y_test)) < 0.05
+    # no signal at all: the risk is the base rate, not a coin
+    noise = [[Turn("a", "assistant", "same")] for _ in range(200)]
+    labels = [int(v) for v in rng.random(200) < 0.2]
+    assert (
+        abs(make_predictor(0).fit(noise, labels).predict_proba(noise)[:, 1].mean() - np.mean(labels)) < 0.05
+    )
+
+
+def test_too_few_runs_of_a_class_to_calibrate_on() -> None:
+    runs = [[Turn("a", "assistant", "ok " * (i + 1))] for i in range(10)]
+    model = make_predictor(0).fit(runs, [1] + [0] * 9)
+    assert not model.calibrated_ and model.predict_proba(runs).shape == (10, 2)
+    with pytest.raises(ValueError, match="both outcomes"):
+        make_predictor(0).fit(runs, [0] * 10)
+
+
+def test_each_source_held_out_with_intervals() -> None:
+    rng = np.random.default_rng(1)
+    a, y_a = _separable(rng, 80, base_rate=0.5)
+    b, y_b = _separable(rng, 80, base_rate=0.3)
+    only_failures = [r for r, y in zip(*_separable(rng, 100, 0.5), strict=True) if y][:20]
+    runs = [*a, *b, *only_failures]
+    labels = [*y_a, *y_b, *[1] * len(only_failures)]
+    sources = ["a"] * 80 + ["b"] * 80 + ["c"] * len(only_failures)
+    groups = [f"{s}{i // 2}" for i, s in enumerate(sources)]
+    rows = {
+        r["held_out"]: r
+        for r in evaluate_held_out(runs, labels, sources, groups, k=4, seeds=2, resamples=200)
+    }
+    assert set(rows) == {"a", "b", "c"}
+    for name in ("a", "b"):
+        row = rows[name]
+        assert row["runs"] == 80 and row["training_runs"] == 80 + len(only_failures) and row["seeds"] == 2
+        assert row["auroc_mean"] > 0.8 and row["auroc_low"] <= row["auroc_mean"] <= row["auroc_high"] <= 1
+        assert row["brier"] < row["base_rate_brier"] and row["note"] == ""
+    assert np.isnan(rows["c"]["auroc_mean"]) and "one outcome" in rows["c"]["note"]
+    assert rows["c"]["flagged"] > 0.6  # its failures show the same tool errors
+    # a source whose training runs hold one outcome gets the base rate, and says so
+    alone = evaluate_held_out(
+        runs[:80] + only_failures,
+        labels[:80] + [1] * 20,
+        ["a"] * 80 + ["c"] * 20,
+        groups[:80] + groups[160:],
+        k=4,
+        seeds=1,
+        resamples=50,
+    )
+    assert "training runs hold one outcome" in alone[0]["note"] and alone[0]["auroc_mean"] == 0.5
+    with pytest.raises(ValueError, match="same length"):
+        evaluate_held_out(runs, labels, sources[:-1], groups, k=4)
+
+
+def test_bootstrap_keeps_groups_together() -> None:
+    y = np.array([0, 0, 1, 1] * 10)
+    perfect = y.astype(float)
+    assert bootstrap_auroc(y, perfect, list(range(40)), resamples=100) == (1.0, 1.0)
+    low, high = bootstrap_auroc(
+        y, np.random.default_rng(0).random(40), [i // 4 for i in range(40)], resamples=300
+    )
+    assert 0 <= low < 0.5 < high <= 1
+    assert all(np.isnan(v) for v in bootstrap_auroc([1, 1], [0.2, 0.3], [0, 1]))

@@ -1,4 +1,4 @@
-"""Failure prediction: the risk that a run fails, from its first k turns only.
+"""Failure prediction: the calibrated risk that a run fails, from its first k turns only.
 
 A run is a sequence of steps, each with an ``agent`` (who spoke), a ``role`` (``system``, ``user``,
 ``assistant``, ``tool``, ...), its ``content`` and, for a step that calls tools, ``tool_calls`` (the
@@ -18,31 +18,34 @@ What a turn is — two definitions, chosen with ``unit``:
 
 If a run has fewer than k turns the prefix is the whole run (its turns so far).
 
-Features, all computed from the prefix alone:
+Features are generic: nothing in this module knows any one business (issue 18: a predictor that
+ships one benchmark's vocabulary does not transfer). All are computed from the prefix alone:
 
-- counted signals (:data:`NUMERIC_NAMES`, log-scaled): steps, messages and characters per speaker;
-  tool calls — reads, writes (book/update/cancel...) and hand-offs to a human — tool errors, and
-  whether a write was already made; request intents in the customer's words, in the first
-  message and in all of them (cancel, change, book, baggage, compensation, refund, cabin,
-  insurance, passengers, payment, several requests, constraints such as "cheapest"/"nonstop",
-  questions for information, emotion, pressure, "I don't remember my reservation id") and how
-  many distinct ones; identifiers mentioned (reservation codes, flight numbers, airports, dates,
-  amounts, numbers, names); the agent's refusals, apologies, policy talk, confirmation requests,
-  lists, offers (prices, times) and hand-off offers; how much the JSON tool results held; and
-  whether the run has already ended (the customer's ``###STOP###``, a hand-off),
-- (``text=True`` only) the agent's words, with ids, codes, dates, amounts and numbers masked, as
-  TF-IDF of word 1-2-grams, and the actions and facts of the prefix as tokens: the tools called
-  and, from JSON tool results, short values as ``key=value`` (``cabin=basic_economy``,
-  ``membership=gold``) and the sizes of lists and objects (``n_reservations=3``), with personal
-  and place fields left out, since identities do not carry over from one case to another.
+- counted signals (:data:`NUMERIC_NAMES`, log-scaled): steps, messages and characters per speaker,
+  distinct agents and hand-offs between them; tool calls — reads, writes (create/update/delete
+  verbs), hand-offs to a human — tool errors, empty results, repeated identical calls, and whether
+  a write was already made; whether the run has already ended (``TERMINATE``, a hand-off); the
+  customer's emotion, pressure, uncertainty, questions and several requests; the agents'
+  refusals, apologies, policy talk, confirmation requests, questions, lists, error and retry talk,
+  repeated messages, and numbers they state that no earlier step gave (a figure from nowhere);
+  identifiers, dates, amounts and numbers mentioned; how much the JSON tool results held;
+- a *domain plug-in* (:class:`DomainFeatures`, passed as ``make_predictor(domain=...)``) adds a
+  deployment's own counted signals and masks: its intents, codes and end markers. None is
+  shipped here; ``benchmarks/prediction_airline.py`` is the tau-bench airline one;
+- (``text=True`` only) the agent's words, with ids, dates, amounts and numbers masked, as TF-IDF
+  of word 1-2-grams, and the actions and facts of the prefix as tokens: the tools called and,
+  from JSON tool results, short values as ``key=value`` and the sizes of lists and objects, with
+  personal and place fields left out, since identities do not carry over from one case to another.
 
 The model (:func:`make_predictor`) is a logistic regression with very strong L2 regularisation
 (C = 0.003) and balanced class weights on the standardised counted signals; ``text=True`` makes a
-soft vote of it (weight 2) with logistic regressions (C = 0.1) on the two TF-IDF channels. Every
-scaler and vocabulary is fitted in ``fit``, so cross-validation never learns from a scored fold.
-These choices (features, C, the default model) were made by grouped cross-validation on 40 of the
-50 tau-bench airline tasks and checked once on the other 10; ``benchmarks/prediction.py`` reports
-all 50 — see it for the figures, which stay below the product goal of 0.75 AUROC at k = 4.
+soft vote of it (weight 2) with logistic regressions (C = 0.1) on the two TF-IDF channels. Its
+scores are then calibrated (:class:`CalibratedRisk`: Platt scaling fitted on out-of-fold scores
+of the training runs), so a risk of 0.3 means about three runs in ten fail, not a balanced-class
+score. Every scaler, vocabulary and calibrator is fitted in ``fit``, so cross-validation never
+learns from a scored fold. :func:`evaluate` is grouped cross-validation; :func:`evaluate_held_out`
+scores each source (or domain) left out with bootstrap intervals: the figure that says whether
+the model transfers. ``benchmarks/prediction.py`` reports both.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -85,6 +89,26 @@ class Turn:
     role: str
     content: str
     tool_calls: str = ""
+
+
+class DomainFeatures(Protocol):
+    """A per-domain plug-in: counted signals and masks one deployment's business adds.
+
+    ``counts`` returns one raw count per name in ``feature_names`` for a prefix (the predictor
+    log-scales and standardises them); ``mask`` replaces the domain's particulars (codes, places)
+    by placeholders before text features are learnt. An implementation must be picklable (a
+    module-level class), since the fitted model, which holds it, is saved in the model registry.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
+    def counts(self, prefix: Sequence[StepLike]) -> Sequence[float]: ...
+
+    def mask(self, text: str) -> str: ...
 
 
 # --- prefixes ---------------------------------------------------------------------------------
@@ -130,29 +154,18 @@ def first_turns(steps: Sequence[StepLike], k: int, unit: Unit = "exchange") -> l
 # --- reading steps ----------------------------------------------------------------------------
 
 HANDOFF = re.compile(r"transfer|human|escalat|hand_?off", re.I)
-WRITE = re.compile(
-    r"book|update|cancel|modify|create|send|delete|remove|edit|write|insert|refund|issue", re.I
+# Verbs of tools that change the world, in any business (not the reads: get, search, list, ...).
+WRITE_VERBS = frozenset(
+    "create update delete remove cancel modify edit write insert send submit book refund issue set "
+    "post put patch add approve execute run pay purchase order assign close reset".split()
 )
-STOP = re.compile(r"###STOP###|TERMINATE\b", re.I)
-TOOL_ERROR = re.compile(r"^\s*error\b|\berror:|exception|traceback|not found|failed", re.I)
+STOP = re.compile(r"\bTERMINATE\b", re.I)  # AG2's convention; a domain plug-in adds its own markers
+TOOL_ERROR = re.compile(
+    r"^\s*error\b|\berror:|exception|traceback|not found|failed|timed? ?out|invalid|denied", re.I
+)
+EMPTY_RESULT = re.compile(r"^\s*(\[\s*\]|\{\s*\}|null|none|\"\"|)\s*$", re.I)
 
-INTENTS = {
-    "cancel": re.compile(r"\bcancel", re.I),
-    "change": re.compile(r"\bchang|modif|switch|\bmove\b|adjust|reschedul|rebook|different flight", re.I),
-    "book": re.compile(r"\bbook\b|\bbook (a|an|another|the|same)\b|\bbuy\b|purchase|\breserve\b", re.I),
-    "baggage": re.compile(r"\bbag|luggage|suitcase", re.I),
-    "compensation": re.compile(r"compensat|delay|voucher|miss(ed|ing)? (my|the|an)|inconvenien", re.I),
-    "refund": re.compile(r"refund|money back|reimburs", re.I),
-    "cabin": re.compile(r"upgrad|downgrad|business class|\bcabin|economy", re.I),
-    "insurance": re.compile(r"insur", re.I),
-    "passenger": re.compile(
-        r"passenger|travell?er|\bname\b|"
-        r"my (wife|husband|friend|son|daughter|mom|dad|mother|father|partner|kids?|children|family)",
-        re.I,
-    ),
-    "payment": re.compile(
-        r"gift card|certificate|credit card|payment|\bpay\b|balance|\bpoints\b|\bfee", re.I
-    ),
+CUSTOMER_SIGNALS = {
     "several": re.compile(
         r"\ba (few|couple)\b|several|multiple|\ball (of )?(my|the|them)\b|\bthem\b|some changes|"
         r"\balso\b|another|\bboth\b|as well|\bfirst\b",
@@ -160,15 +173,11 @@ INTENTS = {
     ),
     "emotion": re.compile(r"emergenc|urgent|sick|upset|frustrat|angry|disappoint|unacceptable|!!", re.I),
     "pressure": re.compile(r"lenient|manager|supervisor|insist|must|policy|exception", re.I),
-    "constraint": re.compile(
-        r"cheapest|quickest|fastest|shortest|non-?stop|direct|later|earlier|earliest|latest|same day|budget|"
-        r"one-way|round[- ]trip|\d ?(am|pm)\b|o'clock",
-        re.I,
-    ),
     "information": re.compile(
         r"how (many|much)|what (is|are)|tell me|check (if|whether)|total|\bsum\b", re.I
     ),
     "unknown": re.compile(r"don'?t (remember|know|have)|not sure|forgot|can'?t (remember|find)", re.I),
+    "refund": re.compile(r"refund|money back|reimburs|compensat", re.I),
 }
 AGENT_SIGNALS = {
     "refuse": re.compile(
@@ -178,12 +187,13 @@ AGENT_SIGNALS = {
     "apology": re.compile(r"sorry|apolog", re.I),
     "policy": re.compile(r"policy|only (be )?(allowed|possible|eligible)|according to", re.I),
     "list": re.compile(r"^\s*(\d+\.|-|\*)\s", re.M),
-    "handoff": re.compile(r"transfer|human agent|representative", re.I),
-    "offer": re.compile(r"\$\s?\d|\b\d{1,2}:\d{2}\b|\b(am|pm|est)\b", re.I),
+    "handoff": re.compile(r"transfer|human agent|representative|over to\b|handing", re.I),
+    "offer": re.compile(r"\$\s?\d|\b\d{1,2}:\d{2}\b|\b(am|pm)\b", re.I),
+    "error": re.compile(r"\berror|exception|failed|timed? ?out|did not work|doesn'?t work", re.I),
+    "retry": re.compile(r"retry|retrying|try again|once more|\bagain\b", re.I),
+    "uncertain": re.compile(r"assum|not sure|unknown|unclear|from memory|estimate|guess", re.I),
 }
-RESERVATION = re.compile(r"\b(?=[A-Z0-9]*\d)(?=[A-Z0-9]*[A-Z])[A-Z0-9]{6}\b")
-FLIGHT = re.compile(r"\b[A-Z]{2,3}\d{3,4}\b")
-AIRPORT = re.compile(r"\b[A-Z]{3}\b")
+CODE = re.compile(r"\b(?=[A-Za-z0-9_]*\d)(?=[A-Za-z0-9_]*[A-Za-z])[A-Za-z0-9_]{5,}\b")  # ids, codes
 DATE = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?\b"
     r"|\b\d{4}-\d{2}-\d{2}\b",
@@ -191,6 +201,7 @@ DATE = re.compile(
 )
 AMOUNT = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?")
 NUMBER = re.compile(r"\d+")
+FIGURE = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")  # a stated figure, not a digit in a code
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b", re.M)  # capitalised words not opening a sentence
 
 
@@ -212,6 +223,12 @@ def _calls(step: StepLike) -> list[dict[str, Any]]:
         if isinstance(name, str) and name:
             out.append({"name": name, "arguments": str(function.get("arguments") or "")})
     return out
+
+
+def is_write(tool: str) -> bool:
+    """Whether a tool's name says it changes something (a verb of :data:`WRITE_VERBS` among its words)."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1_\2", tool).lower()
+    return any(w in WRITE_VERBS for w in re.split(r"[^a-z0-9]+", words))
 
 
 def _tool_name(step: StepLike) -> str:
@@ -276,37 +293,69 @@ def _result_shape(tools: Sequence[StepLike]) -> tuple[int, int]:
     return items, len(keys)
 
 
+def _figures(text: str) -> set[str]:
+    return {f.replace(",", "") for f in FIGURE.findall(text)}
+
+
+def unsupported_figures(prefix: Sequence[StepLike]) -> int:
+    """Figures the agents state that no earlier step (customer, tool, agent or call) gave.
+
+    A number from nowhere is how hallucinated facts and stale or dropped hand-offs show, in any
+    business. Figures under 10 are left out: counts and list positions are said freely.
+    """
+    seen: set[str] = set()
+    unsupported = 0
+    for step in prefix:
+        said = _figures(step.content)
+        if not is_customer(step) and not is_tool(step):
+            unsupported += sum(1 for f in said - seen if _big(f))
+        seen |= said
+        for call in _calls(step):
+            seen |= _figures(call["arguments"])
+    return unsupported
+
+
+def _big(figure: str) -> bool:
+    try:
+        return float(figure) >= 10
+    except ValueError:
+        return False
+
+
 # --- features ---------------------------------------------------------------------------------
 
 
-USER_ID = re.compile(r"\b[a-z]+_[a-z]+_\d+\b")
 TIME = re.compile(r"\b\d{1,2}(?::\d{2})+\b|\b\d{1,2} ?(?:am|pm)\b", re.I)
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
 MASKS = (
-    (USER_ID, " userid "),
+    (EMAIL, " email "),
     (DATE, " date "),
     (TIME, " time "),
     (AMOUNT, " amount "),
-    (FLIGHT, " flightno "),
-    (RESERVATION, " rescode "),
-    (AIRPORT, " airport "),
+    (CODE, " code "),
     (NUMBER, " num "),
 )
 
 
-def mask(text: str) -> str:
+def mask(text: str, domain: DomainFeatures | None = None) -> str:
     """Text with the particulars of one case (ids, codes, dates, times, amounts, numbers) as placeholders.
 
-    Vocabularies then learn what kind of thing was said, not which customer or flight it was about,
-    which would not carry over to other cases.
+    Vocabularies then learn what kind of thing was said, not which customer or order it was about,
+    which would not carry over to other cases. A domain plug-in masks its own particulars first.
     """
+    if domain is not None:
+        text = domain.mask(text)
     for pattern, placeholder in MASKS:
         text = pattern.sub(placeholder, text)
     return text
 
 
-def agent_text(prefixes: Sequence[Sequence[StepLike]]) -> list[str]:
+def agent_text(prefixes: Sequence[Sequence[StepLike]], domain: DomainFeatures | None = None) -> list[str]:
     """What the agent(s) said in each prefix (not tool results, not the customer), masked."""
-    return [mask(" \n".join(s.content for s in p if not is_customer(s) and not is_tool(s))) for p in prefixes]
+    return [
+        mask(" \n".join(s.content for s in p if not is_customer(s) and not is_tool(s)), domain)
+        for p in prefixes
+    ]
 
 
 def action_text(prefixes: Sequence[Sequence[StepLike]]) -> list[str]:
@@ -340,21 +389,24 @@ NUMERIC_NAMES: tuple[str, ...] = (
     "read_calls",
     "handoffs",
     "tool_errors",
+    "empty_results",
+    "repeated_calls",
     "distinct_tools",
     "wrote_already",
     "ended",
+    "distinct_agents",
+    "agent_switches",
     "customer_chars",
     "first_customer_chars",
     "agent_chars",
     "tool_chars",
+    "customer_questions",
     "agent_questions",
-    *(f"intent_{name}" for name in INTENTS),
-    *(f"first_intent_{name}" for name in INTENTS),
-    "distinct_intents",
+    *(f"customer_{name}" for name in CUSTOMER_SIGNALS),
     *(f"agent_{name}" for name in AGENT_SIGNALS),
-    "reservation_codes",
-    "flight_numbers",
-    "airports",
+    "repeated_messages",
+    "unsupported_figures",
+    "codes",
     "dates",
     "amounts",
     "customer_numbers",
@@ -364,54 +416,79 @@ NUMERIC_NAMES: tuple[str, ...] = (
 )
 
 
-def numeric_features(prefixes: Sequence[Sequence[StepLike]]) -> np.ndarray:
-    """Counted signals of each prefix (one row per prefix, columns named by ``NUMERIC_NAMES``)."""
+def _generic_counts(prefix: Sequence[StepLike]) -> list[float]:
+    customer = [s.content for s in prefix if is_customer(s)]
+    agent = [s for s in prefix if not is_customer(s) and not is_tool(s)]
+    tools = [s for s in prefix if is_tool(s)]
+    calls = [c for s in prefix for c in _calls(s)]
+    names = [c["name"] for c in calls] or [_tool_name(s) for s in tools]
+    handoffs = sum(bool(HANDOFF.search(n)) for n in names)
+    writes = sum(is_write(n) and not HANDOFF.search(n) for n in names)
+    said = " \n".join(customer)
+    spoken = " \n".join(s.content for s in agent)
+    everything = " \n".join([said, spoken, *(c["arguments"] for c in calls)])
+    speakers = [s.agent for s in agent]
+    messages = [" ".join(s.content.lower().split()) for s in agent if s.content.strip()]
+    call_keys = [(c["name"], c["arguments"]) for c in calls]
+    return [
+        len(prefix),
+        len(customer),
+        len(agent),
+        len(tools),
+        len(names),
+        writes,
+        len(names) - writes - handoffs,
+        handoffs,
+        sum(bool(TOOL_ERROR.search(s.content[:200])) for s in tools),
+        sum(bool(EMPTY_RESULT.match(s.content)) for s in tools),
+        len(call_keys) - len(set(call_keys)),
+        len(set(names)),
+        int(writes > 0),
+        int(bool(STOP.search(spoken)) or handoffs > 0),
+        len(set(speakers)),
+        sum(a != b for a, b in pairwise(speakers)),
+        len(said),
+        len(customer[0]) if customer else 0,
+        len(spoken),
+        sum(len(s.content) for s in tools),
+        said.count("?"),
+        spoken.count("?"),
+        *(len(p.findall(said)) for p in CUSTOMER_SIGNALS.values()),
+        *(len(p.findall(spoken)) for p in AGENT_SIGNALS.values()),
+        len(messages) - len(set(messages)),
+        unsupported_figures(prefix),
+        len(set(CODE.findall(everything))),
+        len(set(DATE.findall(everything))),
+        len(AMOUNT.findall(everything)),
+        len(NUMBER.findall(said)),
+        len(NAME.findall(said)),
+        *_result_shape(tools),
+    ]
+
+
+def feature_names(domain: DomainFeatures | None = None) -> tuple[str, ...]:
+    """The columns of :func:`numeric_features`: the generic ones, then the domain's (prefixed)."""
+    extra = tuple(f"{domain.name}_{n}" for n in domain.feature_names) if domain is not None else ()
+    return NUMERIC_NAMES + extra
+
+
+def numeric_features(
+    prefixes: Sequence[Sequence[StepLike]], domain: DomainFeatures | None = None
+) -> np.ndarray:
+    """Counted signals of each prefix, log-scaled (one row per prefix, columns :func:`feature_names`)."""
+    names = feature_names(domain)
     rows = []
     for prefix in prefixes:
-        customer = [s.content for s in prefix if is_customer(s)]
-        agent = [s for s in prefix if not is_customer(s) and not is_tool(s)]
-        tools = [s for s in prefix if is_tool(s)]
-        calls = [c for s in prefix for c in _calls(s)]
-        names = [c["name"] for c in calls] or [_tool_name(s) for s in tools]
-        handoffs = sum(bool(HANDOFF.search(n)) for n in names)
-        writes = sum(bool(WRITE.search(n)) and not HANDOFF.search(n) for n in names)
-        said = " \n".join(customer)
-        spoken = " \n".join(s.content for s in agent)
-        everything = " \n".join([said, spoken, *(c["arguments"] for c in calls)])
-        intents = [len(p.findall(said)) for p in INTENTS.values()]
-        row = [
-            len(prefix),
-            len(customer),
-            len(agent),
-            len(tools),
-            len(names),
-            writes,
-            len(names) - writes - handoffs,
-            handoffs,
-            sum(bool(TOOL_ERROR.search(s.content[:200])) for s in tools),
-            len(set(names)),
-            int(writes > 0),
-            int(bool(STOP.search(said)) or handoffs > 0),
-            len(said),
-            len(customer[0]) if customer else 0,
-            len(spoken),
-            sum(len(s.content) for s in tools),
-            spoken.count("?"),
-            *intents,
-            *(int(bool(customer) and bool(p.search(customer[0]))) for p in INTENTS.values()),
-            sum(i > 0 for i in intents),
-            *(len(p.findall(spoken)) for p in AGENT_SIGNALS.values()),
-            len(set(RESERVATION.findall(everything))),
-            len(set(FLIGHT.findall(everything))),
-            len(set(AIRPORT.findall(everything))),
-            len(set(DATE.findall(everything))),
-            len(AMOUNT.findall(everything)),
-            len(NUMBER.findall(said)),
-            len(NAME.findall(said)),
-            *_result_shape(tools),
-        ]
-        rows.append([math.log1p(v) for v in row])
-    return np.asarray(rows, dtype=float).reshape(len(rows), len(NUMERIC_NAMES))
+        row = _generic_counts(prefix)
+        if domain is not None:
+            extra = list(domain.counts(prefix))
+            if len(extra) != len(domain.feature_names):
+                raise ValueError(
+                    f"domain {domain.name!r} gave {len(extra)} counts for {len(domain.feature_names)} names"
+                )
+            row += extra
+        rows.append([math.log1p(max(float(v), 0.0)) for v in row])
+    return np.asarray(rows, dtype=float).reshape(len(rows), len(names))
 
 
 def length_features(prefixes: Sequence[Sequence[StepLike]]) -> np.ndarray:
@@ -425,6 +502,7 @@ def length_features(prefixes: Sequence[Sequence[StepLike]]) -> np.ndarray:
 
 SIGNALS_C = 0.003  # strong L2: 200 runs are only 50 distinct tasks, so little is learnt per feature
 TEXT_C = 0.1
+CALIBRATION_FOLDS = 3
 
 
 def _logistic(c: float, seed: int) -> Any:
@@ -433,30 +511,84 @@ def _logistic(c: float, seed: int) -> Any:
     return LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed)
 
 
-def _signals(seed: int) -> Any:
+def _signals(seed: int, domain: DomainFeatures | None) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     return Pipeline(
         [
-            ("features", FunctionTransformer(numeric_features)),
+            ("features", FunctionTransformer(numeric_features, kw_args={"domain": domain})),
             ("scale", StandardScaler()),
             ("model", _logistic(SIGNALS_C, seed)),
         ]
     )
 
 
-def make_predictor(seed: int = 0, text: bool = False) -> Any:
-    """An unfitted scikit-learn model of failure risk; ``fit``/``predict_proba`` take lists of prefixes.
+class CalibratedRisk:
+    """A classifier whose ``predict_proba`` is calibrated by Platt scaling on out-of-fold scores.
+
+    The base models weigh the classes equally (``class_weight="balanced"``), which ranks well but
+    says 0.5 where the base rate is 0.2; the sigmoid fitted on scores of runs the base model did
+    not see maps them back to frequencies. The calibration folds are stratified and shuffled by
+    ``seed``. With fewer than two runs of a class to calibrate on, the base model's own
+    probabilities are kept (``calibrated_`` says which happened). A scikit-learn style estimator:
+    ``fit(prefixes, labels)``, ``predict_proba(prefixes)``, ``classes_``; picklable.
+    """
+
+    def __init__(self, estimator: Any, folds: int = CALIBRATION_FOLDS, seed: int = 0) -> None:
+        self.estimator = estimator
+        self.folds = folds
+        self.seed = seed
+
+    def fit(self, prefixes: Sequence[Sequence[StepLike]], labels: Any) -> CalibratedRisk:
+        """Fit the base model on every run, and the calibration on its out-of-fold scores."""
+        from sklearn.base import clone
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import StratifiedKFold
+
+        y = np.asarray(labels, dtype=int)
+        if len(set(y.tolist())) < 2:
+            raise ValueError("failure prediction needs runs of both outcomes to learn from")
+        folds = min(self.folds, int(np.bincount(y).min()))
+        x = list(prefixes)
+        if folds >= 2:
+            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
+            self.model_ = CalibratedClassifierCV(
+                clone(self.estimator), method="sigmoid", cv=cv, ensemble=False
+            ).fit(x, y)
+        else:
+            self.model_ = clone(self.estimator).fit(x, y)
+        self.calibrated_ = folds >= 2
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, prefixes: Sequence[Sequence[StepLike]]) -> np.ndarray:
+        """Calibrated probabilities, columns in ``classes_`` order (class 1 is failure)."""
+        return np.asarray(self.model_.predict_proba(list(prefixes)))
+
+    def predict(self, prefixes: Sequence[Sequence[StepLike]]) -> np.ndarray:
+        """Failure (1) where the calibrated risk is at least one half."""
+        return (self.predict_proba(prefixes)[:, 1] >= 0.5).astype(int)
+
+
+def make_predictor(
+    seed: int = 0, text: bool = False, domain: DomainFeatures | None = None, calibrate: bool = True
+) -> Any:
+    """An unfitted model of failure risk; ``fit``/``predict_proba`` take lists of prefixes.
 
     Each prefix is a run's steps already cut to its first k turns (see :func:`first_turns`);
-    class 1 is failure. The default is a logistic regression on the counted signals. With
-    ``text=True`` it is a soft vote of three logistic regressions — the counted signals (weight 2),
-    the agent's masked words as TF-IDF and the action and fact tokens as TF-IDF — whose
-    vocabularies are learnt in ``fit``, from the training runs only. Either is one picklable object.
+    class 1 is failure. The default is a logistic regression on the generic counted signals, plus
+    ``domain``'s when a plug-in is given. With ``text=True`` it is a soft vote of three logistic
+    regressions — the counted signals (weight 2), the agent's masked words as TF-IDF and the
+    action and fact tokens as TF-IDF — whose vocabularies are learnt in ``fit``, from the training
+    runs only. With ``calibrate`` (the default) the scores are calibrated (:class:`CalibratedRisk`).
+    Either is one picklable object.
     """
-    if not text:
-        return _signals(seed)
+    base = _signals(seed, domain) if not text else _ensemble(seed, domain)
+    return CalibratedRisk(base, seed=seed) if calibrate else base
+
+
+def _ensemble(seed: int, domain: DomainFeatures | None) -> Any:
     from sklearn.ensemble import VotingClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import Pipeline
@@ -464,7 +596,7 @@ def make_predictor(seed: int = 0, text: bool = False) -> Any:
 
     words = Pipeline(
         [
-            ("text", FunctionTransformer(agent_text)),
+            ("text", FunctionTransformer(agent_text, kw_args={"domain": domain})),
             ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
             ("model", _logistic(TEXT_C, seed)),
         ]
@@ -477,29 +609,38 @@ def make_predictor(seed: int = 0, text: bool = False) -> Any:
         ]
     )
     return VotingClassifier(
-        [("signals", _signals(seed)), ("agent_words", words), ("actions", actions)],
+        [("signals", _signals(seed, domain)), ("agent_words", words), ("actions", actions)],
         voting="soft",
         weights=[2, 1, 1],
     )
 
 
 def make_length_baseline(seed: int = 0) -> Any:
-    """The length-only baseline: a logistic regression on the prefix's step count and characters."""
+    """The length-only baseline: a logistic regression on the prefix's step count and characters,
+    calibrated as the predictor is (so Brier scores compare)."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    return Pipeline(
+    base = Pipeline(
         [
             ("features", FunctionTransformer(length_features)),
             ("scale", StandardScaler()),
             ("model", _logistic(1.0, seed)),
         ]
     )
+    return CalibratedRisk(base, seed=seed)
 
 
 def failure_risk(model: Any, steps: Sequence[StepLike], k: int, unit: Unit = "exchange") -> float:
     """A fitted model's probability that the run fails, read from its first ``k`` turns."""
     return float(model.predict_proba([first_turns(steps, k, unit)])[0, 1])
+
+
+def brier(labels: Any, risks: Any) -> float:
+    """Mean squared difference between the risks and the outcomes (lower is better)."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(risks, dtype=float)
+    return float(np.mean((p - y) ** 2)) if y.size else float("nan")
 
 
 def evaluate(
@@ -518,9 +659,14 @@ def evaluate(
     no group is scored by a model fitted on it), a fresh model is fitted on the other folds of
     each fold and scores it; the AUROC of the pooled out-of-fold scores is that seed's figure.
     Returns the mean and standard deviation over seeds (``auroc_mean``, ``auroc_std``), the mean
-    AUROC within folds (``fold_auroc_mean``), and the AUROC on the runs that had not yet ended
-    within their first ``k`` turns (``unfinished_auroc_mean``; ``finished`` counts the others).
-    Labels are 1 (or True) for failure.
+    AUROC within folds (``fold_auroc_mean``), the AUROC on the runs that had not yet ended
+    within their first ``k`` turns (``unfinished_auroc_mean``; ``finished`` counts the others),
+    and the Brier score of the out-of-fold risks beside that of the training base rate
+    (``brier_mean``, ``base_rate_brier_mean``). Labels are 1 (or True) for failure.
+
+    Groups are what must not leak (a task's trials); sources are not held out here: pooling
+    several sources lets a model score their base rates, so per-source transfer is
+    :func:`evaluate_held_out`'s figure.
     """
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
@@ -532,20 +678,24 @@ def evaluate(
     prefixes = [first_turns(steps, k, unit) for steps in runs_steps]
     finished = np.array([len(p) == len(_body(s)) for p, s in zip(prefixes, runs_steps, strict=True)])
     splits = min(folds, len(set(group)))
-    pooled, per_fold, unfinished = [], [], []
+    pooled, per_fold, unfinished, briers, base_briers = [], [], [], [], []
     for seed in range(seeds):
         scores = np.zeros(len(y))
+        base = np.zeros(len(y))
         for train, test in GroupKFold(n_splits=splits, shuffle=True, random_state=seed).split(
             prefixes, y, group
         ):
+            base[test] = float(y[train].mean())
             if len(set(y[train])) < 2:  # nothing to learn: the training base rate for everyone
-                scores[test] = float(y[train].mean())
+                scores[test] = base[test]
             else:
                 model = make(seed).fit([prefixes[i] for i in train], y[train])
                 scores[test] = model.predict_proba([prefixes[i] for i in test])[:, 1]
             if len(set(y[test])) == 2:
                 per_fold.append(roc_auc_score(y[test], scores[test]))
         pooled.append(roc_auc_score(y, scores) if len(set(y)) == 2 else float("nan"))
+        briers.append(brier(y, scores))
+        base_briers.append(brier(y, base))
         open_runs = ~finished
         if len(set(y[open_runs])) == 2:
             unfinished.append(roc_auc_score(y[open_runs], scores[open_runs]))
@@ -561,25 +711,138 @@ def evaluate(
         "auroc_per_seed": [float(a) for a in pooled],
         "fold_auroc_mean": float(np.mean(per_fold)) if per_fold else float("nan"),
         "unfinished_auroc_mean": float(np.mean(unfinished)) if unfinished else float("nan"),
+        "brier_mean": float(np.mean(briers)),
+        "base_rate_brier_mean": float(np.mean(base_briers)),
     }
 
 
+def bootstrap_auroc(
+    labels: Any, risks: Any, groups: Sequence[Any], seed: int = 0, resamples: int = 1000
+) -> tuple[float, float]:
+    """95% percentile interval of the AUROC, resampling whole groups (a task's trials stay together).
+
+    Resamples that draw one outcome only are skipped; (nan, nan) when the runs hold one outcome.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(risks, dtype=float)
+    if len(set(y.tolist())) < 2:
+        return float("nan"), float("nan")
+    keys = [str(g) for g in groups]
+    members: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        members.setdefault(key, []).append(i)
+    blocks = list(members.values())
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        picked = np.concatenate([blocks[j] for j in rng.integers(0, len(blocks), len(blocks))])
+        if len(set(y[picked].tolist())) == 2:
+            values.append(roc_auc_score(y[picked], p[picked]))
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def evaluate_held_out(
+    runs_steps: Sequence[Sequence[StepLike]],
+    labels: Sequence[int] | Sequence[bool],
+    held_out: Sequence[str],
+    groups: Sequence[Any],
+    k: int,
+    unit: Unit = "exchange",
+    seeds: int = 3,
+    make: Any = make_predictor,
+    resamples: int = 1000,
+) -> list[dict[str, Any]]:
+    """Each source (or domain) left out in turn: fitted on the others, scored on it.
+
+    ``held_out[i]`` names the source of run i (``tau_bench:airline``, a framework, a task family);
+    ``groups[i]`` what must stay together when resampling (a task's trials). For every source, one
+    model per seed is fitted on all runs of the other sources and scores this one's. Returns a
+    row per source: ``auroc_mean``/``auroc_std`` over seeds, ``auroc_low``/``auroc_high`` (95%
+    bootstrap over groups of the seed-averaged risks), ``brier`` and ``base_rate_brier`` (the
+    training base rate as a constant risk), ``mean_risk``, ``flagged`` (share at risk >= 0.5), and
+    ``note`` when a figure cannot be had (one outcome in training: the base rate is used; one
+    outcome held out: no AUROC, the risks say how much of it is flagged).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=int)
+    source = np.asarray([str(s) for s in held_out])
+    if not len(runs_steps) == len(y) == len(source) == len(groups):
+        raise ValueError("runs_steps, labels, held_out and groups must have the same length")
+    prefixes = [first_turns(steps, k, unit) for steps in runs_steps]
+    rows = []
+    for name in sorted(set(source.tolist())):
+        test = np.flatnonzero(source == name)
+        train = np.flatnonzero(source != name)
+        notes = []
+        per_seed, risks = [], np.zeros((seeds, len(test)))
+        base_rate = float(y[train].mean()) if len(train) else float("nan")
+        for seed in range(seeds):
+            if len(set(y[train].tolist())) < 2:
+                risks[seed] = base_rate
+            else:
+                model = make(seed).fit([prefixes[i] for i in train], y[train])
+                risks[seed] = model.predict_proba([prefixes[i] for i in test])[:, 1]
+            if len(set(y[test].tolist())) == 2:
+                per_seed.append(roc_auc_score(y[test], risks[seed]))
+        if len(set(y[train].tolist())) < 2:
+            notes.append("training runs hold one outcome: the base rate for every run")
+        if len(set(y[test].tolist())) < 2:
+            notes.append("held-out runs hold one outcome: no AUROC")
+        mean = risks.mean(axis=0)
+        low, high = bootstrap_auroc(y[test], mean, [groups[int(i)] for i in test], resamples=resamples)
+        rows.append(
+            {
+                "held_out": name,
+                "k": k,
+                "unit": unit,
+                "runs": len(test),
+                "failed": int(y[test].sum()),
+                "training_runs": len(train),
+                "seeds": seeds,
+                "auroc_mean": float(np.mean(per_seed)) if per_seed else float("nan"),
+                "auroc_std": float(np.std(per_seed)) if per_seed else float("nan"),
+                "auroc_low": low,
+                "auroc_high": high,
+                "brier": brier(y[test], mean),
+                "base_rate_brier": brier(y[test], np.full(len(test), base_rate)),
+                "mean_risk": float(mean.mean()) if len(test) else float("nan"),
+                "flagged": float((mean >= 0.5).mean()) if len(test) else float("nan"),
+                "note": "; ".join(notes),
+            }
+        )
+    return rows
+
+
 __all__ = [
+    "CALIBRATION_FOLDS",
     "MODEL_NAME",
     "NUMERIC_NAMES",
+    "CalibratedRisk",
+    "DomainFeatures",
     "StepLike",
     "Turn",
     "Unit",
     "action_text",
     "agent_text",
+    "bootstrap_auroc",
+    "brier",
     "evaluate",
+    "evaluate_held_out",
     "failure_risk",
+    "feature_names",
     "first_turns",
     "is_customer",
     "is_tool",
+    "is_write",
     "length_features",
     "make_length_baseline",
     "make_predictor",
     "mask",
     "numeric_features",
+    "unsupported_figures",
 ]
