@@ -88,6 +88,8 @@ def test_grafana_datasource_provisioning_matches_the_plugin() -> None:
     data = source["jsonData"]
     assert {"host", "port", "protocol", "username", "defaultDatabase"} <= set(data)
     assert data["protocol"] in ("native", "http")
+    # The plugin's settings are strings (pkg/plugin/settings.go CustomSetting): FINAL on every query.
+    assert data["customSettings"] == [{"setting": "final", "value": "1"}]
     assert data["traces"] == {
         "defaultDatabase": "omium",
         "defaultTable": "otel_traces",

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from omium.collector import sample
 from omium.collector.server import RunningServer
 from omium.collector.writer import SpanWriter
+from omium.dashboards import grafana
 from omium.warehouse import ClickHouseWarehouse
 
 PB = {"content-type": "application/x-protobuf"}
@@ -122,6 +124,27 @@ def test_spans_resent_in_another_request_collapse_by_merge(
     # Until the parts merge, a reader without FINAL sees the 5 spans twice; FINAL never does.
     assert warehouse.scalar("SELECT count() FROM otel_traces FINAL") == 20
     assert _plain_count(warehouse) in (20, 25)
+    # Grafana's data source, as `omium export grafana` provisions it, sends its custom settings
+    # with each query (clickhouse-go query settings, what a SETTINGS clause sets): its own trace
+    # query, which says no FINAL, reads each span once before any merge.
+    (source,) = grafana.datasource_provisioning()["datasources"]
+    custom = ", ".join(f"{s['setting']} = {s['value']}" for s in source["jsonData"]["customSettings"])
+    plugin_trace_query = (
+        "SELECT TraceId, SpanId, ParentSpanId, SpanName FROM otel_traces "
+        f"WHERE TraceId = {{trace:String}} SETTINGS {custom}"
+    )
+    plain = plugin_trace_query.replace(f" SETTINGS {custom}", "")
+
+    def grafana_reads(sql: str, trace: str) -> int:
+        # Grafana's user may change settings (the embedded readers' read-only session may not).
+        data = warehouse.arrow_bytes(sql, {"trace": trace}, readonly=False)
+        return pa.ipc.open_stream(data).read_all().num_rows if data else 0
+
+    twice = 0
+    for row in warehouse.query_rows("SELECT TraceId, count() AS n FROM otel_traces FINAL GROUP BY TraceId"):
+        assert grafana_reads(plugin_trace_query, row["TraceId"]) == row["n"]
+        twice += grafana_reads(plain, row["TraceId"]) - row["n"]
+    assert twice == _plain_count(warehouse) - 20  # without the setting, the copies show
     warehouse.command("OPTIMIZE TABLE otel_traces FINAL")
     assert _plain_count(warehouse) == 20
     assert warehouse.scalar("SELECT uniqExact(TraceId, SpanId) FROM otel_traces") == 20

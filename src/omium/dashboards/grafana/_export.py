@@ -52,6 +52,11 @@ def datasource_provisioning(options: DatasourceOptions = DatasourceOptions()) ->
                     "protocol": options.protocol,
                     "username": options.username,
                     "defaultDatabase": options.database,
+                    # Applied by the plugin to every query it sends: FINAL on each table that has
+                    # it, so spans or records re-sent inside another request (one row per copy
+                    # until their parts merge) read once in the plugin's own trace and logs
+                    # queries, which do not say FINAL themselves.
+                    "customSettings": [{"setting": "final", "value": "1"}],
                     "traces": {
                         "defaultDatabase": options.database,
                         "defaultTable": "otel_traces",
