@@ -289,6 +289,8 @@ def main() -> None:
                     flush=True,
                 )
                 runs[tree].append(run_omium(args, Path(tmp), tree))
+                # Each round's rate, so the spread behind the medians is on record.
+                print(f"  {runs[tree][-1]['spans_per_s']:,.0f} spans/s", flush=True)
     logs = [row.pop("logs") for row in runs[None] if "logs" in row]
     for tree in trees:
         results.append(_median_row(runs[tree]))
