@@ -55,6 +55,7 @@ def _register() -> None:
         sql,
         status,
         up,
+        verify,
         worker,
     )
 
@@ -69,6 +70,7 @@ def _register() -> None:
     app.command("rollback")(recovery.rollback)
     app.command("resume")(recovery.resume)
     app.command("fork")(recovery.fork)
+    app.command("verify")(verify.verify)
     app.add_typer(policy.app, name="policy")
     app.command("worker")(worker.worker)
     app.command("submit")(worker.submit)
