@@ -149,6 +149,22 @@ def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     assert len(at.json) >= 2  # input and output of the inspected step
     show(at, "Time travel").selectbox(key="diff_from").set_value(0).run()
     assert not at.exception and at.json
+    # Time travel: the state each checkpoint kept, rebuilt from the calls completed before it
+    # (the workflow's checkpoints are empty marker blocks: their own records hold no outputs).
+    from omium.dashboards.console import views
+
+    marks = {c.name: c.seq for c in stack.checkpoints("k-halluc")}
+    received = views.checkpoint_state("k-halluc", marks["application_received"])
+    scored = views.checkpoint_state("k-halluc", marks["credit_scored"])
+    assert received["outputs"] == {} and received["name"] == "application_received"
+    agents = {key.split()[1] for key in scored["outputs"]}
+    assert {"kyc_verification_agent", "credit_scorer"} <= agents, scored["outputs"]
+    assert "terms_generator" not in agents  # it ran after the checkpoint
+    assert all(value is not None for value in scored["outputs"].values())
+    diff = views.checkpoint_diff("k-halluc", marks["kyc_verified"], marks["credit_scored"])
+    assert set(diff["change"]) == {"added"} and all("credit_scorer" in k for k in diff["key"])
+    at.selectbox(key="detail_checkpoint").set_value(marks["credit_scored"]).run()
+    assert any("credit_scorer" in str(j.value) for j in at.json)  # the page shows the outputs
     audit = show(at, "Audit trail").dataframe[0].value
     assert audit.shape[0] >= 5
     assert str(audit["time"].dtype).startswith("datetime64"), audit["time"].dtype  # not microseconds

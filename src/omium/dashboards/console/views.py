@@ -17,7 +17,8 @@ import polars as pl
 
 from omium.dashboards.console import data
 from omium.models import culprit
-from omium.sdk.store import RunRecord
+from omium.sdk.context import call_order, checkpoint_call_id, step_call_id
+from omium.sdk.store import RunRecord, StepRecord
 
 
 def choose_run(label: str, key: str) -> RunRecord:
@@ -349,28 +350,53 @@ def current_prompt(run_id: str, agent: str) -> str:
     return ""
 
 
+def checkpoint_state(run_id: str, seq: int) -> dict[str, Any]:
+    """The run's state as it stood at checkpoint ``seq``: what a rollback there keeps.
+
+    A checkpoint records only the outputs of the calls inside its own block (an empty marker
+    block, as between two agents, records none), so the state is rebuilt from the run's history:
+    every call completed before the checkpoint's place, in the checkpoint's generation or an
+    earlier one (a rollback's later tries are not part of it), and the values saved by it and the
+    checkpoints before it. Outputs are keyed ``#position agent kind name``."""
+    marks = {c.seq: c for c in data.checkpoints(run_id)}
+    mark = marks[seq]
+    at, generation = call_order(checkpoint_call_id(mark)), mark.generation
+    latest: dict[str, StepRecord] = {}
+    for step in data.steps(run_id):
+        call = step_call_id(step)
+        if step.status != "completed" or step.generation > generation or call_order(call) >= at:
+            continue
+        if call not in latest or step.generation >= latest[call].generation:
+            latest[call] = step
+    ordered = sorted(latest.values(), key=lambda s: call_order(step_call_id(s)))
+    found = data.values(tuple(s.output_hash for s in ordered if s.output_hash))
+    values: dict[str, Any] = {}
+    for earlier in sorted(marks.values(), key=lambda c: c.seq):
+        if earlier.seq <= seq and earlier.generation <= generation:
+            values.update(data.value(earlier.state_hash).get("values", {}))
+    return {
+        "name": mark.name,
+        "position": mark.step_index,
+        "generation": generation,
+        "outputs": {
+            f"#{s.position} {s.agent or '-'} {s.kind} {s.name}": found.get(s.output_hash) for s in ordered
+        },
+        "values": values,
+    }
+
+
 def checkpoint_diff(run_id: str, first: int, second: int) -> pl.DataFrame:
-    """What changed between two checkpoints: recorded outputs and saved values, added or changed."""
-    by_seq = {c.seq: c for c in data.checkpoints(run_id)}
-    a, b = data.value(by_seq[first].state_hash), data.value(by_seq[second].state_hash)
+    """What changed between two checkpoints' states (:func:`checkpoint_state`): outputs of the
+    calls completed in between, and saved values added, changed or removed."""
+    a, b = checkpoint_state(run_id, first), checkpoint_state(run_id, second)
     rows = []
     for section in ("outputs", "values"):
-        before, after = a.get(section, {}), b.get(section, {})
-        for key in sorted(set(before) | set(after), key=lambda k: (len(k), k)):
-            if before.get(key) != after.get(key):
+        before, after = a[section], b[section]
+        for key in [*before, *(k for k in after if k not in before)]:
+            if key not in after or key not in before or before[key] != after[key]:
                 change = "added" if key not in before else "removed" if key not in after else "changed"
-                rows.append(
-                    {
-                        "section": section,
-                        "key": key,
-                        "change": change,
-                        "value": _short(
-                            data.value(after[key])
-                            if section == "outputs" and key in after
-                            else after.get(key)
-                        ),
-                    }
-                )
+                value = after[key] if key in after else before[key]
+                rows.append({"section": section, "key": key, "change": change, "value": _short(value)})
     return pl.DataFrame(rows) if rows else pl.DataFrame(schema={"section": pl.String, "key": pl.String})
 
 
@@ -378,6 +404,7 @@ __all__ = [
     "Graph",
     "RootCause",
     "checkpoint_diff",
+    "checkpoint_state",
     "choose_run",
     "current_prompt",
     "dependency_graph",

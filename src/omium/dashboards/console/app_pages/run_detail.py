@@ -40,11 +40,6 @@ if run.attributes.get("awaiting"):
     )
 
 
-def _outputs(outputs: dict[str, str]) -> dict[str, object]:
-    found = data.values(tuple(outputs.values()))
-    return {position: found.get(digest) for position, digest in outputs.items()}
-
-
 chart = views.timeline(run_id)
 if chart is not None:
     st.altair_chart(chart, width="stretch")
@@ -95,16 +90,8 @@ if section == "Time travel":
         seq: int = st.selectbox(
             "State at checkpoint", list(names), format_func=lambda seq: names[seq], key="detail_checkpoint"
         )
-        state = data.value(next(c.state_hash for c in marks if c.seq == seq))
-        st.json(
-            {
-                "name": state.get("name"),
-                "position": state.get("position"),
-                "values": state.get("values", {}),
-                "outputs": _outputs(state.get("outputs", {})),
-            },
-            expanded=False,
-        )
+        st.caption("What a rollback to this checkpoint keeps: the outputs of every call completed before it.")
+        st.json(views.checkpoint_state(run_id, seq), expanded=1)
         if len(marks) > 1:
             a, b = st.columns(2)
             first: int = a.selectbox(
