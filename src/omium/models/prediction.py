@@ -53,8 +53,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal, Protocol
 
@@ -350,33 +351,63 @@ def mask(text: str, domain: DomainFeatures | None = None) -> str:
     return text
 
 
+def _memo(function: Callable[[Sequence[StepLike]], Any]) -> Callable[[Sequence[StepLike]], Any]:
+    """``function`` of one prefix, remembered by the prefix's value (steps are frozen dataclasses).
+
+    Cross-validation and calibration read the same prefixes many times; a step type that cannot
+    be hashed is read afresh each time. The last 4,096 prefixes are kept (with their steps).
+    """
+    cached = lru_cache(maxsize=4096)(lambda prefix: function(prefix))
+
+    def read(prefix: Sequence[StepLike]) -> Any:
+        try:
+            return cached(tuple(prefix))
+        except TypeError:
+            return function(prefix)
+
+    return read
+
+
+def _agent_words(prefix: Sequence[StepLike]) -> str:
+    return mask(" \n".join(s.content for s in prefix if not is_customer(s) and not is_tool(s)))
+
+
+_cached_agent_words = _memo(_agent_words)
+
+
 def agent_text(prefixes: Sequence[Sequence[StepLike]], domain: DomainFeatures | None = None) -> list[str]:
     """What the agent(s) said in each prefix (not tool results, not the customer), masked."""
-    return [
-        mask(" \n".join(s.content for s in p if not is_customer(s) and not is_tool(s)), domain)
-        for p in prefixes
-    ]
+    if domain is not None:
+        return [
+            mask(" \n".join(s.content for s in p if not is_customer(s) and not is_tool(s)), domain)
+            for p in prefixes
+        ]
+    return [_cached_agent_words(p) for p in prefixes]
 
 
 def action_text(prefixes: Sequence[Sequence[StepLike]]) -> list[str]:
     """The prefix as tokens of actions and facts: tools called, then the shape of JSON tool results."""
-    out = []
-    for prefix in prefixes:
-        tokens: list[str] = []
-        for step in prefix:
-            for call in _calls(step):
-                tokens.append(f"call_{_token(call['name'])}")
-            if is_tool(step):
-                tokens.append(f"result_{_token(_tool_name(step))}")
-                if TOOL_ERROR.search(step.content[:200]):
-                    tokens.append("tool_error")
-                try:
-                    parsed = json.loads(step.content)
-                except ValueError:
-                    continue
-                _facts(parsed, "", tokens)
-        out.append(" ".join(tokens) or "no_actions")
-    return out
+    return [_cached_actions(p) for p in prefixes]
+
+
+def _actions(prefix: Sequence[StepLike]) -> str:
+    tokens: list[str] = []
+    for step in prefix:
+        for call in _calls(step):
+            tokens.append(f"call_{_token(call['name'])}")
+        if is_tool(step):
+            tokens.append(f"result_{_token(_tool_name(step))}")
+            if TOOL_ERROR.search(step.content[:200]):
+                tokens.append("tool_error")
+            try:
+                parsed = json.loads(step.content)
+            except ValueError:
+                continue
+            _facts(parsed, "", tokens)
+    return " ".join(tokens) or "no_actions"
+
+
+_cached_actions = _memo(_actions)
 
 
 NUMERIC_NAMES: tuple[str, ...] = (
@@ -466,6 +497,23 @@ def _generic_counts(prefix: Sequence[StepLike]) -> list[float]:
     ]
 
 
+_cached_counts = _memo(_generic_counts)
+
+
+@lru_cache(maxsize=4096)
+def _cached_domain_counts(domain: DomainFeatures, prefix: tuple[StepLike, ...]) -> tuple[float, ...]:
+    return tuple(domain.counts(prefix))
+
+
+def _domain_counts(domain: DomainFeatures, prefix: Sequence[StepLike]) -> list[float]:
+    """A plug-in's counts of a prefix, remembered as the generic ones are (when both hash)."""
+    key: Any = domain  # a plug-in that does not hash is read afresh (the TypeError below)
+    try:
+        return list(_cached_domain_counts(key, tuple(prefix)))
+    except TypeError:
+        return list(domain.counts(prefix))
+
+
 def feature_names(domain: DomainFeatures | None = None) -> tuple[str, ...]:
     """The columns of :func:`numeric_features`: the generic ones, then the domain's (prefixed)."""
     extra = tuple(f"{domain.name}_{n}" for n in domain.feature_names) if domain is not None else ()
@@ -479,9 +527,9 @@ def numeric_features(
     names = feature_names(domain)
     rows = []
     for prefix in prefixes:
-        row = _generic_counts(prefix)
+        row = list(_cached_counts(prefix))
         if domain is not None:
-            extra = list(domain.counts(prefix))
+            extra = _domain_counts(domain, prefix)
             if len(extra) != len(domain.feature_names):
                 raise ValueError(
                     f"domain {domain.name!r} gave {len(extra)} counts for {len(domain.feature_names)} names"
