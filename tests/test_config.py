@@ -50,3 +50,42 @@ def test_binding_beyond_loopback_requires_a_token() -> None:
         Settings.from_env({"OMIUM_HOST": "0.0.0.0"}).check_bind()
     Settings.from_env({"OMIUM_HOST": "0.0.0.0", "OMIUM_API_TOKEN": "t"}).check_bind()
     Settings.from_env({}).check_bind()
+
+
+def test_no_judge_unless_its_url_is_set() -> None:
+    settings = Settings.from_env({"OMIUM_JUDGE_MODEL": "gpt-4o", "OMIUM_JUDGE_KEY": "sk-x"})
+    assert settings.judge_url is None and settings.judge_method == "all_at_once"
+
+
+def test_judge_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "OMIUM_JUDGE_URL": "https://llm.example/v1/",
+            "OMIUM_JUDGE_MODEL": "gpt-4o",
+            "OMIUM_JUDGE_KEY": "sk-secret",
+            "OMIUM_JUDGE_METHOD": "Binary_Search",
+            "OMIUM_JUDGE_TIMEOUT_SECONDS": "15",
+        }
+    )
+    assert settings.judge_url == "https://llm.example/v1"
+    assert (settings.judge_model, settings.judge_key) == ("gpt-4o", "sk-secret")
+    assert settings.judge_method == "binary_search" and settings.judge_timeout == 15.0
+    assert "sk-secret" not in repr(settings)  # the key stays out of logs
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OMIUM_JUDGE_URL": "ftp://llm.example"}, "OMIUM_JUDGE_URL must be a URL"),
+        ({"OMIUM_JUDGE_URL": "http://llm.example/v1"}, "OMIUM_JUDGE_MODEL must name"),
+        (
+            {"OMIUM_JUDGE_URL": "http://llm.example/v1", "OMIUM_JUDGE_MODEL": "m", "OMIUM_JUDGE_METHOD": "vote"},
+            "OMIUM_JUDGE_METHOD must be one of all_at_once, step_by_step, binary_search",
+        ),
+        ({"OMIUM_JUDGE_METHOD": "vote"}, "OMIUM_JUDGE_METHOD"),
+        ({"OMIUM_JUDGE_TIMEOUT_SECONDS": "0"}, "OMIUM_JUDGE_TIMEOUT_SECONDS must be positive"),
+    ],
+)
+def test_bad_judge_settings_name_their_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)

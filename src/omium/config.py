@@ -13,6 +13,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from omium.errors import ConfigError
@@ -22,6 +23,8 @@ DEFAULT_DATABASE = "omium"
 # The control databases Omium runs on (SQLAlchemy URL schemes, with or without a driver name).
 CONTROL_SCHEMES = {"sqlite", "postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The LLM-judge attribution methods (omium.models.judge.METHODS; config imports no models).
+JUDGE_METHODS = ("all_at_once", "step_by_step", "binary_search")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -68,6 +71,32 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+class _JudgeSettings(TypedDict):
+    judge_url: str | None
+    judge_model: str
+    judge_key: str | None
+    judge_method: str
+    judge_timeout: float
+
+
+def _judge(env: Mapping[str, str]) -> _JudgeSettings:
+    """The ``OMIUM_JUDGE_*`` settings: all defaults (no judge) unless ``OMIUM_JUDGE_URL`` is set."""
+    url = _url(env, "OMIUM_JUDGE_URL", None, {"http", "https"})
+    method = (env.get("OMIUM_JUDGE_METHOD") or "all_at_once").strip().lower()
+    if method not in JUDGE_METHODS:
+        raise ConfigError(f"OMIUM_JUDGE_METHOD must be one of {', '.join(JUDGE_METHODS)}; got {method!r}")
+    model = (env.get("OMIUM_JUDGE_MODEL") or "").strip()
+    if url is not None and not model:
+        raise ConfigError("OMIUM_JUDGE_MODEL must name the judge's model when OMIUM_JUDGE_URL is set")
+    return {
+        "judge_url": url,
+        "judge_model": model,
+        "judge_key": env.get("OMIUM_JUDGE_KEY") or None,
+        "judge_method": method,
+        "judge_timeout": _float(env, "OMIUM_JUDGE_TIMEOUT_SECONDS", 60.0),
+    }
 
 
 def run_lease_seconds(env: Mapping[str, str] | None = None) -> float:
@@ -163,6 +192,15 @@ class Settings:
             loopback names on a loopback server (a defence against DNS rebinding).
         allowed_origins: ``OMIUM_ALLOWED_ORIGINS`` (comma-separated): browser origins allowed to
             make state-changing calls; by default none (a request with an ``Origin`` is refused).
+        judge_url: ``OMIUM_JUDGE_URL``, an OpenAI-compatible chat-completions provider's base URL
+            (``https://api.openai.com/v1``); set, the root-cause pipeline also asks that LLM
+            judge about each failed run without a runtime chain. Unset (the default): no judge.
+        judge_model: ``OMIUM_JUDGE_MODEL``, the model to ask (required with ``OMIUM_JUDGE_URL``).
+        judge_key: ``OMIUM_JUDGE_KEY``, the provider's API key (a bearer token); optional, as a
+            local server may need none.
+        judge_method: ``OMIUM_JUDGE_METHOD``: ``all_at_once`` (default), ``step_by_step`` or
+            ``binary_search``.
+        judge_timeout: ``OMIUM_JUDGE_TIMEOUT_SECONDS``, how long one judge answer may take (60 s).
     """
 
     home: Path = field(default_factory=lambda: Path(".omium"))
@@ -191,6 +229,11 @@ class Settings:
     run_lease_seconds: float = 30.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    judge_url: str | None = None
+    judge_model: str = ""
+    judge_key: str | None = field(default=None, repr=False)
+    judge_method: str = "all_at_once"
+    judge_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -228,6 +271,7 @@ class Settings:
             run_lease_seconds=run_lease_seconds(env),
             allowed_hosts=_names(env, "OMIUM_ALLOWED_HOSTS"),
             allowed_origins=_names(env, "OMIUM_ALLOWED_ORIGINS"),
+            **_judge(env),
         )
         return settings
 
