@@ -14,6 +14,11 @@ trained on it (:class:`ModelChooser`).
   Without ground truth to fit on, the first error step (or the last step) is named, as
   ``first_error`` with a low confidence.
 
+An LLM judge (:mod:`omium.models.judge`, when ``OMIUM_JUDGE_URL`` is set) may attribute the same
+runs as well: :func:`judged` turns its result into a root cause of method ``judge_<method>``.
+``omium_root_causes`` keeps one row per run (``ORDER BY run_id``), so the pipeline stores the
+judge's conclusion in the evidence of the run's row (:func:`with_judge`), not as a second row.
+
 Steps are 0-based positions in the run (``omium.step_index``).
 """
 
@@ -23,12 +28,16 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from omium.models import culprit
 from omium.models.attribution import UNKNOWN, Attributor, Step
+
+if TYPE_CHECKING:
+    from omium.config import Settings
+    from omium.models.judge import Judge, JudgeResult
 
 ATTRIBUTION_MODEL = "root_cause_attribution"
 # Models fitted without a fold of the annotated runs, to attribute the failed runs of that fold.
@@ -224,6 +233,126 @@ def attribute_run(run_id: str, run: pl.DataFrame, model: Any | None, version: st
     )
 
 
+def make_judge(settings: Settings) -> Judge | None:
+    """The LLM judge the settings configure (``OMIUM_JUDGE_*``), or None when there is none."""
+    if not settings.judge_url:
+        return None
+    from omium.models.judge import Judge
+
+    return Judge(
+        settings.judge_url,
+        settings.judge_model,
+        settings.judge_key,
+        method=settings.judge_method,
+        timeout=settings.judge_timeout,
+    )
+
+
+def judge_run(judge: Judge, run_id: str, run: pl.DataFrame, task: str = "") -> RootCause:
+    """The judge's root cause of one failed run from its step spans (as :func:`attribute_run`
+    reads them). Raises :class:`~omium.models.judge.JudgeError` when the provider fails."""
+    indices, steps, spans = run_steps(run)
+    return judged(run_id, judge.attribute(steps, task), indices, spans)
+
+
+def judged(
+    run_id: str, result: JudgeResult, indices: list[int] | None = None, spans: list[str] | None = None
+) -> RootCause:
+    """A judge's result as a root cause: method ``judge_<method>``, model version
+    ``<model>@<prompt version>``; ``indices`` and ``spans`` map the judge's positions to the run's
+    step indices and span ids (default: positions are step indices). An unknown result keeps
+    step -1 and confidence 0, its evidence opening with "unknown"."""
+    position = result.position
+    index = (indices[position] if indices is not None else position) if result.known else -1
+    span = spans[position] if spans is not None and result.known else ""
+    evidence = [
+        line.replace(f"#{position} ", f"#{index} ", 1) if result.known else line for line in result.evidence
+    ]
+    return RootCause(
+        run_id,
+        result.agent if result.known else "",
+        index,
+        result.confidence,
+        evidence,
+        f"judge_{result.method}",
+        span_id=span,
+        model_version=f"{result.model}@{result.prompt_version}",
+        extra={"known": result.known, "calls": result.calls, "tokens": result.tokens},
+    )
+
+
+def with_judge(cause: RootCause, judge: RootCause) -> RootCause:
+    """``cause`` with the judge's conclusion appended to its evidence (one line naming the
+    method, model version, agent, step and confidence, then the judge's own lines), so that
+    one row per run keeps both methods' answers."""
+    said = (
+        f"agent {judge.agent}, step {judge.step_index}, confidence {judge.confidence:.2f}"
+        if judge.step_index >= 0
+        else UNKNOWN
+    )
+    head = f"{judge.method} ({judge.model_version}): {said}"
+    if judge.step_index >= 0 and cause.step_index >= 0:
+        agrees = judge.agent.lower() == cause.agent.lower() and judge.step_index == cause.step_index
+        head += f"; {'agrees with' if agrees else 'differs from'} {cause.method}"
+    lines = [f"{judge.method}: {line}" for line in judge.evidence]
+    return RootCause(
+        **{
+            **cause.__dict__,
+            "evidence": [*cause.evidence, head, *lines],
+            "extra": {**cause.extra, "judge": judge},
+        }
+    )
+
+
+# Provider failures (HTTP errors, timeouts) after which one build stops asking the judge: each
+# can cost a timeout, and a provider that is down stays down for the rest of a build.
+JUDGE_MAX_ERRORS = 3
+
+
+@dataclass
+class JudgePass:
+    """The judge's pass over one build's failed runs: each run's cause gains the judge's
+    conclusion in its evidence (:func:`with_judge`), or a line saying why the judge gave none."""
+
+    judge: Judge
+    max_errors: int = JUDGE_MAX_ERRORS
+    errors: list[str] = field(default_factory=list)
+    results: list[RootCause] = field(default_factory=list)  # the judge's root causes, as asked
+
+    @classmethod
+    def of(cls, settings: Settings) -> JudgePass | None:
+        """A pass with the judge the settings configure, or None when there is none."""
+        judge = make_judge(settings)
+        return cls(judge) if judge is not None else None
+
+    def add(self, cause: RootCause, run: pl.DataFrame, task: str = "") -> RootCause:
+        """``cause`` with the judge's conclusion about the same run (its step spans) in its evidence."""
+        from omium.models.judge import JudgeError
+
+        name = f"judge_{self.judge.method} ({self.judge.version})"
+        if len(self.errors) >= self.max_errors:
+            line = f"{name} not asked: its provider failed {len(self.errors)} times in this build"
+            return RootCause(**{**cause.__dict__, "evidence": [*cause.evidence, line]})
+        try:
+            found = judge_run(self.judge, cause.run_id, run, task)
+        except JudgeError as error:
+            self.errors.append(str(error))
+            return RootCause(**{**cause.__dict__, "evidence": [*cause.evidence, f"{name} failed: {error}"]})
+        self.results.append(found)
+        return with_judge(cause, found)
+
+    def metadata(self) -> dict[str, Any]:
+        """What the judge did in this build, for the asset's metadata."""
+        return {
+            "judged_runs": len(self.results),
+            "judge_unknown": sum(1 for j in self.results if not j.extra["known"]),
+            "judge_calls": sum(j.extra["calls"] for j in self.results),
+            "judge_tokens": sum(j.extra["tokens"] for j in self.results),
+            "judge_errors": len(self.errors),
+            **({"judge_last_error": self.errors[-1]} if self.errors else {}),
+        }
+
+
 def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
     """``omium_root_causes`` rows (without the stamp)."""
     return [
@@ -245,11 +374,17 @@ def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
 __all__ = [
     "ATTRIBUTION_MODEL",
     "CROSS_FIT_MODEL",
+    "JUDGE_MAX_ERRORS",
+    "JudgePass",
     "ModelChooser",
     "RootCause",
     "attribute_run",
     "fit_attribution",
+    "judge_run",
+    "judged",
+    "make_judge",
     "rows",
     "run_steps",
     "runtime_chain",
+    "with_judge",
 ]

@@ -486,7 +486,7 @@ class RootCauseConfig(dg.Config):
 FAILED_RUNS = f"""
 SELECT l.run_id AS run_id, l.failure_class AS failure_class, c.failure_class AS assigned,
        g.mistake_agent AS mistake_agent, if(g.run_id != '', g.mistake_step, -1) AS mistake_step,
-       g.mistake_reason AS mistake_reason,
+       g.mistake_reason AS mistake_reason, g.question AS question,
        o.attributes['failure'] AS failure, i.trigger AS trigger, i.message AS incident_message,
        i.position AS position, i.agent AS agent
 FROM (SELECT * FROM omium_failure_labels FINAL WHERE failed) AS l
@@ -553,6 +553,9 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             )
         steps = _step_frame(wh, failed["run_id"].to_list())
         by_run = {run_id: run for (run_id,), run in steps.group_by(["run_id"])}
+        # An LLM judge (OMIUM_JUDGE_URL) attributes the runs without a runtime chain as well; its
+        # answer joins the run's row as evidence (omium_root_causes keeps one row per run).
+        judging = explain.JudgePass.of(warehouse.settings())
         causes = []
         for row in failed.iter_rows(named=True):
             run_id = row["run_id"]
@@ -563,6 +566,8 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             else:
                 model, version = chooser.for_run(run_id)
                 cause = explain.attribute_run(run_id, run_steps, model, version)
+                if judging is not None:
+                    cause = judging.add(cause, run_steps, row["question"] or "")
             causes.append(
                 explain.RootCause(**{**cause.__dict__, "failure_class": failure_class or taxonomy.UNKNOWN})
             )
@@ -578,6 +583,7 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             "annotated_runs": truth.height,
             "cross_fitted_runs": len(chooser.held_out),
             **{f"method_{k}": v for k, v in methods.items()},
+            **(judging.metadata() if judging is not None else {}),
         },
         check_results=[
             _check(
