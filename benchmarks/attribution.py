@@ -21,6 +21,14 @@ For each framework: the model is fitted on every other framework (its confidence
 out-of-fold predictions grouped by framework) and scored on this one; figures are means over seeds
 with 95% bootstrap intervals over the held-out runs. Baselines need no training and are measured
 on the same runs. Published Who&When figures (GPT-4o, algorithm-generated) are printed beside.
+
+Optionally, an LLM judge (omium.models.judge: the Who&When methods over any OpenAI-compatible
+provider) adds its rows beside the model's on every framework (a judge is trained on nothing, so
+every framework is held out from it). Off by default; it costs one call per run (all-at-once), up
+to one per step (step-by-step) or about log2(steps) (binary search):
+
+    OMIUM_JUDGE_KEY=... python benchmarks/attribution.py --judge-url https://api.openai.com/v1 \
+        --judge-model gpt-4o --judge-method all_at_once --judge-limit 30
 """
 
 from __future__ import annotations
@@ -124,6 +132,85 @@ def read_labelled(wh: Any) -> list[Any]:
     return out
 
 
+def questions(wh: Any) -> dict[str, str]:
+    """The task of each imported run that recorded one (Who&When's question), for a judge."""
+    rows = wh.query_rows("SELECT run_id, question FROM omium_ground_truth FINAL WHERE question != ''")
+    return {r["run_id"]: r["question"] for r in rows}
+
+
+def judge_figures(
+    runs: list[Any], tasks: dict[str, str], args: argparse.Namespace
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per framework and judge method: agent and step accuracy (with 95% intervals) of the judge
+    on that framework's runs (at most ``--judge-limit`` of them), the share it left unknown, calls
+    and tokens. A provider error counts as a miss and is counted; five in a row stop the run."""
+    import os
+
+    import numpy as np
+
+    from omium.models.attribution_eval import interval
+    from omium.models.judge import Judge, JudgeError
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    frameworks = sorted({r.framework for r in runs})
+    for method in args.judge_method:
+        judge = Judge(
+            args.judge_url, args.judge_model, os.environ.get("OMIUM_JUDGE_KEY") or None, method=method
+        )
+        in_a_row = 0
+        for framework in frameworks:
+            chosen = [r for r in runs if r.framework == framework][: args.judge_limit or None]
+            agent_hits, step_hits = [], []
+            unknown = errors = calls = tokens = 0
+            started = time.perf_counter()
+            for run in chosen:
+                try:
+                    found = judge.attribute(run.steps, task=tasks.get(run.run_id, ""))
+                except JudgeError as error:
+                    errors += 1
+                    in_a_row += 1
+                    print(f"judge {method} on {run.run_id}: {error}")
+                    if in_a_row >= 5:
+                        raise SystemExit("the judge failed five times in a row; stopping") from None
+                    agent_hits.append(0.0)
+                    step_hits.append(0.0)
+                    continue
+                in_a_row = 0
+                unknown += not found.known
+                calls += found.calls
+                tokens += found.tokens
+                agent_hits.append(float(found.known and found.agent.lower() == run.agent))
+                step_hits.append(float(found.known and found.position == run.mistake))
+            print(
+                f"judge {method} on {framework}: {len(chosen)} runs, {calls} calls, {tokens} tokens "
+                f"in {time.perf_counter() - started:.0f}s"
+            )
+            out.setdefault(framework, {})[method] = {
+                "runs": len(chosen),
+                "agent": interval(np.array(agent_hits)),
+                "step": interval(np.array(step_hits)),
+                "unknown": unknown,
+                "errors": errors,
+                "calls": calls,
+                "tokens": tokens,
+            }
+    return out
+
+
+def judge_json(judged: dict[str, dict[str, dict[str, Any]]], model: str) -> dict[str, Any]:
+    """The judge's figures for attribution.json, with the model and the prompts' version."""
+    from omium.models.judge import PROMPT_VERSION
+
+    return {
+        "model": model,
+        "prompt_version": PROMPT_VERSION,
+        "held_out": {
+            framework: {m: {**j, "agent": vars(j["agent"]), "step": vars(j["step"])} for m, j in methods.items()}
+            for framework, methods in judged.items()
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,13 +220,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="model seeds (default 5)")
     parser.add_argument("--no-crewai", action="store_true", help="leave CrewAI (its own venv) out")
     parser.add_argument("--threshold", type=float, default=0.35, help="agent confidence below which: unknown")
+    parser.add_argument(
+        "--judge-url", help="an OpenAI-compatible provider's base URL: add LLM-judge rows (key: OMIUM_JUDGE_KEY)"
+    )
+    parser.add_argument("--judge-model", help="the judge's model (with --judge-url)")
+    parser.add_argument(
+        "--judge-method",
+        action="append",
+        choices=["all_at_once", "step_by_step", "binary_search"],
+        help="a judge method (repeat for several; default all_at_once)",
+    )
+    parser.add_argument("--judge-limit", type=int, default=0, help="judge at most this many runs per framework")
     args = parser.parse_args()
+    if args.judge_url and not args.judge_model:
+        parser.error("--judge-url needs --judge-model")
+    args.judge_method = args.judge_method or ["all_at_once"]
     count = args.runs or (18 if args.quick else 75)
     seeds = args.seeds or (2 if args.quick else 5)
     from omium.models.attribution_eval import evaluate
 
     with tempfile.TemporaryDirectory(prefix="omium-attribution-") as home:
         wh, runs = build(count, 0, Path(home))
+        tasks = questions(wh) if args.judge_url else {}
         wh.close()
     if not args.no_crewai:
         runs += crewai_runs(count, 0)
@@ -148,6 +250,7 @@ def main() -> None:
     print(
         f"leave-one-framework-out over {len(runs)} runs, {seeds} seeds: {time.perf_counter() - started:.1f}s\n"
     )
+    judged = judge_figures(runs, tasks, args) if args.judge_url else {}
     print("held-out framework | runs | method | agent % [95% CI] | step % [95% CI]")
     print("---|---|---|---|---")
     for r in results:
@@ -158,8 +261,13 @@ def main() -> None:
             f"{r.framework} | {r.runs} | (model: named an agent for {r.coverage:.0%} of runs at confidence "
             f">= {args.threshold}, {r.selective_agent:.1f}% right there; Brier {r.brier_agent:.3f}) | | "
         )
-    for name, (agent, step) in PUBLISHED.items():
-        print(f"who_and_when | 126 | {name} | {agent:.1f} | {step:.1f}")
+        for method, j in judged.get(r.framework, {}).items():
+            print(
+                f"{r.framework} | {j['runs']} | LLM judge {method} ({args.judge_model}; {j['unknown']} unknown, "
+                f"{j['errors']} errors) | {j['agent']} | {j['step']}"
+            )
+    for name, (agent_pct, step_pct) in PUBLISHED.items():
+        print(f"who_and_when | 126 | {name} | {agent_pct:.1f} | {step_pct:.1f}")
     BENCH_DIR.mkdir(exist_ok=True)
     (BENCH_DIR / "attribution.json").write_text(
         json.dumps(
@@ -181,6 +289,7 @@ def main() -> None:
                     for r in results
                 ],
                 "published": PUBLISHED,
+                **({"judge": judge_json(judged, args.judge_model)} if judged else {}),
             },
             indent=2,
         )
