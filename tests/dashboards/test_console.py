@@ -6,6 +6,7 @@ the console queues (test fix, retry, fork), as `omium worker` would.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,10 @@ def test_runs_filter_and_page(stack: RemoteStore) -> None:
     at.selectbox(key="runs_status").set_value("").run()
     at.text_input(key="runs_text").set_value("k-sta").run()
     assert list(at.dataframe[0].value["run_id"]) == ["k-stale"]
+    # A search for a stale hand-off finds the run that had one (its refused hand-off's error),
+    # not every run whose stored policy mentions staleness.
+    at.text_input(key="runs_text").set_value("stale").run()
+    assert list(at.dataframe[0].value["run_id"]) == ["k-stale"]
     at.text_input(key="runs_text").set_value("no-such-thing").run()
     assert any("No run matches" in i.value for i in at.info)
 
@@ -140,6 +145,8 @@ def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     at = page("run_detail", run="k-halluc")
     assert at.text_input(key="detail_run").value == "k-halluc"
     assert any(e.value.startswith("Failed at step ") for e in at.error)
+    (timeline,) = at.get("vega_lite_chart")  # wall-clock labels, not fractions of a second
+    assert json.loads(timeline.proto.spec)["encoding"]["x"]["axis"]["format"] == "%H:%M:%S"
     text = " ".join(m.value for m in at.markdown)  # a failed run opens on its root cause
     assert "policy_violation in terms_generator" in text
     assert "llm company-x-scripted produced" in text and "0% APR" in text  # traced to the model's output

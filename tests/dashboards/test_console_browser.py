@@ -241,3 +241,38 @@ def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str
     assert all(
         (ARTIFACTS / n).stat().st_size > 10_000 for n in ("5-runs-third-party.png", "6-trace-view.png")
     )
+
+
+@pytest.mark.integration
+def test_links_land_and_the_graph_draws(demo_stack: dict[str, str]) -> None:
+    """The pause alert's link (the webhook's, ``recovery/notify.py``) opens exactly its run; an
+    unknown run id says so instead of showing another run; the run's dependency graph draws."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from omium.recovery.notify import Notification
+
+    run_id = demo_stack["run"]
+    link = Notification(run_id, "onboard_customer", "policy_violation", "", {}, "", demo_stack["url"]).link
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(link)
+        expect(page.get_by_role("heading", name="Run detail")).to_be_visible()
+        expect(page.get_by_label("Run id")).to_have_value(run_id)
+        expect(page.get_by_text(re.compile(r"onboard_customer · paused"))).to_be_visible()
+        assert f"run={run_id}" in page.url
+        page.get_by_text("Dependency graph", exact=True).click()
+        graph = page.locator(".js-plotly-plot")
+        expect(graph).to_be_visible()
+        for agent in ("kyc_verification_agent", "credit_scorer", "terms_generator"):
+            expect(graph.get_by_text(agent).first).to_be_attached()
+        graph.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)  # plotly finishes its layout after the plot is attached
+        page.screenshot(path=str(ARTIFACTS / "9-dependency-graph.png"))
+        page.goto(f"{demo_stack['url']}/?run=onboard-no-such-run")
+        expect(page.get_by_text("No run 'onboard-no-such-run'.")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"onboard_customer · "))).to_have_count(0)
+        browser.close()
+    assert (ARTIFACTS / "9-dependency-graph.png").stat().st_size > 10_000

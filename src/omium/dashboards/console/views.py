@@ -133,13 +133,25 @@ def timeline(run_id: str) -> alt.Chart | None:
         alt.Chart(shown, title="Timeline")
         .mark_bar()
         .encode(
-            x=alt.X("started:T", title=""),
+            # Wall-clock labels in the browser's local time (Vega-Lite's default zone): without a
+            # format, a run of a few seconds read ".500 .950" along its axis.
+            x=alt.X(
+                "started:T",
+                title="local time",
+                axis=alt.Axis(format="%H:%M:%S", labelOverlap=True, tickCount=6),
+            ),
             x2="ended:T",
             y=alt.Y("agent:N", title="", sort=None),
             color=alt.Color(
                 "status:N", scale=alt.Scale(domain=["completed", "failed"], range=["#2e7d32", "#c62828"])
             ),
-            tooltip=["position", "name", "status", "ms"],
+            tooltip=[
+                "position",
+                "name",
+                "status",
+                "ms",
+                alt.Tooltip("started:T", title="started", format="%H:%M:%S.%L"),
+            ],
         )
         .properties(height=alt.Step(28))
     )
