@@ -1,4 +1,5 @@
-"""The audit trail: every detection, rollback, notification, review, edit and retry is an event.
+"""The audit trail: every detection, rollback, notification, review, edit and retry is an event,
+and so is every operator action (pause, resume, cancel: :mod:`omium.recovery.actions`).
 
 Events live in the store (``omium_events`` in the warehouse), so an incident's timeline is a
 query: detected -> rolled back -> paused -> reviewed -> resumed -> completed.
@@ -18,6 +19,7 @@ STAGES = (
     "detected",
     "retried",
     "rolled_back",
+    "pause_requested",
     "paused",
     "notified",
     "reviewed",
@@ -27,6 +29,8 @@ STAGES = (
     "resumed",
     "completed",
     "failed",
+    "cancel_requested",
+    "cancelled",
 )
 
 

@@ -40,6 +40,7 @@ from omium.recovery import audit, notify
 from omium.recovery.policy import Policy
 from omium.sdk import runs
 from omium.sdk.context import Supervision, step_generation, supervision
+from omium.sdk.stop import PAUSED_BY, RunStopped
 from omium.sdk.store import CheckpointStore, RunRecord
 
 POLICY_ATTRIBUTE = "policy"
@@ -76,7 +77,7 @@ class Outcome:
     """How a supervised execution ended."""
 
     run_id: str
-    status: str  # completed | paused | failed
+    status: str  # completed | paused | failed | cancelled
     result: Any = None
     failure: Failure | None = None
     incident: str = ""
@@ -180,6 +181,10 @@ def supervise(
             # The run is another execution's, or the store is out of reach (not the run's failure):
             # nothing here to recover, and no status to write.
             raise
+        except RunStopped as stopped:
+            # An operator paused or cancelled it: the execution stored that and ended; not a failure.
+            outcome.status, outcome.settled_at = stopped.status, time.monotonic()
+            return outcome
         except (Exception, ControlSignal) as error:
             failure = classify(error, store, run_id)
         else:
@@ -253,11 +258,19 @@ def supervise(
 
 
 def check_not_awaiting(store: CheckpointStore, run_id: str) -> None:
-    """:class:`ConflictError` if ``run_id`` is paused awaiting a review (an unknown run passes)."""
+    """:class:`ConflictError` if ``run_id`` is paused awaiting a review or an operator's resume, or
+    was cancelled (an unknown run passes)."""
     try:
         run = store.get_run(run_id)
     except NotFoundError:
         return
+    if run.status == "cancelled":
+        raise ConflictError(f"run {run_id!r} was cancelled: a cancelled run is never resumed")
+    if run.status == "paused" and run.attributes.get(PAUSED_BY):
+        raise ConflictError(
+            f"run {run_id!r} was paused by {run.attributes[PAUSED_BY]}: resume it first "
+            f"(omium runs resume {run_id}, or Resume in the console)"
+        )
     if run.status == "paused" and run.attributes.get(AWAITING_ATTRIBUTE):
         raise ConflictError(
             f"run {run_id!r} is paused awaiting {run.attributes[AWAITING_ATTRIBUTE]}: "
@@ -308,6 +321,7 @@ def pause_run(
         AWAITING_ATTRIBUTE: awaiting,
         INCIDENT_ATTRIBUTE: incident,
         FAILURE_ATTRIBUTE: failure.to_json(),
+        PAUSED_BY: "",  # paused by the supervisor, not by an operator (whatever an earlier pause was)
     }
     if policy is not None:
         attributes[POLICY_ATTRIBUTE] = policy.to_json()
@@ -372,6 +386,12 @@ def _pause(
     return outcome
 
 
+def _resumed_already(store: CheckpointStore, run_id: str) -> bool:
+    """Whether the run's latest audit event is its resume (an operator's, queued to this worker)."""
+    events = store.events(run_id)
+    return bool(events) and events[-1].kind == "resumed"
+
+
 def resume(
     run_id: str,
     *,
@@ -403,7 +423,7 @@ def resume(
         Policy.from_json(run.attributes[POLICY_ATTRIBUTE]) if POLICY_ATTRIBUTE in run.attributes else None
     )
     incident = run.attributes.get(INCIDENT_ATTRIBUTE, "")
-    if incident and run.status in ("paused", "queued"):
+    if incident and run.status in ("paused", "queued") and not _resumed_already(store, run_id):
         audit.record(store, run_id, "resumed", actor=actor, incident=incident)
     outcome = supervise(
         fn,

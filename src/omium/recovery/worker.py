@@ -28,6 +28,7 @@ from omium.recovery.review import review, test_fix
 from omium.sdk import lease, runs
 from omium.sdk.branching import fork
 from omium.sdk.replay import replay
+from omium.sdk.stop import PAUSED_BY
 from omium.sdk.store import CheckpointStore, CommandRecord, RunRecord
 
 logger = logging.getLogger(__name__)
@@ -169,14 +170,28 @@ class Worker:
             run = self.store.get_run(run_id)
             checkpoint = payload.get("checkpoint") or ""
             reviewer = payload.get("reviewer", self.name)
-            if run.status == "paused" and run.attributes.get(supervisor.AWAITING_ATTRIBUTE):
+            awaiting = run.status == "paused" and run.attributes.get(supervisor.AWAITING_ATTRIBUTE)
+            if awaiting and not checkpoint:  # a retry of a paused run is its approval
                 review(
                     run_id,
                     "approve",
                     edits=payload.get("edits"),
                     reviewer=reviewer,
-                    reason=f"rollback to {checkpoint} and retry" if checkpoint else "retry from checkpoint",
+                    reason="retry from checkpoint",
                     store=self.store,
+                )
+            elif checkpoint and run.status == "paused":
+                # A rollback is not an approval (audited as the rollback below): the edits are
+                # recorded as edits, and the pause (a review's or an operator's) is lifted for it.
+                if awaiting and payload.get("edits"):
+                    review(run_id, "edit", edits=payload["edits"], reviewer=reviewer, store=self.store)
+                run = self.store.get_run(run_id)
+                self.store.update_run(
+                    run_id,
+                    run.version,
+                    status=run.status,
+                    error=run.error,
+                    attributes={supervisor.AWAITING_ATTRIBUTE: "", PAUSED_BY: ""},
                 )
             if checkpoint:
                 # The checkpoint asked for, also for a paused run (approving alone would resume it

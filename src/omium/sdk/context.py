@@ -188,6 +188,9 @@ class RunContext:
     fence: int = 0
     holder: str = ""
     lost: BaseException | None = None  # set when the lease was lost: the next call raises it
+    # An operator's stop request (omium.sdk.stop.RunStopped), seen by a write or a renewal: the
+    # next recorded call raises it before it executes.
+    stop: BaseException | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     root: Scope | None = field(default=None, repr=False)
     # Recorded results, fetched together at the first replayed call (one read, not one per call).
@@ -273,6 +276,14 @@ class RunContext:
         """Raise the lease loss, if this execution lost its lease (it must stop)."""
         if self.lost is not None:
             raise self.lost
+
+    def check_stop(self) -> None:
+        """Raise the lease loss or an operator's stop request, if either came (before a call
+        executes: a call that already ran is still recorded)."""
+        if self.lost is not None:
+            raise self.lost
+        if self.stop is not None:
+            raise self.stop
 
     @property
     def scope(self) -> Scope:

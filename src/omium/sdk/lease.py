@@ -24,6 +24,7 @@ import uuid
 from omium.config import run_lease_seconds
 from omium.errors import ConfigError, ConflictError, FencedOut, NotFoundError, RunBusy
 from omium.sdk.context import RunContext
+from omium.sdk.stop import notice
 from omium.sdk.store import CheckpointStore, RunLease, now_us
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ class _Keeper:
                         self._runs[id(context)] = (context, holder, seconds, until)
                 time.sleep(min(0.5, seconds / 10))
             return
+        if lease.stop:  # an operator asked the run to stop: its next call does
+            notice(context, lease.stop, lease.stop_by)
         with self._wake:
             if id(context) in self._runs:
                 self._runs[id(context)] = (context, holder, seconds, lease.lease_until)

@@ -31,6 +31,7 @@ from typing import Any
 from omium.errors import NonDeterminismError, ReplayDivergence, SerializationError
 from omium.sdk import serde
 from omium.sdk.context import RunContext, Scope, current
+from omium.sdk.stop import notice
 from omium.sdk.store import StepRecord, now_us
 
 _NO_INPUTS = object()
@@ -57,7 +58,7 @@ class Call:
         agent: str | None = None,
         inputs: Any = _NO_INPUTS,
     ) -> None:
-        context.check_lease()
+        context.check_stop()
         self.context = context
         self.scope = scope
         self.kind = kind
@@ -184,9 +185,11 @@ class Call:
             self.scope.pending[-1].append(record)  # committed with the transaction, or never
             return record
         context.check_lease()
-        context.store.record_call(record, values)
+        stop = context.store.record_call(record, values)
         if status == "completed":
             context.recorded[self.call_id] = record
+        if stop is not None:  # read with the fence: the next call stops before it executes
+            notice(context, *stop)
         return record
 
 

@@ -198,6 +198,10 @@ class RemoteStore(CheckpointStore):
         found = self._call("lease", run_id=run_id)
         return RunLease(**found) if found else None
 
+    def request_stop(self, run_id: str, fence: int, request: str, by: str) -> RunLease | None:
+        found = self._call("request_stop", run_id=run_id, fence=fence, request=request, by=by)
+        return RunLease(**found) if found else None
+
     def record_event(self, event: EventRecord) -> None:
         self._call("record_event", event=event.__dict__)
 

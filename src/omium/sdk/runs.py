@@ -34,6 +34,7 @@ from omium.sdk.context import (
     step_generation,
     supervision,
 )
+from omium.sdk.stop import PAUSE, PAUSED_BY, RunStopped, stopped_run
 from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,6 +178,7 @@ def _begin(
             record = store.get_run(run_id)
     if record.status == "completed":
         return RunContext(run_id, record.workflow, store), record, _result(store, record)
+    _check_not_stopped(record)
     taken = lease.acquire(store, run_id, holder, seconds, wait=wait)
     context = RunContext(run_id, record.workflow, store, fence=taken.fence)
     if created and taken.fence == 1:
@@ -190,6 +192,7 @@ def _begin(
         if record.status == "completed":
             store.release_lease(run_id, holder, taken.fence)
             return context, record, _result(store, record)
+        _check_not_stopped(record)  # an operator stopped it while this execution was starting
         if record.status != "running" or record.version > 1:
             record = store.update_run(run_id, record.version, status="running", fence=taken.fence)
     except BaseException:
@@ -204,6 +207,15 @@ def _begin(
     lease.keeper.keep(context, holder, seconds, taken.lease_until)
     context.holder = holder
     return context, record, _NOT_DONE
+
+
+def _check_not_stopped(record: RunRecord) -> None:
+    """A cancelled run is never executed again (:class:`ConflictError`); one an operator paused
+    waits for an operator's resume (:class:`RunStopped`, as if it had stopped again)."""
+    if record.status == "cancelled":
+        raise ConflictError(f"run {record.run_id!r} was cancelled: a cancelled run is never resumed")
+    if record.status == "paused" and record.attributes.get(PAUSED_BY):
+        raise RunStopped(record.run_id, PAUSE, record.attributes[PAUSED_BY])
 
 
 def _supervise(context: RunContext) -> None:
@@ -345,7 +357,23 @@ def _finish(context: RunContext, record: RunRecord, result: Any) -> None:
         _release(context)
 
 
+def _stopped(context: RunContext, error: BaseException) -> BaseException:
+    """What ends the execution: an operator's stop request wins over what the run raised after it
+    came (a call that failed meanwhile is recorded; the run pauses or is cancelled there)."""
+    if context.stop is not None and not isinstance(error, (FencedOut, ServerUnavailable)):
+        return context.stop
+    return error
+
+
 def _fail(context: RunContext, record: RunRecord, error: BaseException) -> None:
+    if isinstance(error, RunStopped):
+        try:
+            stopped_run(context, record, error, _agents(context, record))
+        except ConflictError as lost:  # it lost its lease meanwhile: the new holder owns the status
+            logger.warning("run %s: its stop was not recorded: %s", context.run_id, lost)
+        finally:
+            _release(context)
+        return
     try:
         # FencedOut: the run belongs to another execution now. ServerUnavailable: this process lost
         # the store (a server died), the run did not fail: it is taken over once its lease ends.
@@ -412,7 +440,10 @@ def run(
         with _run_span(context, record):
             result = body(*args, **kwargs)
     except BaseException as error:
-        _fail(context, record, error)
+        ended = _stopped(context, error)
+        _fail(context, record, ended)
+        if ended is not error:
+            raise ended from error
         raise
     finally:
         leave(token)
@@ -450,7 +481,10 @@ async def arun(
             if inspect.isawaitable(result):
                 result = await result
     except BaseException as error:
-        _fail(context, record, error)
+        ended = _stopped(context, error)
+        _fail(context, record, ended)
+        if ended is not error:
+            raise ended from error
         raise
     finally:
         leave(token)

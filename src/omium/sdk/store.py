@@ -164,7 +164,9 @@ class RunLease:
     1), and every write the execution makes presents it. ``lease_until`` and ``acquired_at`` are
     microseconds since the epoch; a released lease has ``lease_until`` 0. ``version`` counts the
     changes to the run's lease record (acquisitions, renewals, releases), so the latest one wins
-    in append-only storage.
+    in append-only storage. ``stop`` is an operator's request to the execution holding it
+    (``pause`` or ``cancel``, see :mod:`omium.sdk.stop`; '' if none), made by ``stop_by``; a new
+    acquisition clears it.
     """
 
     run_id: str
@@ -173,6 +175,8 @@ class RunLease:
     lease_until: int
     acquired_at: int
     version: int = 1
+    stop: str = ""
+    stop_by: str = ""
 
 
 def next_run_version(
@@ -308,14 +312,19 @@ class CheckpointStore(ABC):
         """Record a call; recording the same (run, position, attempt) again is harmless.
         :class:`FencedOut` (and nothing recorded) if ``step.fence`` is not the run's current one."""
 
-    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> tuple[str, str] | None:
         """Store ``values`` (content address -> bytes: the call's inputs and result) and the
         step that references them: the recorder's one write per call. A backend that can makes
         it one transaction (one commit instead of three); this default writes them in turn,
-        values first, so a step never references a value that is not stored."""
+        values first, so a step never references a value that is not stored.
+
+        Returns an operator's stop request on the run's lease as ``(request, by)`` when the write
+        read the lease row anyway to check ``step.fence`` (None otherwise: this default, which
+        leaves the request to the lease's renewal)."""
         for data in values.values():
             self.put_blob(data)
         self.record_step(step)
+        return None
 
     @abstractmethod
     def steps(self, run_id: str) -> list[StepRecord]:
@@ -401,6 +410,13 @@ class CheckpointStore(ABC):
     @abstractmethod
     def lease(self, run_id: str) -> RunLease | None:
         """The run's current lease record (possibly expired or released); None if never leased."""
+
+    def request_stop(self, run_id: str, fence: int, request: str, by: str) -> RunLease | None:
+        """Ask the execution holding the run's live lease of ``fence`` to stop (``request``:
+        ``pause`` or ``cancel``; ``by``: who asks), a compare-and-set on the lease record.
+        Returns the lease as changed, or None if that lease is no longer live (released, expired
+        or taken over: the caller reads the run again). See :mod:`omium.sdk.stop`."""
+        raise NotImplementedError(f"{type(self).__name__} takes no stop requests: ask the Omium server")
 
     # --- audit events
     @abstractmethod

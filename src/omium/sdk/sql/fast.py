@@ -21,7 +21,10 @@ from omium.sdk.sql.engine import BUSY_TIMEOUT_SECONDS
 from omium.sdk.sql.statements import Statements
 from omium.sdk.store import RunLease, StepRecord, _fenced_out
 
-_LEASE = "SELECT run_id, holder, fence, lease_until, acquired_at, version FROM run_leases WHERE run_id = ?"
+_LEASE = (
+    "SELECT run_id, holder, fence, lease_until, acquired_at, version, stop, stop_by "
+    "FROM run_leases WHERE run_id = ?"
+)
 
 
 def _compiled(statement: Any) -> tuple[str, tuple[str, ...]]:
@@ -60,16 +63,20 @@ class SqliteCalls:
                 self._open.append(connection)
         return connection
 
-    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> tuple[str, str] | None:
         """Store ``values`` and ``step`` in one transaction; :class:`FencedOut` (nothing stored)
-        if ``step.fence`` is set and not the run's current one."""
+        if ``step.fence`` is set and not the run's current one. Returns the operator's stop
+        request on the lease (``(request, by)``), read with the fence, or None."""
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
+        stop: tuple[str, str] | None = None
         try:
             if step.fence:
                 row = connection.execute(_LEASE, (step.run_id,)).fetchone()
                 if row is None or row[2] != step.fence:
                     raise _fenced_out(step.run_id, step.fence, RunLease(*row) if row else None)
+                if row[6]:
+                    stop = (row[6], row[7])
             if values:
                 rows = ({"hash": k, "data": v, "size": len(v)} for k, v in values.items())
                 connection.executemany(self._blob_sql, [tuple(r[n] for n in self._blob_names) for r in rows])
@@ -79,6 +86,7 @@ class SqliteCalls:
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        return stop
 
     def close(self) -> None:
         """Close every thread's connection."""

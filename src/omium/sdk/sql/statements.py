@@ -162,6 +162,9 @@ class Statements:
                 lease_until=bindparam("p_lease_until"),
                 acquired_at=bindparam("p_acquired_at"),
                 version=bindparam("p_version"),
+                # A new execution starts without the stop request its predecessor got.
+                stop=bindparam("p_stop"),
+                stop_by=bindparam("p_stop_by"),
             )
         )
         mine = (
@@ -178,6 +181,19 @@ class Statements:
         )
         self.release_lease = (
             update(run_leases).where(*mine).values(lease_until=0, version=run_leases.c.version + 1)
+        )
+        # An operator's stop request, to the live lease of one fence (a compare-and-set on it).
+        self.request_stop = (
+            update(run_leases)
+            .where(
+                run_leases.c.run_id == bindparam("p_run_id"),
+                run_leases.c.fence == bindparam("p_fence"),
+                run_leases.c.lease_until > bindparam("p_now"),
+            )
+            .values(
+                stop=bindparam("p_stop"), stop_by=bindparam("p_stop_by"), version=run_leases.c.version + 1
+            )
+            .returning(*run_leases.c)
         )
 
         # --- audit events

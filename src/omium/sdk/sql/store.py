@@ -42,6 +42,7 @@ from omium.sdk.serde import digest
 from omium.sdk.sql.engine import SQLITE_BEGIN, create_control_engine, migrate
 from omium.sdk.sql.statements import Statements, p
 from omium.sdk.sql.tables import commands
+from omium.sdk.stop import REQUESTS
 from omium.sdk.store import (
     CheckpointRecord,
     CheckpointStore,
@@ -266,15 +267,20 @@ class SqlStore(CheckpointStore):
         elif not connection.execute(self._s.put_fenced_step, step.__dict__).rowcount:
             self._refused(connection, step.run_id, step.fence)
 
-    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> None:
+    def record_call(self, step: StepRecord, values: Mapping[str, bytes]) -> tuple[str, str] | None:
         if self._calls is not None:
-            self._calls.record_call(step, values)
-            return
+            return self._calls.record_call(step, values)
         with self._transaction() as connection:  # one commit for the values and the record
             if values:
                 rows = [{"hash": k, "data": bytes(v), "size": len(v)} for k, v in values.items()]
                 connection.execute(self._s.put_blob, rows)
             self._put_step(connection, step)
+            if not step.fence:
+                return None
+            # The lease row the fenced insert checked, read again in its transaction (locked FOR
+            # SHARE on PostgreSQL, so as the insert saw it): its stop request, if any.
+            lease = _lease(connection.execute(self._s.lease, {"run_id": step.run_id}).first())
+        return (lease.stop, lease.stop_by) if lease is not None and lease.stop else None
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return [StepRecord(**row._mapping) for row in self._read(self._s.steps, {"run_id": run_id})]
@@ -424,6 +430,13 @@ class SqlStore(CheckpointStore):
     def release_lease(self, run_id: str, holder: str, fence: int) -> None:
         with self._statement() as connection:
             connection.execute(self._s.release_lease, p({"run_id": run_id, "holder": holder, "fence": fence}))
+
+    def request_stop(self, run_id: str, fence: int, request: str, by: str) -> RunLease | None:
+        if request not in REQUESTS:
+            raise ValueError(f"a stop request is one of {', '.join(REQUESTS)}, not {request!r}")
+        params = {"run_id": run_id, "fence": fence, "now": now_us(), "stop": request, "stop_by": by}
+        with self._statement() as connection:
+            return _lease(connection.execute(self._s.request_stop, p(params)).first())
 
     # --- audit events
     def record_event(self, event: EventRecord) -> None:

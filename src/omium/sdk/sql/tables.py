@@ -53,6 +53,10 @@ run_leases = Table(
     _int("lease_until", big=True),  # 0: released
     _int("acquired_at", big=True),
     _int("version"),
+    # An operator's request to the execution holding the lease: '', 'pause' or 'cancel' (migration
+    # 0003); and who asked. Read with the fence by each recorded call's write.
+    _text("stop"),
+    _text("stop_by"),
 )
 
 # One row per recorded call, by its position in the run (the latest record of it).
