@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from typing import Any
@@ -13,7 +14,7 @@ from omium.errors import ConfigError, ConflictError, NotFoundError
 from omium.models import fault_team
 from omium.models.fault_injection import FAULTS
 from omium.models.fault_team import TeamScenario
-from omium.recovery.counterfactual import Budget, Verification, chain_candidates, verify
+from omium.recovery.counterfactual import Budget, Verification, chain_candidates, root_cause, verify
 from omium.recovery.policy import Policy
 from omium.recovery.supervisor import supervise
 from omium.sdk.store import CheckpointStore
@@ -82,6 +83,26 @@ def test_an_earlier_correct_step_is_not_verified_the_failure_still_occurs(
     # Tried in that order, the culprit after it is still found.
     results = verify(one.run_id, [earlier, culprit], store=control_store, workflows=WORKFLOWS)
     assert [(v.step, v.outcome) for v in results] == [(earlier, "not_verified"), (culprit, "verified")]
+
+
+def test_a_later_step_that_repairs_the_damage_is_verified_but_the_earliest_verified_is_the_cause(
+    control_store: EmbeddedStore,
+) -> None:
+    # The last agent's re-sample rechecks the record: re-sampling it removes the failure too.
+    one = dataclasses.replace(fault_team.scenario(random.Random(3), "cf:repair", "stale_handoff"), repair=1.0)
+    assert not fault_team.run(one, control_store)
+    culprit = fault_team.fault_position(control_store.steps(one.run_id), one)
+    last = max(s.position for s in control_store.steps(one.run_id) if s.kind == "llm")
+    assert last > culprit
+    first = verify(one.run_id, store=control_store, workflows=WORKFLOWS, budget=Budget(max_forks=20))
+    assert [(v.step, v.outcome) for v in first] == [(last, "verified")]  # a repair point, not the cause
+    found = verify(
+        one.run_id, store=control_store, workflows=WORKFLOWS, budget=Budget(max_forks=20), earliest=True
+    )
+    cause = root_cause(found)
+    assert cause is not None and cause.step == culprit
+    assert {v.step for v in found if v.verified} == {last, culprit}
+    assert all(v.outcome == "not_verified" for v in found if v.step < culprit)
 
 
 def test_the_budget_spent_gives_inconclusive(control_store: EmbeddedStore) -> None:

@@ -37,12 +37,17 @@ def verify(
     edit: list[str] = typer.Option(
         [], "--edit", help="Test this fix instead of a re-sample: AGENT.FIELD=VALUE (repeat)."
     ),
+    earliest: bool = typer.Option(
+        False,
+        "--earliest",
+        help="Go on past a verified step to earlier candidates; the earliest verified is the cause.",
+    ),
     app: str = typer.Option(None, "--app", help="MODULE[:WORKFLOW] that defines the run's workflow."),
 ) -> None:
     """Fork the run before each candidate step, re-execute it with the step re-sampled (or with
     --edit), in a scratch store; a step is verified when the failure no longer occurs. Exit 0 when
     one is verified, 1 when none is, 2 on an error (an unknown run, a bad option)."""
-    from omium.recovery.counterfactual import Budget, chain_candidates, failure_of
+    from omium.recovery.counterfactual import Budget, chain_candidates, failure_of, root_cause
     from omium.recovery.counterfactual import verify as run_verify
     from omium.sdk.branching import parse_overrides
     from omium.sdk.runs import init
@@ -67,6 +72,7 @@ def verify(
             edits=edits,
             budget=Budget(max_forks, max_calls),
             samples=samples,
+            earliest=earliest,
             reviewer="cli",
         )
     finally:
@@ -78,7 +84,7 @@ def verify(
     typer.echo(f"candidates: {', '.join(f'#{p}' for p in candidates) or 'none'}")
     for line in table(results):
         typer.echo(line)
-    found = next((v for v in results if v.verified), None)
+    found = root_cause(results)
     if found is None:
         typer.echo("no candidate verified")
         raise typer.Exit(1)

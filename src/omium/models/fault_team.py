@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import omium
@@ -63,6 +63,9 @@ class TeamScenario:
     fault: str
     fault_role: str
     timeout: bool  # the lookup times out once and is retried (an error that is not the fault)
+    # The chance that a fresh sample of the last agent's call rechecks the record and answers
+    # right whatever it was handed: a later step that can repair the damage (not the cause).
+    repair: float = 0.0
 
     @property
     def expected(self) -> int:
@@ -137,10 +140,12 @@ def scenario(rng: random.Random, run_id: str, fault: str | None = None) -> TeamS
     )
 
 
-def scenarios(seed: int, count: int, prefix: str = "cf") -> list[TeamScenario]:
-    """``count`` scenarios cycling through the faults, deterministic in ``seed``."""
+def scenarios(seed: int, count: int, prefix: str = "cf", *, repair: float = 0.0) -> list[TeamScenario]:
+    """``count`` scenarios cycling through the faults, deterministic in ``seed`` (``repair``: see
+    :attr:`TeamScenario.repair`)."""
     rng = random.Random(seed)
-    return [scenario(rng, f"{prefix}:{seed}:{i}", FAULTS[i % len(FAULTS)]) for i in range(count)]
+    made = [scenario(rng, f"{prefix}:{seed}:{i}", FAULTS[i % len(FAULTS)]) for i in range(count)]
+    return [replace(one, repair=repair) for one in made]
 
 
 _FIGURE = re.compile(r"the figure (\d+)")
@@ -161,6 +166,9 @@ def _say(one: TeamScenario, role: str, call: int, nxt: str, messages: list[Messa
         and CAREFUL.lower() not in prompt.lower()
     )
     fault, old, wrong, factor, metric = one.fault, one.old, one.wrong, one.factor, one.metric
+    sample = sample_number()
+    if not nxt and sample and random.Random(f"{one.run_id}:{sample}").random() < one.repair:
+        return f"Rechecked against the record myself. Final answer: {one.expected}."
     ends = "" if nxt else "Final answer: "
 
     def passing(figure: int | str) -> str:  # hand on, or (the last agent) answer

@@ -229,6 +229,11 @@ class _Trial:
         return "verified", "completed: the failure no longer occurs"
 
 
+def root_cause(results: Sequence[Verification]) -> Verification | None:
+    """The verified step that comes first in the run, if any was verified."""
+    return min((v for v in results if v.verified), key=lambda v: v.step, default=None)
+
+
 def verify(
     run_id: str,
     candidates: Sequence[int] | None = None,
@@ -239,6 +244,7 @@ def verify(
     budget: Budget | None = None,
     samples: int = 1,
     detectors: tuple[Any, ...] = (),
+    earliest: bool = False,
     reviewer: str = "omium",
 ) -> list[Verification]:
     """Verify candidate root causes of failed run ``run_id`` by re-executing forks of it.
@@ -250,10 +256,14 @@ def verify(
         budget: forks and re-executed calls allowed (default :class:`Budget`).
         samples: fresh samples drawn per candidate before it counts as not verified (a fork each).
         detectors: extra detectors the re-runs are screened by (as the supervisor's).
+        earliest: after a verified candidate, go on with the candidates that come before it in
+            the run: a later call that can repair the damage (a reviewer that, re-sampled, checks
+            the record) is verified too, but the cause is the earliest call whose re-sample
+            removes the failure (:func:`root_cause`).
 
     Returns:
-        one :class:`Verification` per candidate tried, in order; the last is the verified one if
-        any was; candidates the budget left untried are ``inconclusive``.
+        one :class:`Verification` per candidate tried, in order; candidates the budget left
+        untried are ``inconclusive``. Without ``earliest`` the last is the verified one, if any.
 
     Raises:
         NotFoundError: unknown run, or a candidate that is not a completed call of it, or its
@@ -283,7 +293,10 @@ def verify(
     trial = _Trial(store, run, fn, inputs, failure, policy, tuple(detectors), dict(edits or {}))
     spent = _Spent()
     results: list[Verification] = []
+    bound: int | None = None  # with ``earliest``: only candidates before the earliest verified
     for position in dict.fromkeys(order):
+        if bound is not None and position >= bound:
+            continue
         step = done[position]
         started = time.monotonic()
         outcome, evidence, forks, calls = "inconclusive", [], 0, 0
@@ -302,7 +315,9 @@ def verify(
         elapsed = time.monotonic() - started
         results.append(Verification(position, step.agent, outcome, forks, calls, tuple(evidence), elapsed))
         if outcome == "verified":
-            break
+            if not earliest:
+                break
+            bound = position
     audit.record(
         store,
         run_id,
@@ -324,5 +339,6 @@ __all__ = [
     "Verification",
     "chain_candidates",
     "failure_of",
+    "root_cause",
     "verify",
 ]
