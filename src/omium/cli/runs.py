@@ -1,4 +1,5 @@
-"""``omium runs list`` and ``omium runs show RUN``: durable runs as the store records them."""
+"""``omium runs list`` and ``omium runs show RUN``: durable runs as the store records them; and an
+operator's actions on one: ``omium runs pause | resume | cancel RUN``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from rich.table import Table
 from omium.config import Settings
 from omium.sdk.store import RUN_STATUSES
 
-app = typer.Typer(help="Durable runs: list them, show one.", no_args_is_help=True)
+app = typer.Typer(
+    help="Durable runs: list them, show one, pause, resume or cancel one.", no_args_is_help=True
+)
 
 
 def _store():  # type: ignore[no-untyped-def]
@@ -91,3 +94,47 @@ def _show(store, run_id: str) -> None:  # type: ignore[no-untyped-def]
             checkpoint.state_hash[:12],
         )
     console.print(checkpoints)
+
+
+def _act(action: str, run_id: str, actor: str, reason: str) -> None:
+    """Do an operator's action (omium.recovery.actions, as the control API and the console do);
+    a run in a state it does not apply to exits with code 2 and the reason."""
+    from omium.recovery.actions import act
+
+    store = _store()
+    try:
+        result = act(run_id, action, store=store, actor=actor, reason=reason)
+    finally:
+        store.close()
+    typer.echo(result.message)
+
+
+ACTOR = typer.Option("cli", "--actor", help="Who acts (recorded in the audit trail).")
+REASON = typer.Option("", "--reason", help="Why (recorded in the audit trail).")
+
+
+@app.command("pause")
+def pause(
+    run_id: str = typer.Argument(..., help="The run."), actor: str = ACTOR, reason: str = REASON
+) -> None:
+    """Pause a run: a running one stops at its next recorded call and holds no process; a queued
+    one is held. Resume it with `omium runs resume RUN`."""
+    _act("pause", run_id, actor, reason)
+
+
+@app.command("resume")
+def resume(
+    run_id: str = typer.Argument(..., help="The paused run."), actor: str = ACTOR, reason: str = REASON
+) -> None:
+    """Queue a paused run to continue from its recording (a worker resumes it; completed calls do
+    not run again)."""
+    _act("resume", run_id, actor, reason)
+
+
+@app.command("cancel")
+def cancel(
+    run_id: str = typer.Argument(..., help="The run."), actor: str = ACTOR, reason: str = REASON
+) -> None:
+    """Cancel a running, queued or paused run: it ends 'cancelled' (a running one at its next
+    recorded call) and is never resumed."""
+    _act("cancel", run_id, actor, reason)

@@ -96,6 +96,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/v1/runs/{run_id}/review", control_api.review_run, methods=["POST"]),
             Route("/v1/runs/{run_id}/commands", control_api.run_commands, methods=["GET", "POST"]),
             Route("/v1/runs/{run_id}/incidents", control_api.run_incidents, methods=["GET"]),
+            Route("/v1/runs/{run_id}/{action}", control_api.run_action, methods=["POST"]),
         ],
     )
     app.state.omium = state

@@ -13,6 +13,11 @@ Run leases are store methods too (``acquire_lease``, ``renew_lease``, ``release_
 ``lease``). A lost compare-and-set is a 409 whose body says which in ``code``: ``run_busy``
 (another execution holds the run's lease: ``holder`` and ``lease_until`` say who and until when),
 ``fenced_out`` (the write's fencing token was superseded) or ``conflict``.
+
+An operator acts on a run with ``POST /v1/runs/{run_id}/pause`` (``resume``, ``cancel``)
+``{"actor", "reason"}`` (:mod:`omium.recovery.actions`): 200 when it took effect, 202 when it
+takes effect at the run's next recorded call (pause, cancel of a running run) or a worker resumes
+it; 404 for an unknown run, 409 naming the run's status when the action does not apply to it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from omium.collector.control_payloads import (
+    ActionBody,
     ArgumentsModel,
     CommandBody,
     ReviewBody,
@@ -45,6 +51,7 @@ from omium.errors import (
     RunBusy,
     WarehouseError,
 )
+from omium.recovery.actions import ACTIONS, act
 from omium.recovery.audit import incidents
 from omium.recovery.review import review
 from omium.recovery.worker import enqueue
@@ -72,6 +79,7 @@ WRITES = frozenset(
         "acquire_lease",
         "renew_lease",
         "release_lease",
+        "request_stop",
     }
 )
 # Built at import: a store signature the payload models cannot express fails here, not per request.
@@ -207,3 +215,22 @@ async def run_incidents(request: Request) -> JSONResponse:
         ]
 
     return await _run_action(act)
+
+
+async def run_action(request: Request) -> JSONResponse:
+    """``POST /v1/runs/{run_id}/{pause|resume|cancel}`` ``{"actor", "reason"}``: an operator's
+    action, audited; the answer is the action's result (see :class:`~omium.recovery.actions.ActionResult`)."""
+    state: ServerState = request.app.state.omium
+    run_id, action = request.path_params["run_id"], request.path_params["action"]
+    if action not in ACTIONS:
+        return _error(f"no run action {action[:80]!r} (one of {', '.join(ACTIONS)})", 404)
+    try:
+        body = parse(ActionBody, await _body(request), f"{action} body")
+    except DecodeError as exc:
+        return _error(f"bad request: {exc}", 400)
+    answer = await _run_action(
+        lambda: act(run_id, action, store=state.store, actor=body.actor, reason=body.reason)
+    )
+    if answer.status_code == 200 and json.loads(bytes(answer.body))["result"]["effect"] != "done":
+        answer.status_code = 202  # accepted: it takes effect at the run's next call, or in a worker
+    return answer

@@ -205,6 +205,14 @@ class ReviewBody(BaseModel):
         return decision
 
 
+class ActionBody(BaseModel):
+    """``POST /v1/runs/{run_id}/pause`` (``resume``, ``cancel``): who acts and why (audited)."""
+
+    model_config = _STRICT
+    actor: Annotated[str, Field(strict=True, min_length=1, max_length=200)] = "api"
+    reason: Annotated[str, Field(strict=True, max_length=2000)] = ""
+
+
 class CommandPayload(BaseModel):
     """What a worker reads from a command's payload (see :class:`omium.recovery.worker.Worker`)."""
 
@@ -270,6 +278,7 @@ def _clip(text: str, limit: int = 80) -> str:
 
 
 __all__ = [
+    "ActionBody",
     "ArgumentsModel",
     "CommandBody",
     "CommandPayload",
