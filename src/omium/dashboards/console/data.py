@@ -342,6 +342,12 @@ def review(run_id: str, decision: str, edits: dict[str, Any], reviewer: str, rea
     return _control("POST", f"/v1/runs/{run_id}/review", body)
 
 
+def run_action(run_id: str, action: str, actor: str, reason: str = "") -> dict[str, Any]:
+    """Pause, resume or cancel a run (an operator's action, audited); its result: ``status``,
+    ``effect`` (done, requested, queued) and a ``message``."""
+    return dict(_control("POST", f"/v1/runs/{run_id}/{action}", {"actor": actor, "reason": reason}))
+
+
 def command(run_id: str, kind: str, **payload: Any) -> dict[str, Any]:
     """Queue a command (test_fix, retry, replay, fork, resume) for a worker."""
     return dict(_control("POST", f"/v1/runs/{run_id}/commands", {"kind": kind, "payload": payload}))

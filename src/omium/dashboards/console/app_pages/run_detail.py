@@ -26,6 +26,33 @@ st.page_link(
     query_params={"run": run_id},
     icon=":material/account_tree:",
 )
+# An operator's actions, offered by the run's state; after one the page is refreshed (the run's new
+# state decides the buttons) and says what the action did, once.
+OFFERED = {
+    "running": ("pause", "cancel"),
+    "queued": ("pause", "cancel"),
+    "rolled_back": ("pause", "cancel"),
+    "paused": ("resume", "cancel"),
+}
+LABELS = {"pause": "Pause", "resume": "Resume", "cancel": "Cancel run"}
+if flash := st.session_state.pop("detail_flash", None):
+    getattr(st, flash[0])(flash[1])
+if run.status == "paused" and run.attributes.get("paused_by"):
+    st.info(f"Paused by {run.attributes['paused_by']}: it holds no process; Resume continues it.")
+elif run.status == "cancelled" and run.attributes.get("cancelled_by"):
+    st.warning(f"Cancelled by {run.attributes['cancelled_by']}: it is never resumed.")
+offered = OFFERED.get(run.status, ())
+if offered:
+    for column, action in zip(st.columns(len(offered) + 3)[: len(offered)], offered, strict=True):
+        primary = action != "cancel"
+        if column.button(LABELS[action], key=f"detail_{action}", type="primary" if primary else "secondary"):
+            try:
+                done = data.run_action(run_id, action, actor="console")
+            except data.ControlError as refused:  # the run moved on since the page was drawn
+                st.session_state["detail_flash"] = ("error", f"{LABELS[action]} refused: {refused}")
+            else:
+                st.session_state["detail_flash"] = ("success", done["message"])
+            st.rerun()
 banner, said = views.status_banner(run)
 if banner == "error":
     st.error(said)
