@@ -486,6 +486,77 @@ TTL written_at + INTERVAL 1 DAY
 """,
 )
 
+# Issue 18, one root cause per method: a run holds one row per method that produced a result
+# (runtime_chain, attribution_model or first_error, judge_<method>, counterfactual verification),
+# keyed (run_id, method), each with an explicit verdict: 'known', 'unknown' (the method fell below
+# its threshold: agent '' and step -1, its best guess only in the evidence), 'verified' or
+# 'not_verified' (counterfactual replay). A sorting key cannot be altered: the rows are copied into
+# a new table that then takes the old one's name. Each statement is safe to rerun from any point of
+# an interrupted run: the copy is idempotent (the same rows collapse under the new key, and rows
+# already in the new shape copy to themselves: unknown ones already have agent ''), and the old
+# table is dropped only after its rows were copied (re-created empty first when a run stopped
+# between the drop and the rename). A verdict is derived from the evidence on the copy (old rows
+# said "unknown" by their first line), so a row written as 'verified' by a process between a
+# rerun's rename and the version's record would be copied as 'known': that window is one statement.
+ROOT_CAUSES_BY_METHOD = (
+    """
+CREATE TABLE IF NOT EXISTS omium_root_causes_by_method (
+    run_id String,
+    agent String,
+    step_index Int32,
+    span_id String,
+    confidence Float64,
+    failure_class LowCardinality(String),
+    evidence String,
+    method LowCardinality(String),
+    model_version String,
+    created_at DateTime64(6, 'UTC'),
+    verdict LowCardinality(String) DEFAULT if(startsWith(evidence, '["unknown'), 'unknown', 'known')
+) ENGINE = ReplacingMergeTree(created_at)
+ORDER BY (run_id, method)
+""",
+    """
+CREATE TABLE IF NOT EXISTS omium_root_causes (
+    run_id String,
+    agent String,
+    step_index Int32,
+    span_id String,
+    confidence Float64,
+    failure_class LowCardinality(String),
+    evidence String,
+    method LowCardinality(String),
+    model_version String,
+    created_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(created_at)
+ORDER BY run_id
+""",
+    """
+INSERT INTO omium_root_causes_by_method (run_id, agent, step_index, span_id, confidence, failure_class,
+    evidence, method, model_version, created_at, verdict)
+SELECT run_id, if(unknown, '', agent), if(unknown, -1, step_index), if(unknown, '', span_id), confidence,
+    failure_class, evidence, method, model_version, created_at, if(unknown, 'unknown', 'known')
+FROM (SELECT *, startsWith(evidence, '["unknown') AS unknown FROM omium_root_causes)
+""",
+    "DROP TABLE IF EXISTS omium_root_causes",
+    "RENAME TABLE omium_root_causes_by_method TO omium_root_causes",
+)
+
+# Issue 17, run detail shows every try of every step: omium_steps keyed by try, so a failed try, a
+# retry and a re-execution after a rollback or a resume are rows of their own (the shipper ships an
+# overwritten try as it was: control migration 0004). The old key (run, position, attempt) merged a
+# rolled-back generation's try into the re-executed one. A sorting key cannot be altered: the rows
+# are copied into a table of the new key, which is exchanged for the old one. Idempotent: a rerun
+# after an interruption drops what is left of the copy (the old table, once exchanged) and copies
+# again; a copy of a table already keyed so changes nothing.
+STEP_TRIES = (
+    "DROP TABLE IF EXISTS omium_steps_rekeyed",
+    "CREATE TABLE omium_steps_rekeyed AS omium_steps "
+    "ENGINE = ReplacingMergeTree ORDER BY (run_id, position, generation, attempt, started_at)",
+    "INSERT INTO omium_steps_rekeyed SELECT * FROM omium_steps",
+    "EXCHANGE TABLES omium_steps AND omium_steps_rekeyed",
+    "DROP TABLE omium_steps_rekeyed",
+)
+
 # Index + 1 = version. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (OTEL_TRACES, OTEL_TRACES_TRACE_ID_TS, OTEL_TRACES_TRACE_ID_TS_MV),
@@ -509,6 +580,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     SIGNAL_TABLES,
     NORMALIZED_SPANS_CONVENTIONS,
     INGEST_REQUESTS,
+    ROOT_CAUSES_BY_METHOD,
+    STEP_TRIES,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
