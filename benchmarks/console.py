@@ -100,6 +100,7 @@ def fill(home: Path, runs: int, spans: int, seed_runs: int) -> dict[str, int]:
     if provider is not None:
         provider.force_flush()  # type: ignore[attr-defined]
     warehouse = store.warehouse
+    assert warehouse is not None
     copies = max(0, runs // seed_runs - 1)
     if copies:
         for table in ("omium_runs", "omium_steps", "omium_checkpoints", "omium_handoffs", "omium_events"):
@@ -143,7 +144,7 @@ def big_trace() -> tuple[str, bytes]:
 
     rng = random.Random(3)
     start = time.time_ns() - 120_000_000_000
-    spans = []
+    spans: list[Any] = []
     while len(spans) < BIG_TRACE_SPANS:
         spans.extend(sample.trace_spans(rng, "", start + len(spans) * 1_000_000))
     spans = spans[:BIG_TRACE_SPANS]
@@ -271,6 +272,7 @@ def main() -> None:
 
             # Every API call needs the token: a local client finds it in $OMIUM_HOME, as here.
             token = Settings.from_env(env).api_token
+            assert token, "the server writes its token into $OMIUM_HOME"
             answer = httpx.post(
                 f"http://127.0.0.1:{http_port}/v1/sql",
                 json={"query": "SELECT run_id FROM omium_runs FINAL WHERE status = 'paused' LIMIT 1"},
