@@ -103,6 +103,12 @@ def test_a_later_step_that_repairs_the_damage_is_verified_but_the_earliest_verif
     assert cause is not None and cause.step == culprit
     assert {v.step for v in found if v.verified} == {last, culprit}
     assert all(v.outcome == "not_verified" for v in found if v.step < culprit)
+    # With the budget spent before the earlier candidates were tried, no cause is established.
+    short = verify(
+        one.run_id, store=control_store, workflows=WORKFLOWS, budget=Budget(max_forks=1), earliest=True
+    )
+    assert short[0].step == last and short[0].verified and short[1].outcome == "inconclusive"
+    assert root_cause(short) is None
 
 
 def test_the_budget_spent_gives_inconclusive(control_store: EmbeddedStore) -> None:

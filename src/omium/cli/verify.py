@@ -86,6 +86,9 @@ def verify(
         typer.echo(line)
     found = root_cause(results)
     if found is None:
-        typer.echo("no candidate verified")
+        if any(v.verified for v in results):
+            typer.echo("no cause established: the budget left candidates before the verified step untried")
+        else:
+            typer.echo("no candidate verified")
         raise typer.Exit(1)
     typer.echo(f"root cause verified: #{found.step} ({found.agent})")

@@ -230,8 +230,12 @@ class _Trial:
 
 
 def root_cause(results: Sequence[Verification]) -> Verification | None:
-    """The verified step that comes first in the run, if any was verified."""
-    return min((v for v in results if v.verified), key=lambda v: v.step, default=None)
+    """The verified step that comes first in the run; None if none was verified, or if a
+    candidate before it came out inconclusive (the budget left open whether it was the cause)."""
+    cause = min((v for v in results if v.verified), key=lambda v: v.step, default=None)
+    if cause is None or any(v.outcome == "inconclusive" and v.step < cause.step for v in results):
+        return None
+    return cause
 
 
 def verify(
