@@ -1,0 +1,126 @@
+"""Pause and Resume of a running run in a real browser (issue 17, item 4): headless Debian
+chromium driven by Playwright against `omium demo --serve` (the harness of test_console_browser.py,
+with a worker that hosts a slow workflow too), and a slow run beside the demo's. The screenshot of
+the paused run goes to ``test-artifacts/console/8-pause-resume.png``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from omium.recovery.worker import submit
+from omium.sdk.remote_store import RemoteStore
+from tests.conftest import free_port
+from tests.dashboards.test_console_browser import ARTIFACTS, FLAGS, ROOT, ensure_chromium, wait_for
+
+TOKEN = "browser-token"
+STEPS = 200  # 0.25 s each: the run is still running when the browser clicks Pause
+
+
+@pytest.fixture
+def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`omium demo --serve` (server, warehouse, console) and one worker hosting the demo's and the
+    slow workflow, through the server's API (it hears of a pause at its lease's renewals)."""
+    http_port, console_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMIUM_")} | {
+        "OMIUM_HOME": str(tmp_path / "home"),
+        "OMIUM_HTTP_PORT": str(http_port),
+        "OMIUM_GRPC_PORT": "-1",
+        "OMIUM_SERVER_URL": f"http://127.0.0.1:{http_port}",
+        "OMIUM_API_TOKEN": TOKEN,
+        "OMIUM_CONSOLE_PORT": str(console_port),
+        "OMIUM_TEST_LEDGER": str(tmp_path / "ledger.jsonl"),
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "200",
+    }
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *args: str, home: str = "") -> None:
+        with open(logs / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "omium.cli.main", *args],
+                    env=env | ({"OMIUM_HOME": home} if home else {}),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                )
+            )
+
+    try:
+        start("demo", "demo", "--executions", "8", "--concurrency", "4", "--serve")
+        wait_for(lambda: "serving at" in (logs / "demo.log").read_text(errors="replace"), 240, "the demo")
+        start(
+            "worker", "worker", "tests.dashboards.slow_and_demo", "--lease", "1.5", home=str(tmp_path / "w")
+        )
+        url = f"http://127.0.0.1:{console_port}"
+
+        def console_up() -> bool:
+            try:
+                return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(console_up, 120, "the console")
+        yield {"url": url, "server": env["OMIUM_SERVER_URL"]}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.mark.integration
+def test_pause_a_running_run_and_resume_it_in_the_browser(demo_stack: dict[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ledger = tmp_path / "ledger.jsonl"
+    calls = ledger.with_suffix(".calls")
+    store = RemoteStore(demo_stack["server"], token=TOKEN)
+    try:
+        submit(store, "slow_order", "browser-order", STEPS, run_id="slow-browser")
+        wait_for(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 2, 120, "the run to start")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{demo_stack['url']}/run?run=slow-browser")
+            expect(page.get_by_text("slow_order · running")).to_be_visible()
+            page.get_by_role("button", name="Pause").click()
+            expect(page.get_by_text("will pause at its next recorded call")).to_be_visible()
+            wait_for(lambda: store.get_run("slow-browser").status == "paused", 60, "the run to pause")
+            executed = len(calls.read_text().splitlines())
+            assert executed == len(store.steps("slow-browser")) < STEPS  # nothing ran past the pause
+            page.reload()
+            expect(page.get_by_text("slow_order · paused")).to_be_visible()
+            expect(page.get_by_text("Paused by console")).to_be_visible()
+            expect(page.get_by_role("button", name="Resume")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "8-pause-resume.png"), full_page=True)
+            page.get_by_role("button", name="Resume").click()
+            expect(page.get_by_text("queued to resume")).to_be_visible()
+            wait_for(lambda: store.get_run("slow-browser").status == "completed", 180, "the run to complete")
+            page.reload()
+            expect(page.get_by_text("slow_order · completed")).to_be_visible()
+            expect(page.get_by_role("button", name="Resume")).to_have_count(0)
+            browser.close()
+        applied = [json.loads(line) for line in ledger.read_text().splitlines()]
+        assert sorted(a["i"] for a in applied) == list(range(STEPS))  # every effect once
+        assert len(calls.read_text().splitlines()) == STEPS  # no completed call executed again
+        assert (ARTIFACTS / "8-pause-resume.png").stat().st_size > 10_000
+        assert httpx.get(f"{demo_stack['server']}/v1/health", timeout=5).status_code == 200
+    finally:
+        store.close()
