@@ -41,6 +41,8 @@ from omium.sdk.sampling import resampling
 from omium.sdk.store import CheckpointRecord, CheckpointStore, RunRecord, StepRecord
 
 OUTCOMES = ("verified", "not_verified", "inconclusive")
+# Runs that ended in (or wait after) a failure; a paused or rejected one says which in its record.
+FAILED_STATUSES = ("failed", "paused", "rejected")
 # Calls that produce data a fix can change: a model call, a tool call, a step.
 CANDIDATE_KINDS = culprit.CALL_KINDS
 
@@ -93,13 +95,15 @@ def failure_of(store: CheckpointStore, run: RunRecord) -> dict[str, Any]:
         ConflictError: the run did not fail.
     """
     recorded = run.attributes.get(FAILURE_ATTRIBUTE, "")
-    if recorded:
-        return dict(json.loads(recorded))
-    if run.status != "failed":
+    # A run that completed (or runs again) after its failure has a recording that moved on.
+    if run.status not in FAILED_STATUSES or (run.status != "failed" and not recorded):
         raise ConflictError(
             f"run {run.run_id!r} is {run.status}: only a failed run (or one paused after a failure) "
             "has a root cause to verify"
         )
+    if run.status != "failed":  # paused or rejected: the failure it waits on, as recorded
+        return dict(json.loads(recorded))
+    # Failed: its latest failed call (a record left by an earlier pause may be out of date).
     failed = [s for s in store.steps(run.run_id) if s.status == "failed"]
     error_type, _, message = run.error.partition(": ")
     if not failed:
@@ -338,6 +342,7 @@ def verify(
 
 __all__ = [
     "CANDIDATE_KINDS",
+    "FAILED_STATUSES",
     "OUTCOMES",
     "Budget",
     "Verification",
