@@ -52,7 +52,9 @@ def test_verify_prints_the_verified_root_cause(tmp_path: Path) -> None:
     found = omium(env, "verify", "cli-run", "--app", APP, "--max-forks", "20")
     assert found.returncode == 0, found.stdout + found.stderr
     assert f"root cause verified: #{culprit} " in found.stdout
-    assert re.search(rf"#{culprit}\s+\S+\s+verified\s+1\s+\d+\s+re-run", found.stdout), found.stdout
+    assert re.search(rf"#{culprit}\s+\S+\s+verified\s+1\s+\d+\s+completed: the failure", found.stdout), (
+        found.stdout
+    )
     assert "failed at #" in found.stdout and "final_answer_check" in found.stdout
     wrong = omium(env, "verify", "cli-run", "--app", APP, "--step", str(earlier))
     assert wrong.returncode == 1 and "no candidate verified" in wrong.stdout

@@ -19,6 +19,8 @@ def table(results: list[Any]) -> list[str]:
     lines = [f"{'step':>5}  {'agent':<14}  {'outcome':<13}  {'forks':>5}  {'calls':>5}  re-run"]
     for v in results:
         ended = v.evidence[-1] if v.evidence else ""
+        if ended.startswith("re-run ("):  # the column says it already
+            ended = ended.split(": ", 1)[1]
         lines.append(
             f"{'#' + str(v.step):>5}  {_cell(v.agent, 14):<14}  {v.outcome:<13}  {v.forks:>5}  {v.calls:>5}  "
             f"{_cell(ended, 110)}"
