@@ -1,6 +1,6 @@
 """The LLM judge in the root-cause pipeline: its result as a root cause, and the ``root_causes``
 asset asking a scripted judge about failed runs when ``OMIUM_JUDGE_URL`` is set (and never when
-it is not). ``omium_root_causes`` keeps one row per run, so the judge's answer is in its evidence."""
+it is not). ``omium_root_causes`` keeps one row per run and method: the judge's answer is a row of its own."""
 
 from __future__ import annotations
 
@@ -40,20 +40,28 @@ def test_a_judge_result_becomes_a_root_cause_of_its_method() -> None:
     assert unknown.evidence == ["unknown: not JSON"] and not unknown.extra["known"]
 
 
-def test_the_judge_joins_the_evidence_of_the_runs_row() -> None:
+def test_the_judge_and_the_model_are_rows_of_their_own_and_unknown_is_explicit() -> None:
     model = explain.RootCause("r1", "Analyst", 7, 0.6, ["#7 by Analyst scored highest"], "attribution_model")
     judge = explain.judged("r1", _result("Analyst", 1, ("#1 by Analyst: misread",)), [4, 7], ["s4", "s7"])
-    both = explain.with_judge(model, judge)
-    assert (both.method, both.agent, both.step_index, both.confidence) == ("attribution_model", "Analyst", 7, 0.6)
-    assert both.evidence == [
-        "#7 by Analyst scored highest",
-        f"judge_binary_search ({VERSION}): agent Analyst, step 7, confidence 0.50; agrees with attribution_model",
-        "judge_binary_search: #7 by Analyst: misread",
+    unsure = explain.judged("r2", _result(UNKNOWN, -1, ("unknown: x",), 0.0))
+    guess = explain.RootCause(
+        "r3", "Planner", 2, 0.2, ["#2 by Planner"], "attribution_model", extra={"known": False}
+    )
+    rows = explain.rows([model, judge, unsure, guess])
+    assert [(r["run_id"], r["method"], r["verdict"]) for r in rows] == [
+        ("r1", "attribution_model", "known"),
+        ("r1", "judge_binary_search", "known"),
+        ("r2", "judge_binary_search", "unknown"),
+        ("r3", "attribution_model", "unknown"),
     ]
-    other = explain.with_judge(model, explain.judged("r1", _result("Planner", 0, ("#0 by Planner",)), [4, 7]))
-    assert "step 4, confidence 0.50; differs from attribution_model" in other.evidence[1]
-    unsure = explain.with_judge(model, explain.judged("r1", _result(UNKNOWN, -1, ("unknown: x",), 0.0)))
-    assert unsure.evidence[1:] == [f"judge_binary_search ({VERSION}): unknown", "judge_binary_search: unknown: x"]
+    assert (rows[1]["agent"], rows[1]["step_index"], rows[1]["span_id"]) == ("Analyst", 7, "s7")
+    assert json.loads(rows[1]["evidence"])[0] == "#7 by Analyst: misread"
+    assert json.loads(rows[0]["evidence"]) == ["#7 by Analyst scored highest"]  # nothing of the judge's
+    # An unknown row names no agent or step; a guess stays in the evidence, said to be one.
+    for row in rows[2:]:
+        assert (row["agent"], row["step_index"], row["span_id"]) == ("", -1, "")
+        assert json.loads(row["evidence"])[0].startswith("unknown")
+    assert json.loads(rows[3]["evidence"])[0] == "unknown: the best guess was Planner at step #2"
 
 
 def test_the_settings_make_the_judge() -> None:
@@ -116,11 +124,11 @@ def _build(warehouse: ClickHouseWarehouse, settings: Settings, tmp_path: Path, r
     return result
 
 
-def _rows(warehouse: ClickHouseWarehouse) -> dict[str, dict[str, object]]:
+def _rows(warehouse: ClickHouseWarehouse, method: str = "first_error") -> dict[str, dict[str, object]]:
+    """The rows of one method, by run."""
     rows = warehouse.query_rows("SELECT * FROM omium_root_causes")  # not FINAL: every row written
-    by_run = {str(r["run_id"]): r for r in rows}
-    assert len(by_run) == len(rows)  # one row per run
-    return by_run
+    assert len({(r["run_id"], r["method"]) for r in rows}) == len(rows)  # one row per run and method
+    return {str(r["run_id"]): r for r in rows if r["method"] == method}
 
 
 def test_the_asset_asks_the_configured_judge_about_each_failed_run(
@@ -133,15 +141,16 @@ def test_the_asset_asks_the_configured_judge_about_each_failed_run(
         monkeypatch.setenv("OMIUM_JUDGE_MODEL", "judge-model")
         monkeypatch.setenv("OMIUM_JUDGE_KEY", "sk-pipeline")
         result = _build(warehouse, settings, tmp_path, [r.run_id for r in runs])
-    rows = _rows(warehouse)
-    assert set(rows) == {r.run_id for r in runs}
+    rows, judged = _rows(warehouse), _rows(warehouse, "judge_all_at_once")
+    assert set(rows) == set(judged) == {r.run_id for r in runs}
     for run in runs:
-        row = rows[run.run_id]
-        # The pipeline's own answer stays the row's result; the judge's is in its evidence.
-        assert row["method"] == "first_error" and row["step_index"] == 2
-        evidence = json.loads(str(row["evidence"]))
-        assert f"judge_all_at_once ({VERSION}): agent Searcher, step 1, confidence 0.54" in " ".join(evidence)
-        assert "judge_all_at_once: #1 by Searcher: the count has no source" in evidence
+        # The pipeline's own answer and the judge's are two rows, each its method's alone.
+        row, judge = rows[run.run_id], judged[run.run_id]
+        assert row["step_index"] == 2
+        assert not any("judge" in line for line in json.loads(str(row["evidence"])))
+        assert (judge["agent"], judge["step_index"], judge["verdict"]) == ("Searcher", 1, "known")
+        assert judge["model_version"] == VERSION and judge["confidence"] == pytest.approx(0.54, abs=0.005)
+        assert "#1 by Searcher: the count has no source" in json.loads(str(judge["evidence"]))
     # One request per run, with its task, the model and the key.
     assert len(fake.requests) == 2
     assert {r.body["model"] for r in fake.requests} == {"judge-model"}
@@ -163,8 +172,8 @@ def test_without_a_judge_url_no_judge_is_asked(
         monkeypatch.setenv("OMIUM_JUDGE_MODEL", "judge-model")  # a model alone configures nothing
         result = _build(warehouse, settings, tmp_path, [runs[0].run_id])
     assert not fake.requests
-    evidence = json.loads(str(_rows(warehouse)[runs[0].run_id]["evidence"]))
-    assert not any("judge" in line for line in evidence)
+    assert set(_rows(warehouse)) == {runs[0].run_id}
+    assert warehouse.scalar("SELECT count() FROM omium_root_causes WHERE method LIKE 'judge%'") == 0
     assert "judged_runs" not in result.asset_materializations_for_node("root_causes")[0].metadata
 
 
@@ -178,12 +187,9 @@ def test_a_failing_judge_leaves_the_root_causes_and_is_not_asked_again(
         monkeypatch.setenv("OMIUM_JUDGE_MODEL", "judge-model")
         result = _build(warehouse, settings, tmp_path, [r.run_id for r in runs])
     assert len(fake.requests) == explain.JUDGE_MAX_ERRORS
-    rows = _rows(warehouse)
-    assert set(rows) == {r.run_id for r in runs}
-    evidence = [json.loads(str(r["evidence"])) for r in rows.values()]
-    failed = [e for e in evidence if any(f"({VERSION}) failed: " in line and "HTTP 503" in line for line in e)]
-    skipped = [e for e in evidence if any("not asked: its provider failed 3 times" in line for line in e)]
-    assert len(failed) == explain.JUDGE_MAX_ERRORS and len(skipped) == 2
-    assert all(row["method"] == "first_error" for row in rows.values())
+    # The pipeline's rows are all there; a judge that gave no answer has no row.
+    assert set(_rows(warehouse)) == {r.run_id for r in runs}
+    assert warehouse.scalar("SELECT count() FROM omium_root_causes WHERE method LIKE 'judge%'") == 0
     metadata = result.asset_materializations_for_node("root_causes")[0].metadata
     assert metadata["judge_errors"].value == explain.JUDGE_MAX_ERRORS and "HTTP 503" in str(metadata["judge_last_error"].value)
+    assert metadata["judge_not_asked"].value == 2

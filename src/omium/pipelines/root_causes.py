@@ -16,8 +16,14 @@ trained on it (:class:`ModelChooser`).
 
 An LLM judge (:mod:`omium.models.judge`, when ``OMIUM_JUDGE_URL`` is set) may attribute the same
 runs as well: :func:`judged` turns its result into a root cause of method ``judge_<method>``.
-``omium_root_causes`` keeps one row per run (``ORDER BY run_id``), so the pipeline stores the
-judge's conclusion in the evidence of the run's row (:func:`with_judge`), not as a second row.
+
+``omium_root_causes`` holds one row per run and method (``ORDER BY (run_id, method)``): the judge's
+answer is a row of its own beside the pipeline's. Each row says its ``verdict``: ``known``, or
+``unknown`` when the method named nothing or fell below its confidence threshold. An unknown row
+stores no agent (``''``), step ``-1`` and no span, so nothing reading the agent column counts a
+guess as an answer; the method's best guess, if it had one, is in the row's evidence, whose first
+line then opens with "unknown" (:func:`rows`). In memory a :class:`RootCause` keeps the guess
+(``agent``, ``step_index``) and says ``known``.
 
 Steps are 0-based positions in the run (``omium.step_index``).
 """
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from omium.config import Settings
     from omium.models.judge import Judge, JudgeResult
 
+KNOWN = "known"  # a verdict: the method named a culprit (UNKNOWN: it did not)
 ATTRIBUTION_MODEL = "root_cause_attribution"
 # Models fitted without a fold of the annotated runs, to attribute the failed runs of that fold.
 CROSS_FIT_MODEL = "root_cause_attribution_cross_fit"
@@ -59,6 +66,17 @@ class RootCause:
     span_id: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        """Whether the method named a culprit at or above its threshold (``extra["known"]``, true
+        for methods without a threshold)."""
+        return bool(self.extra.get("known", True)) and self.step_index >= 0
+
+    @property
+    def verdict(self) -> str:
+        """``known`` or ``unknown`` (the ``verdict`` column of ``omium_root_causes``)."""
+        return KNOWN if self.known else UNKNOWN
 
 
 def runtime_chain(run_id: str, failure: dict[str, Any], steps: list[Any]) -> RootCause:
@@ -219,7 +237,11 @@ def attribute_run(run_id: str, run: pl.DataFrame, model: Any | None, version: st
     best = found.position
     evidence = [line.replace(f"#{best} ", f"#{indices[best]} ", 1) for line in found.evidence]
     if not found.known:
-        evidence.insert(0, f"{UNKNOWN}: the best guess, {found.guess}, is below the confidence threshold")
+        evidence.insert(
+            0,
+            f"{UNKNOWN}: the best guess, {found.guess} at step #{indices[best]}, "
+            "is below the confidence threshold",
+        )
     return RootCause(
         run_id,
         steps[best].agent,
@@ -281,29 +303,6 @@ def judged(
     )
 
 
-def with_judge(cause: RootCause, judge: RootCause) -> RootCause:
-    """``cause`` with the judge's conclusion appended to its evidence (one line naming the
-    method, model version, agent, step and confidence, then the judge's own lines), so that
-    one row per run keeps both methods' answers."""
-    said = (
-        f"agent {judge.agent}, step {judge.step_index}, confidence {judge.confidence:.2f}"
-        if judge.step_index >= 0
-        else UNKNOWN
-    )
-    head = f"{judge.method} ({judge.model_version}): {said}"
-    if judge.step_index >= 0 and cause.step_index >= 0:
-        agrees = judge.agent.lower() == cause.agent.lower() and judge.step_index == cause.step_index
-        head += f"; {'agrees with' if agrees else 'differs from'} {cause.method}"
-    lines = [f"{judge.method}: {line}" for line in judge.evidence]
-    return RootCause(
-        **{
-            **cause.__dict__,
-            "evidence": [*cause.evidence, head, *lines],
-            "extra": {**cause.extra, "judge": judge},
-        }
-    )
-
-
 # Provider failures (HTTP errors, timeouts) after which one build stops asking the judge: each
 # can cost a timeout, and a provider that is down stays down for the rest of a build.
 JUDGE_MAX_ERRORS = 3
@@ -311,13 +310,14 @@ JUDGE_MAX_ERRORS = 3
 
 @dataclass
 class JudgePass:
-    """The judge's pass over one build's failed runs: each run's cause gains the judge's
-    conclusion in its evidence (:func:`with_judge`), or a line saying why the judge gave none."""
+    """The judge's pass over one build's failed runs: each run it is asked about gains a root
+    cause of its own (method ``judge_<method>``); a provider failure gives none and is counted."""
 
     judge: Judge
     max_errors: int = JUDGE_MAX_ERRORS
     errors: list[str] = field(default_factory=list)
     results: list[RootCause] = field(default_factory=list)  # the judge's root causes, as asked
+    skipped: int = 0  # runs not asked: the provider had failed max_errors times
 
     @classmethod
     def of(cls, settings: Settings) -> JudgePass | None:
@@ -325,56 +325,70 @@ class JudgePass:
         judge = make_judge(settings)
         return cls(judge) if judge is not None else None
 
-    def add(self, cause: RootCause, run: pl.DataFrame, task: str = "") -> RootCause:
-        """``cause`` with the judge's conclusion about the same run (its step spans) in its evidence."""
+    def attribute(self, run_id: str, run: pl.DataFrame, task: str = "") -> RootCause | None:
+        """The judge's root cause of one failed run from its step spans, or None when its provider
+        failed (or failed :attr:`max_errors` times already in this build: it is not asked again)."""
         from omium.models.judge import JudgeError
 
-        name = f"judge_{self.judge.method} ({self.judge.version})"
         if len(self.errors) >= self.max_errors:
-            line = f"{name} not asked: its provider failed {len(self.errors)} times in this build"
-            return RootCause(**{**cause.__dict__, "evidence": [*cause.evidence, line]})
+            self.skipped += 1
+            return None
         try:
-            found = judge_run(self.judge, cause.run_id, run, task)
+            found = judge_run(self.judge, run_id, run, task)
         except JudgeError as error:
-            self.errors.append(str(error))
-            return RootCause(**{**cause.__dict__, "evidence": [*cause.evidence, f"{name} failed: {error}"]})
+            self.errors.append(f"{run_id}: {error}")
+            return None
         self.results.append(found)
-        return with_judge(cause, found)
+        return found
 
     def metadata(self) -> dict[str, Any]:
         """What the judge did in this build, for the asset's metadata."""
         return {
             "judged_runs": len(self.results),
-            "judge_unknown": sum(1 for j in self.results if not j.extra["known"]),
+            "judge_unknown": sum(1 for j in self.results if not j.known),
             "judge_calls": sum(j.extra["calls"] for j in self.results),
             "judge_tokens": sum(j.extra["tokens"] for j in self.results),
             "judge_errors": len(self.errors),
+            "judge_not_asked": self.skipped,
             **({"judge_last_error": self.errors[-1]} if self.errors else {}),
         }
 
 
 def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
-    """``omium_root_causes`` rows (without the stamp)."""
-    return [
-        {
-            "run_id": c.run_id,
-            "agent": c.agent,
-            "step_index": c.step_index,
-            "span_id": c.span_id,
-            "confidence": c.confidence,
-            "failure_class": c.failure_class,
-            "evidence": json.dumps(c.evidence),
-            "method": c.method,
-            "model_version": c.model_version,
-        }
-        for c in causes
-    ]
+    """``omium_root_causes`` rows (without the stamp), one per cause, with its ``verdict``.
+
+    An unknown cause is stored without agent, step or span, and its evidence opens with a line
+    starting "unknown" (added when the method's own evidence does not), which is how the table's
+    default and its migration tell old rows' verdict as well."""
+    out = []
+    for c in causes:
+        known = c.known
+        evidence = list(c.evidence)
+        if not known and not (evidence and evidence[0].startswith(UNKNOWN)):
+            guess = f"the best guess was {c.agent} at step #{c.step_index}" if c.agent else "no culprit named"
+            evidence.insert(0, f"{UNKNOWN}: {guess}")
+        out.append(
+            {
+                "run_id": c.run_id,
+                "agent": c.agent if known else "",
+                "step_index": c.step_index if known else -1,
+                "span_id": c.span_id if known else "",
+                "confidence": c.confidence,
+                "failure_class": c.failure_class,
+                "evidence": json.dumps(evidence),
+                "method": c.method,
+                "model_version": c.model_version,
+                "verdict": KNOWN if known else UNKNOWN,
+            }
+        )
+    return out
 
 
 __all__ = [
     "ATTRIBUTION_MODEL",
     "CROSS_FIT_MODEL",
     "JUDGE_MAX_ERRORS",
+    "KNOWN",
     "JudgePass",
     "ModelChooser",
     "RootCause",
@@ -386,5 +400,4 @@ __all__ = [
     "rows",
     "run_steps",
     "runtime_chain",
-    "with_judge",
 ]

@@ -86,19 +86,22 @@ GROUP BY failure_class, mast_code, label_source
 ORDER BY runs DESC
 """
 
+# One row per run and method (runtime_chain, attribution_model or first_error, judge_<method>,
+# counterfactual): each says its verdict; an unknown one names no agent (its guess is in the evidence).
 ROOT_CAUSES = """
-SELECT run_id, agent, step_index, round(confidence, 3) AS confidence, failure_class, evidence, method,
-       model_version, created_at
+SELECT run_id, method, verdict, agent, step_index, round(confidence, 3) AS confidence, failure_class,
+       evidence, model_version, created_at
 FROM omium_root_causes FINAL
 WHERE $__timeFilter(created_at)
-ORDER BY created_at DESC, confidence DESC
+ORDER BY created_at DESC, run_id, confidence DESC
 LIMIT 100
 """
 
+# A run counts once per agent however many methods named it; unknown results name none.
 ROOT_CAUSE_AGENTS = """
-SELECT agent, count() AS runs
+SELECT agent, uniqExact(run_id) AS runs
 FROM omium_root_causes FINAL
-WHERE $__timeFilter(created_at)
+WHERE $__timeFilter(created_at) AND verdict != 'unknown' AND agent != ''
 GROUP BY agent
 ORDER BY runs DESC
 LIMIT 15
@@ -173,7 +176,9 @@ def failure_risk() -> Json:
             "Root causes",
             (0, 31, 16, 10),
             ROOT_CAUSES,
-            "The agent and step each failed run is attributed to, with the evidence.",
+            "Each method's root cause of each failed run (one row per run and method): the agent and "
+            "step it names, or verdict unknown when it named none at or above its threshold; with the "
+            "evidence.",
             overrides=[
                 field("run_id", links=link("Traces of this run", RUN_LINK)),
                 field("confidence", unit="percentunit"),
@@ -183,7 +188,8 @@ def failure_risk() -> Json:
             "Root-cause agents",
             (16, 31, 8, 10),
             ROOT_CAUSE_AGENTS,
-            "The agents failed runs are most often attributed to.",
+            "The agents failed runs are most often attributed to (a run counts once per agent, whichever "
+            "methods named it; unknown results are left out).",
             "agent",
         ),
     ]

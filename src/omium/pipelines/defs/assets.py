@@ -505,7 +505,15 @@ ORDER BY run_id
     check_specs=_specs("root_causes", "every_failed_run_has_a_root_cause", "steps_within_runs"),
 )
 def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """For every failed run, the responsible agent and step with an evidence chain (``omium_root_causes``)."""
+    """For every failed run, the responsible agent and step with an evidence chain (``omium_root_causes``).
+
+    One row per run and method that produced a result: ``runtime_chain`` for a live run's
+    incident, else ``attribution_model`` (or ``first_error`` without a model), and the LLM judge's
+    ``judge_<method>`` as a row of its own when ``OMIUM_JUDGE_URL`` is set (a provider failure gives
+    no judge row: the metadata counts it). Each row has a ``verdict``: ``unknown`` when the method
+    named nothing or fell below its threshold; such a row has agent ``''`` and step ``-1``, its best
+    guess only in the evidence (see :mod:`omium.pipelines.root_causes`).
+    """
     from omium.warehouse.store import recorded_steps
 
     with warehouse.connect() as wh:
@@ -554,28 +562,35 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
         steps = _step_frame(wh, failed["run_id"].to_list())
         by_run = {run_id: run for (run_id,), run in steps.group_by(["run_id"])}
         # An LLM judge (OMIUM_JUDGE_URL) attributes the runs without a runtime chain as well; its
-        # answer joins the run's row as evidence (omium_root_causes keeps one row per run).
+        # answer is a row of its own (omium_root_causes keeps one row per run and method).
         judging = explain.JudgePass.of(warehouse.settings())
-        causes = []
+        causes: list[explain.RootCause] = []
         for row in failed.iter_rows(named=True):
             run_id = row["run_id"]
             failure_class = row["assigned"] or row["failure_class"]
             run_steps = by_run.get(run_id, pl.DataFrame(schema=steps.schema))
+            found: list[explain.RootCause] = []
             if failure := labelling.incident(row):
-                cause = explain.runtime_chain(run_id, failure, recorded_steps(wh, run_id))
+                found.append(explain.runtime_chain(run_id, failure, recorded_steps(wh, run_id)))
             else:
                 model, version = chooser.for_run(run_id)
-                cause = explain.attribute_run(run_id, run_steps, model, version)
+                found.append(explain.attribute_run(run_id, run_steps, model, version))
                 if judging is not None:
-                    cause = judging.add(cause, run_steps, row["question"] or "")
-            causes.append(
+                    judged = judging.attribute(run_id, run_steps, row["question"] or "")
+                    found.extend([judged] if judged is not None else [])
+            causes.extend(
                 explain.RootCause(**{**cause.__dict__, "failure_class": failure_class or taxonomy.UNKNOWN})
+                for cause in found
             )
         feats.insert_rows(wh, "omium_root_causes", explain.rows(causes), stamp="created_at")
         last = {r: max(run["step_index"].to_list()) for r, run in by_run.items()}
-    missing = failed.height - len(causes)
-    outside = [c.run_id for c in causes if not 0 <= c.step_index <= last.get(c.run_id, c.step_index)]
+    missing = failed.height - len({c.run_id for c in causes})
+    # An unknown result stores step -1 by design: only the steps a method named must be in the run.
+    outside = [
+        c.run_id for c in causes if c.known and not 0 <= c.step_index <= last.get(c.run_id, c.step_index)
+    ]
     methods = Counter(c.method for c in causes)
+    unknown = Counter(c.method for c in causes if not c.known)
     return dg.MaterializeResult(
         metadata={
             "failed_runs": failed.height,
@@ -583,6 +598,7 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
             "annotated_runs": truth.height,
             "cross_fitted_runs": len(chooser.held_out),
             **{f"method_{k}": v for k, v in methods.items()},
+            **{f"unknown_{k}": v for k, v in unknown.items()},
             **(judging.metadata() if judging is not None else {}),
         },
         check_results=[
