@@ -181,11 +181,13 @@ def events(run_id: str) -> list[EventRecord]:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def analysis(run_id: str) -> dict[str, Any]:
-    """What the pipelines derived for a run: its root cause, failure class and predicted risk (if built)."""
+    """What the pipelines derived for a run: each method's root cause (known ones first, the most
+    confident first; an unknown one says so by its verdict), failure class and predicted risk (if built)."""
     wh = warehouse()
-    cause = wh.query_rows(
-        "SELECT agent, step_index, confidence, failure_class, evidence, method, model_version "
-        "FROM omium_root_causes FINAL WHERE run_id = {run_id:String}",
+    causes = wh.query_rows(
+        "SELECT agent, step_index, confidence, failure_class, evidence, method, model_version, verdict "
+        "FROM omium_root_causes FINAL WHERE run_id = {run_id:String} "
+        "ORDER BY verdict = 'unknown', confidence DESC, method",
         {"run_id": run_id},
     )
     risk = wh.query_rows(
@@ -200,7 +202,7 @@ def analysis(run_id: str) -> dict[str, Any]:
         {"run_id": run_id},
     )
     return {
-        "cause": cause[0] if cause else None,
+        "causes": causes,
         "risk": {int(r["k"]): float(r["risk"]) for r in risk},
         "annotation": annotation[0] if annotation else None,
     }

@@ -269,7 +269,9 @@ def graph_figure(graph: Graph) -> go.Figure:
 
 @dataclass(frozen=True)
 class RootCause:
-    """The step that produced the bad data behind a failure, and the chain that leads to it."""
+    """The step that produced the bad data behind a failure, and the chain that leads to it,
+    traced live from the recorded calls by ``method`` (the pipelines' ``runtime_chain`` does the
+    same on the warehouse's copy; other methods' results are :func:`method_result` lines)."""
 
     summary: str
     agent: str
@@ -278,6 +280,7 @@ class RootCause:
     expected: str = ""
     actual: str = ""
     suggestions: tuple[str, ...] = ()
+    method: str = "runtime_chain"
 
 
 SUGGESTIONS = {
@@ -338,6 +341,23 @@ def root_cause(run_id: str) -> RootCause | None:
         actual=actual,
         suggestions=SUGGESTIONS.get(trigger, SUGGESTIONS["exception"]),
     )
+
+
+def method_result(row: dict[str, Any]) -> str:
+    """One method's root cause as the pipelines stored it (a row of ``omium_root_causes``), as a
+    line naming its method and confidence: the step and agent it names, or **unknown** when the
+    method named none at or above its threshold (its best guess, if any, is in its evidence), and
+    a counterfactual replay's verdict (verified, not verified) when it has one."""
+    verdict = str(row.get("verdict") or "known")
+    method = f"{row['method']} (confidence {float(row['confidence']):.2f})"
+    if verdict == "unknown" or int(row["step_index"]) < 0:
+        said = "**unknown**: no agent and step at or above its threshold"
+    else:
+        said = f"step #{row['step_index']} of **{row['agent'] or 'the workflow'}**"
+    line = f"Root cause: {said} · {row['failure_class']} · {method}"
+    if verdict not in ("known", "unknown"):
+        line += f" · **{verdict.replace('_', ' ')}** by counterfactual replay"
+    return line
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -140,7 +140,8 @@ if section == "Root cause":
         st.success("Nothing failed in this run.")
     else:
         st.markdown(
-            f"**{cause.summary}** — the bad data came from step #{cause.position} of **{cause.agent}**"
+            f"**{cause.summary}** — the bad data came from step #{cause.position} of **{cause.agent}** "
+            f"({cause.method}, traced from the recorded calls)"
         )
         if cause.expected or cause.actual:
             st.markdown(f"Expected: `{cause.expected or '—'}` · actual: `{cause.actual or '—'}`")
@@ -150,14 +151,10 @@ if section == "Root cause":
         for suggestion in cause.suggestions:
             st.markdown(f"- {suggestion}")
     derived = data.analysis(run_id)
-    if derived["cause"] or derived["risk"]:
+    if derived["causes"] or derived["risk"]:
         st.markdown("**Pipeline analysis** (Dagster: root causes, failure class, predicted risk)")
-    if derived["cause"]:
-        found = derived["cause"]
-        st.markdown(
-            f"Root cause: step #{found['step_index']} of **{found['agent']}** · {found['failure_class']} · "
-            f"{found['method']} (confidence {found['confidence']:.2f})"
-        )
+    for found in derived["causes"]:  # one per method that produced a result
+        st.markdown(views.method_result(found))
         for line in json.loads(found["evidence"]):
             st.markdown(f"- {line}")
     if derived.get("annotation"):
