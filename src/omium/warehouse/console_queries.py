@@ -1,8 +1,9 @@
 """The console's queries: run health, trends, failure rates, run search, hand-offs and incidents;
 every run and trace (Omium's and any OTel instrumentation's), a trace's spans and a session's traces.
 
-Every query binds its parameters server-side and returns a polars DataFrame; the console's data
-module caches them. Reads of versioned tables use FINAL (the latest version of each row).
+Every query binds its parameters server-side and returns a polars DataFrame (a run's step tries:
+the control store's records, to merge with its live rows); the console's data module caches them.
+Reads of versioned tables use FINAL (the latest version of each row).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from omium import conventions
 from omium.pipelines import prices
+from omium.sdk.store import StepRecord
 from omium.warehouse.connection import Warehouse
 
 if TYPE_CHECKING:
@@ -459,6 +461,27 @@ def run_handoffs(warehouse: Warehouse, run_id: str) -> pl.DataFrame:
     return warehouse.query_df(RUN_HANDOFFS, {"run_id": run_id})
 
 
+# Every try of every recorded call of a run (omium_steps is keyed by try: a failed try, its retry and
+# a re-execution after a rollback are rows of their own), in run order: generation, then position.
+STEP_TRIES = """
+SELECT run_id, position, attempt, kind, name, agent, status, input_hash, output_hash, error, idempotency_key,
+       toUnixTimestamp64Micro(started_at) AS started_at, toUnixTimestamp64Micro(ended_at) AS ended_at,
+       call_id, generation, fence
+FROM omium_steps FINAL
+WHERE run_id = {run_id:String}
+ORDER BY generation, position, attempt, started_at
+LIMIT {limit:UInt32}
+"""
+
+
+def step_tries(warehouse: Warehouse, run_id: str, limit: int = 20_000) -> list[StepRecord]:
+    """Every try of every recorded call of ``run_id`` the warehouse holds, failed ones included,
+    oldest generation first (a try overwritten in the control store reaches it through the
+    shipper, within seconds)."""
+    rows = warehouse.query_rows(STEP_TRIES, {"run_id": run_id, "limit": limit})
+    return [StepRecord(**row) for row in rows]
+
+
 def paused_runs(warehouse: Warehouse, limit: int = 200) -> pl.DataFrame:
     """Runs paused awaiting a review or an approval, newest first."""
     return warehouse.query_df(PAUSED_RUNS, {"limit": limit})
@@ -547,6 +570,7 @@ __all__ = [
     "run_trend",
     "search_runs",
     "session_traces",
+    "step_tries",
     "trace_models",
     "trace_spans",
     "workflow_agents",

@@ -8,7 +8,9 @@ as one. One shipper runs per deployment (the outbox's ``shipper`` lease); the ot
 take over when it stops or dies.
 
 A ``reviewed`` audit event also lands in ``omium_reviews``, the table the labelling pipeline
-reads reviewers' decisions from.
+reads reviewers' decisions from. A try of a recorded call that a later try overwrote in ``steps``
+is queued as the row it was (``step_try``, control migration 0004) and lands in ``omium_steps``
+beside the later tries, so the warehouse keeps every try.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ def _review(event: dict[str, Any]) -> dict[str, Any] | None:
         "reason": event["reason"],
         "ts": event["ts"],
     }
+
+
+# The outbox kind of an overwritten try of a recorded call: the row itself, as JSON in its key.
+STEP_TRY = "step_try"
 
 
 # Control table -> (warehouse table, how a control row becomes a warehouse row).
@@ -132,9 +138,13 @@ class Shipper:
 
     def _insert(self, queued: list[Queued]) -> None:
         keys: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+        tries: list[dict[str, Any]] = []
         for fact in queued:
             if fact.kind in TARGETS:
                 keys[fact.kind].append(fact.key)
+            elif fact.kind == STEP_TRY:  # gone from steps: the row was queued itself
+                tries.append(json.loads(fact.key[0]))
+        self._write("omium_steps", tries)
         for kind, wanted in keys.items():
             table, convert = TARGETS[kind]
             facts = self.outbox.facts(kind, wanted)  # read once: the reviews come from the same rows
@@ -200,4 +210,4 @@ class Shipper:
             self.outbox.let_go(self.holder)
 
 
-__all__ = ["TARGETS", "Shipper"]
+__all__ = ["STEP_TRY", "TARGETS", "Shipper"]

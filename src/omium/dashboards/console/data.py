@@ -12,6 +12,7 @@ Reads are cached for a few seconds, so a busy page does not hammer either.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,11 +22,13 @@ import polars as pl
 import streamlit as st
 
 from omium.config import Settings
-from omium.errors import NotFoundError
+from omium.errors import NotFoundError, WarehouseError
 from omium.pipelines import prices
 from omium.sdk.store import CheckpointRecord, CheckpointStore, EventRecord, RunRecord, StepRecord
 from omium.warehouse import console_queries as queries
 from omium.warehouse.connection import Warehouse
+
+logger = logging.getLogger(__name__)
 
 TTL = 3  # seconds a read is cached
 
@@ -167,6 +170,27 @@ def steps(run_id: str) -> list[StepRecord]:
     return store().steps(run_id)
 
 
+def _try_key(step: StepRecord) -> tuple[int, int, int, int]:
+    return (step.generation, step.position, step.attempt, step.started_at)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def step_tries(run_id: str) -> list[StepRecord]:
+    """Every try of every recorded call of the run, failed ones included, oldest generation first:
+    the warehouse's history (a try a retry or a re-execution overwrote in the control store is
+    shipped there as it was) merged with the control store's live rows, which win for the tries
+    they hold and show what is not shipped yet."""
+    live = store().steps(run_id)
+    try:
+        history = queries.step_tries(warehouse(), run_id)
+    except (WarehouseError, httpx.HTTPError):  # the warehouse or its server is down: live rows still tell
+        logger.warning("reading run %s's step tries from the warehouse failed", run_id, exc_info=True)
+        history = []
+    tries = {_try_key(s): s for s in history}
+    tries.update((_try_key(s), s) for s in live)
+    return [tries[key] for key in sorted(tries)]
+
+
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def checkpoints(run_id: str) -> list[CheckpointRecord]:
     """The run's checkpoints."""
@@ -250,11 +274,13 @@ def steps_frame(records: list[StepRecord]) -> pl.DataFrame:
     rows = [
         {
             "position": s.position,
+            "call_id": s.call_id,
             "agent": s.agent,
             "kind": s.kind,
             "name": s.name,
             "status": s.status,
             "attempt": s.attempt,
+            "generation": s.generation,
             "started": datetime.fromtimestamp(s.started_at / 1e6, UTC),
             "ended": datetime.fromtimestamp(s.ended_at / 1e6, UTC),
             "ms": round((s.ended_at - s.started_at) / 1000, 2),

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from omium.dashboards.console import data
+from omium.dashboards.console.trace_views import local
 from omium.models import culprit
 from omium.sdk.context import call_order, checkpoint_call_id, step_call_id
 from omium.sdk.store import RunRecord, StepRecord
@@ -36,8 +37,9 @@ def choose_run(label: str, key: str) -> RunRecord:
 
 
 def steps_table(run_id: str) -> pl.DataFrame:
-    """The run's calls with the checkpoint each one falls before."""
-    frame = data.steps_frame(data.steps(run_id))
+    """Every try of the run's calls, failed ones included (a retry, a re-execution after a rollback),
+    oldest generation first, each with the checkpoint it falls after and its start in local time."""
+    frame = data.steps_frame(data.step_tries(run_id))
     if not frame.height:
         return frame
     marks = sorted((c.step_index, c.name) for c in data.checkpoints(run_id))
@@ -45,8 +47,24 @@ def steps_table(run_id: str) -> pl.DataFrame:
     for position in frame["position"]:
         passed = [name for index, name in marks if index <= position]
         labels.append(passed[-1] if passed else "")
-    return frame.with_columns(pl.Series("after_checkpoint", labels)).select(
-        ["position", "agent", "kind", "name", "status", "attempt", "ms", "after_checkpoint", "error"]
+    started = [local(moment) for moment in frame["started"]]
+    return frame.with_columns(
+        pl.Series("after_checkpoint", labels), pl.Series("started", started, dtype=pl.String)
+    ).select(
+        [
+            "position",
+            "call_id",
+            "agent",
+            "kind",
+            "name",
+            "status",
+            "attempt",
+            "generation",
+            "error",
+            "ms",
+            "started",
+            "after_checkpoint",
+        ]
     )
 
 

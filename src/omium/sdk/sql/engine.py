@@ -38,7 +38,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "omium_alembic_version"
 # The newest revision in migrations/versions (a test checks it is Alembic's head): a database at
 # it is opened without loading Alembic at all.
-HEAD = "0003"
+HEAD = "0004"
 # Key of the PostgreSQL advisory lock held while migrating ("omium" in ASCII).
 MIGRATION_LOCK = 0x6F6D69756D
 # How long a SQLite writer waits for another process's write lock before giving up.

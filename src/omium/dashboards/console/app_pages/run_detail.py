@@ -76,21 +76,25 @@ asked_step = st.query_params.get("step", "")  # a span's link back to its Omium 
 default = "Steps" if asked_step.isdigit() else "Root cause" if where else "Steps"
 section = st.segmented_control("Section", SECTIONS, default=default, key="detail_section") or default
 if section == "Steps":
-    table = views.steps_table(run_id)
-    st.dataframe(table, hide_index=True, width="stretch")
-    records = {s.position: s for s in data.steps(run_id)}
-    if records:
-        positions = sorted(records)
-        position = st.selectbox(
-            "Inspect step",
-            positions,
-            index=positions.index(int(asked_step))
-            if asked_step.isdigit() and int(asked_step) in records
-            else 0,
+    if run.error:  # the run's own error: it may have failed outside any recorded call
+        st.error(f"Run error: {run.error}")
+    st.dataframe(views.steps_table(run_id), hide_index=True, width="stretch")
+    tries = data.step_tries(run_id)  # every try, failed ones included, oldest generation first
+    if tries:
+        # A step asked for by its position (the trace view's link back): its latest try.
+        asked = [i for i, s in enumerate(tries) if asked_step.isdigit() and s.position == int(asked_step)]
+        index: int = st.selectbox(
+            "Inspect try",
+            range(len(tries)),
+            index=asked[-1] if asked else 0,
             key="detail_step",
-            format_func=lambda p: f"#{p} {records[p].kind} {records[p].name}",
+            format_func=lambda i: (
+                f"#{tries[i].position} {tries[i].kind} {tries[i].name} · generation {tries[i].generation}, "
+                f"attempt {tries[i].attempt}: {tries[i].status}"
+            ),
         )
-        chosen = records[position]
+        chosen = tries[index]
+        position = chosen.position
         st.page_link(
             "app_pages/trace.py",
             label=f"Step #{position}'s span in the trace view",
