@@ -62,6 +62,11 @@ def test_the_judge_and_the_model_are_rows_of_their_own_and_unknown_is_explicit()
         assert (row["agent"], row["step_index"], row["span_id"]) == ("", -1, "")
         assert json.loads(row["evidence"])[0].startswith("unknown")
     assert json.loads(rows[3]["evidence"])[0] == "unknown: the best guess was Planner at step #2"
+    # A method with a verdict of its own (counterfactual replay) keeps it.
+    verified = explain.RootCause("r1", "Analyst", 7, 1.0, ["#7 re-sampled: the failure is gone"], "counterfactual")
+    verified = explain.RootCause(**{**verified.__dict__, "extra": {"verdict": "verified"}})
+    (row,) = explain.rows([verified])
+    assert (row["verdict"], row["agent"], row["step_index"]) == ("verified", "Analyst", 7)
 
 
 def test_the_settings_make_the_judge() -> None:

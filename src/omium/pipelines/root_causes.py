@@ -75,8 +75,12 @@ class RootCause:
 
     @property
     def verdict(self) -> str:
-        """``known`` or ``unknown`` (the ``verdict`` column of ``omium_root_causes``)."""
-        return KNOWN if self.known else UNKNOWN
+        """The ``verdict`` column of ``omium_root_causes``: ``unknown`` when not :attr:`known`, else
+        ``extra["verdict"]`` when the method gives one (counterfactual replay: ``verified``,
+        ``not_verified``), else ``known``."""
+        if not self.known:
+            return UNKNOWN
+        return str(self.extra.get("verdict") or KNOWN)
 
 
 def runtime_chain(run_id: str, failure: dict[str, Any], steps: list[Any]) -> RootCause:
@@ -378,7 +382,7 @@ def rows(causes: list[RootCause]) -> list[dict[str, Any]]:
                 "evidence": json.dumps(evidence),
                 "method": c.method,
                 "model_version": c.model_version,
-                "verdict": KNOWN if known else UNKNOWN,
+                "verdict": c.verdict,
             }
         )
     return out
