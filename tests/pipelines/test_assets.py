@@ -55,7 +55,14 @@ def build_everything(warehouse: ClickHouseWarehouse, tmp_path: Path) -> list[dg.
 def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: Path) -> None:
     wh = seeded.warehouse
     checks = build_everything(wh, tmp_path)
-    failing = [(c.asset_key.to_user_string(), c.check_name, c.description) for c in checks if not c.passed]
+    # The predictor's check fails (as a warning) whenever the lowest AUROC of a source held out is
+    # at or below chance, as it may be on this small data: it says so rather than pooling sources.
+    # test_the_predictor_stores_held_out_figures_per_source holds it to the stored figure.
+    failing = [
+        (c.asset_key.to_user_string(), c.check_name, c.description)
+        for c in checks
+        if not c.passed and c.check_name != "auroc_above_chance"
+    ]
     assert not failing
     names = {(c.asset_key.to_user_string(), c.check_name) for c in checks}
     assert ("root_causes", "every_failed_run_has_a_root_cause") in names and len(names) >= 14
@@ -98,7 +105,8 @@ def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: 
     models = {r["model_name"]: r for r in wh.query_rows("SELECT * FROM omium_models FINAL")}
     assert {"failure_classifier", "failure_predictor_k4", "root_cause_attribution"} <= set(models)
     evaluation = json.loads(models["failure_predictor_k4"]["metrics"])
-    assert evaluation["runs"] >= 120 and 0.0 <= evaluation["auroc_mean"] <= 1.0
+    assert evaluation["runs"] >= 120 and evaluation["evaluation"] == "held out per source"
+    assert "auroc_mean" not in evaluation and len(evaluation["held_out"]) == 3  # no pooled figure
     risks = wh.query_rows("SELECT run_id, risk FROM omium_predictions FINAL WHERE k = 4")
     assert len(risks) == len(labels) and all(0 <= r["risk"] <= 1 for r in risks)
 
@@ -267,3 +275,89 @@ def test_a_classifier_no_better_than_the_majority_fails_its_check_and_names_no_c
     assert len(assigned) == 5 and all(
         r == {"failure_class": taxonomy.UNKNOWN, "confidence": 0.0} for r in assigned
     )
+
+
+def test_the_predictor_stores_held_out_figures_per_source(seeded: Seeded, tmp_path: Path) -> None:
+    """The registered predictor's metrics are one row per source left out (fitted on the others),
+    and the stored AUROC and its check are the lowest of those, never the sources pooled: every
+    imported Who&When run is a failure, so pooling lets the source's identity score."""
+    from omium.models import prediction
+
+    wh = seeded.warehouse
+    res = resources(wh, tmp_path)
+    for day in spans.days_with_spans(wh):
+        assert dg.materialize(DAILY, partition_key=str(day), resources=res).success
+    result = dg.materialize([A.failure_predictor], resources=res)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    materialised = result.asset_materializations_for_node("failure_predictor")[0].metadata
+
+    labels = {
+        r["run_id"]: r["failed"]
+        for r in wh.query_rows("SELECT run_id, failed FROM omium_failure_labels FINAL")
+    }
+    source = {run.run_id: run.source for run in seeded.imported} | {run_id: "omium" for run_id in seeded.live}
+    (model,) = wh.query_rows(
+        "SELECT metrics, params, training_rows FROM omium_models FINAL WHERE model_name = 'failure_predictor_k4'"
+    )
+    metrics, params = json.loads(model["metrics"]), json.loads(model["params"])
+    assert "auroc_mean" not in metrics and metrics["evaluation"] == "held out per source"
+    rows = {r["held_out"]: r for r in metrics["held_out"]}
+    assert set(rows) == {"omium", "who_and_when", "tau_bench"} == set(metrics["sources"])
+    for name, row in rows.items():
+        members = [r for r in labels if source.get(r) == name]
+        assert row["runs"] == len(members) == metrics["sources"][name]
+        assert row["failed"] == sum(labels[r] for r in members)
+        assert row["training_runs"] == len(labels) - len(members)  # fitted on the other sources only
+        assert 0.0 <= row["mean_risk"] <= 1.0 and 0.0 <= row["brier"] <= 1.0
+    # Every Who&When run is a failure: no AUROC for it, its mean risk and Brier score instead.
+    assert rows["who_and_when"]["failed"] == rows["who_and_when"]["runs"]
+    assert rows["who_and_when"]["auroc_mean"] is None and "one outcome" in rows["who_and_when"]["note"]
+    tau = rows["tau_bench"]
+    assert 0.0 <= tau["auroc_low"] <= tau["auroc_high"] <= 1.0 and 0.0 <= tau["auroc_mean"] <= 1.0
+
+    measured = [r for r in rows.values() if r["auroc_mean"] is not None]
+    lowest = min(measured, key=lambda r: r["auroc_mean"])
+    assert metrics["measurable"] and metrics["auroc_min"] == lowest["auroc_mean"]
+    assert metrics["auroc_min_source"] == lowest["held_out"]
+    assert materialised["auroc_k4"].value == metrics["auroc_min"]
+    assert check.passed == (metrics["auroc_min"] > 0.5)
+    assert "held out" in (check.description or "") and lowest["held_out"] in (check.description or "")
+    # The registry records what the model was fitted on: every labelled run, of every source.
+    assert set(params["training_runs"]) == set(labels) and model["training_rows"] == len(labels)
+
+    # The pooled figure (grouped CV over the same runs, all sources together) is stored nowhere.
+    by_run = {run_id: A._turns(run) for (run_id,), run in A._step_frame(wh).group_by(["run_id"])}
+    ids = sorted(r for r in labels if r in by_run)
+    tasks = {r.run_id: f"{r.source}:{r.task_id}" if r.task_id else r.run_id for r in seeded.imported}
+    pooled = prediction.evaluate(
+        [by_run[r] for r in ids], [int(labels[r]) for r in ids], [tasks.get(r, r) for r in ids], k=4, seeds=1
+    )["auroc_mean"]
+    stored = [metrics["auroc_min"], *(r["auroc_mean"] for r in measured)]
+    assert all(abs(pooled - figure) > 1e-9 for figure in stored)
+
+
+def test_the_predictor_check_says_not_measurable_without_two_sources_of_both_outcomes() -> None:
+    rows = [
+        {
+            "held_out": "who_and_when",
+            "runs": 40,
+            "failed": 40,
+            "auroc_mean": float("nan"),
+            "note": "no AUROC",
+        },
+        {
+            "held_out": "tau_bench",
+            "runs": 80,
+            "failed": 30,
+            "auroc_mean": 0.5,
+            "note": "training runs hold one outcome: the base rate for every run",
+        },
+    ]
+    summary = A._held_out_summary(rows)
+    assert not summary["measurable"] and summary["auroc_min"] is None
+    assert summary["why_not"].startswith("not measurable: 1 source(s) with both outcomes")
+    rows.append({"held_out": "omium", "runs": 7, "failed": 4, "auroc_mean": 0.42, "note": ""})
+    rows[1] |= {"auroc_mean": 0.66, "note": ""}
+    summary = A._held_out_summary(rows)
+    assert summary["measurable"] and (summary["auroc_min"], summary["auroc_min_source"]) == (0.42, "omium")
