@@ -28,6 +28,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -93,6 +94,19 @@ class Statements:
 
         self.put_step = self._upsert(insert(steps), steps, newer)
         self.put_fenced_step = self._upsert(self._fenced(steps), steps, newer)
+
+        # The recorder's fenced insert, answering with the operator's stop request on the lease it
+        # checked (its stop and stop_by), in the same statement: no second round trip per call.
+        # (The inserted row's run_id, named as RETURNING sees it: a column object would put the
+        # steps table in the subquery's FROM.)
+        inserted_run: ColumnElement[Any] = literal_column("steps.run_id")
+
+        def on_lease(column: Any) -> Any:
+            return select(column).where(run_leases.c.run_id == inserted_run).scalar_subquery()
+
+        self.put_fenced_step_stop = self.put_fenced_step.returning(
+            on_lease(run_leases.c.stop).label("stop"), on_lease(run_leases.c.stop_by).label("stop_by")
+        )
         self.steps = select(steps).where(steps.c.run_id == bindparam("run_id")).order_by(steps.c.position)
 
         # --- checkpoints: idempotent on their sequence number (the latest record wins)

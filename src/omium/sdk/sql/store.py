@@ -274,13 +274,15 @@ class SqlStore(CheckpointStore):
             if values:
                 rows = [{"hash": k, "data": bytes(v), "size": len(v)} for k, v in values.items()]
                 connection.execute(self._s.put_blob, rows)
-            self._put_step(connection, step)
             if not step.fence:
+                connection.execute(self._s.put_step, step.__dict__)
                 return None
-            # The lease row the fenced insert checked, read again in its transaction (locked FOR
-            # SHARE on PostgreSQL, so as the insert saw it): its stop request, if any.
-            lease = _lease(connection.execute(self._s.lease, {"run_id": step.run_id}).first())
-        return (lease.stop, lease.stop_by) if lease is not None and lease.stop else None
+            # The fenced insert answers with the stop request on the lease row it checked.
+            row = connection.execute(self._s.put_fenced_step_stop, step.__dict__).first()
+            if row is None:  # nothing written: a stale fence (FencedOut), or an older repeat
+                self._refused(connection, step.run_id, step.fence)
+                return None
+        return (row.stop, row.stop_by) if row.stop else None
 
     def steps(self, run_id: str) -> list[StepRecord]:
         return [StepRecord(**row._mapping) for row in self._read(self._s.steps, {"run_id": run_id})]
