@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from omium.dashboards.console import data
+from omium.dashboards.console import data, model_quality
 from omium.dashboards.console.views import handoff_verdicts, steps_table
 
 st.title("Monitoring")
@@ -91,3 +91,24 @@ def health() -> None:
 
 
 health()
+
+
+def prediction_quality() -> None:
+    """The failure predictor's AUROC per source held out (issue 18: never a figure pooling sources)."""
+    st.subheader("Failure prediction quality")
+    version = model_quality.latest_predictor(4)
+    if version is None:
+        st.caption(
+            "No failure predictor yet: `omium pipelines build` trains one and evaluates it held out per "
+            "source (each source scored by a model fitted on the others)."
+        )
+        return
+    st.caption(model_quality.caption(version))
+    rows = model_quality.table(version)
+    if rows.height:
+        st.dataframe(rows.to_pandas(), hide_index=True, width="stretch")
+    for line in model_quality.warnings(version):
+        st.warning(line, icon=":material/warning:")
+
+
+prediction_quality()
