@@ -51,7 +51,11 @@ WIDE = (dt.datetime(2023, 11, 13, tzinfo=dt.UTC), NOW + dt.timedelta(days=1))  #
 EMPTY = (dt.datetime(2001, 1, 1, tzinfo=dt.UTC), dt.datetime(2001, 1, 2, tzinfo=dt.UTC))
 DASHBOARDS = grafana.dashboards()
 # Panels that look a trace up by its id, whatever the time range (as the plugin's trace view does).
-LOOKUPS = {(grafana.TRACE_EXPLORER_UID, "Trace"), (grafana.TRACE_EXPLORER_UID, "Spans of the trace")}
+LOOKUPS = {
+    (grafana.TRACE_EXPLORER_UID, "Trace"),
+    (grafana.TRACE_EXPLORER_UID, "Spans of the trace"),
+    ("omium-failure-risk", "Failure predictor, held out per source"),  # the latest version, whenever
+}
 PANELS = [(d["uid"], p) for d in DASHBOARDS for p in d["panels"]]
 
 
@@ -99,6 +103,30 @@ def _demo_runs(rng: random.Random, start_ns: int) -> Iterator[tuple[str, list[Sp
 def _insert(wh: ClickHouseWarehouse, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     names = list(rows[0])
     wh.insert(table, [[row[n] for row in rows] for n in names], names)
+
+
+HELD_OUT = [
+    {"held_out": "omium", "runs": 7, "failed": 4, "auroc_mean": 0.42, "auroc_low": 0.1, "auroc_high": 0.8}
+    | {"brier": 0.3, "base_rate_brier": 0.26, "mean_risk": 0.61, "note": ""},
+    {"held_out": "tau_bench", "runs": 80, "failed": 30, "auroc_mean": 0.6612, "auroc_low": 0.55}
+    | {"auroc_high": 0.77, "brier": 0.22, "base_rate_brier": 0.24, "mean_risk": 0.4, "note": ""},
+    {"held_out": "who_and_when", "runs": 40, "failed": 40, "auroc_mean": None, "auroc_low": None}
+    | {"auroc_high": None, "brier": 0.2, "base_rate_brier": 0.35, "mean_risk": 0.58}
+    | {"note": "held-out runs hold one outcome: no AUROC"},
+]
+
+
+def _predictor(trained_at: dt.datetime, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A registry row of the failure predictor at k = 4, as omium.pipelines.registry.save writes it."""
+    return {
+        "model_name": "failure_predictor_k4",
+        "model_version": f"v{trained_at:%d%H}",
+        "trained_at": trained_at,
+        "training_rows": 127,
+        "metrics": json.dumps(metrics),
+        "params": "{}",
+        "artifact_path": "/nowhere",
+    }
 
 
 def _load(wh: ClickHouseWarehouse) -> Loaded:
@@ -215,6 +243,10 @@ def _load(wh: ClickHouseWarehouse) -> Loaded:
             )
     _insert(wh, "omium_failure_labels", labels)
     _insert(wh, "omium_root_causes", causes)
+    # The failure predictor, registered twice: before with a figure over all sources pooled, now
+    # with one row per source held out (as the failure_predictor asset stores them).
+    _insert(wh, "omium_models", [_predictor(NOW - dt.timedelta(days=2), {"k": 4, "auroc_mean": 0.86})])
+    _insert(wh, "omium_models", [_predictor(NOW - dt.timedelta(hours=2), {"k": 4, "held_out": HELD_OUT})])
     # The pipeline's daily agent graph, built twice: FINAL keeps the later build.
     edges = [
         ("customer_onboarding", "kyc_verification_agent"),
@@ -582,6 +614,26 @@ def test_failure_risk_reads_the_latest_prediction(loaded: Loaded) -> None:
     agents = _rows(loaded, uid, "Root-cause agents")
     top = max(blamed.values())
     assert len(agents) == 15 and agents[0]["runs"] == top and blamed[agents[0]["agent"]] == top
+
+
+def test_failure_risk_shows_the_predictor_held_out_per_source(loaded: Loaded) -> None:
+    rows = _rows(loaded, "omium-failure-risk", "Failure predictor, held out per source")
+    latest = f"v{NOW - dt.timedelta(hours=2):%d%H}"
+    assert [r["held_out"] for r in rows] == ["omium", "tau_bench", "who_and_when"]
+    assert {r["version"] for r in rows} == {latest}  # the latest version only, never the pooled one
+    assert 0.86 not in [v for r in rows for v in r.values()]
+    by = {r["held_out"]: r for r in rows}
+    assert (by["tau_bench"]["auroc"], by["tau_bench"]["auroc_low"], by["tau_bench"]["auroc_high"]) == (
+        0.661,
+        0.55,
+        0.77,
+    )
+    assert (
+        by["tau_bench"]["warning"] == "" and by["omium"]["warning"] == "no better than chance on this source"
+    )
+    assert by["who_and_when"]["auroc"] is None and by["who_and_when"]["mean_risk"] == 0.58
+    assert by["who_and_when"]["warning"] == "no AUROC: held-out runs hold one outcome: no AUROC"
+    assert (by["omium"]["runs"], by["omium"]["failed"]) == (7, 4)
 
 
 # --- The dashboards' JSON, the committed export and the CLI.

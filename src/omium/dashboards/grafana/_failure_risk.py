@@ -107,6 +107,36 @@ ORDER BY runs DESC
 LIMIT 15
 """
 
+# The latest failure predictor's quality, one row per source held out (the failure_predictor asset
+# fits a model on the other sources and scores this one; see omium.models.prediction.evaluate_held_out).
+# Not bound to the time range: the latest version is the one scoring runs. No row pools the sources.
+PREDICTOR_HELD_OUT = """
+SELECT JSONExtractString(r, 'held_out') AS held_out,
+       JSONExtractUInt(r, 'runs') AS runs,
+       JSONExtractUInt(r, 'failed') AS failed,
+       round(JSONExtract(r, 'auroc_mean', 'Nullable(Float64)'), 3) AS auroc,
+       round(JSONExtract(r, 'auroc_low', 'Nullable(Float64)'), 3) AS auroc_low,
+       round(JSONExtract(r, 'auroc_high', 'Nullable(Float64)'), 3) AS auroc_high,
+       round(JSONExtract(r, 'brier', 'Nullable(Float64)'), 3) AS brier,
+       round(JSONExtract(r, 'base_rate_brier', 'Nullable(Float64)'), 3) AS base_rate_brier,
+       round(JSONExtract(r, 'mean_risk', 'Nullable(Float64)'), 3) AS mean_risk,
+       multiIf(auroc IS NULL, concat('no AUROC: ', JSONExtractString(r, 'note')),
+               auroc <= 0.5, 'no better than chance on this source', '') AS warning,
+       version
+FROM (
+    SELECT argMax(metrics, trained_at) AS latest, argMax(model_version, trained_at) AS version
+    FROM omium_models FINAL
+    WHERE model_name = 'failure_predictor_k4'
+)
+ARRAY JOIN JSONExtractArrayRaw(latest, 'held_out') AS r
+ORDER BY held_out
+"""
+
+_CHANCE_STEPS = {
+    "mode": "absolute",
+    "steps": [{"color": "red", "value": None}, {"color": "green", "value": 0.5001}],
+}
+
 _RISK_STEPS = {
     "mode": "absolute",
     "steps": [
@@ -192,6 +222,19 @@ def failure_risk() -> Json:
             "methods named it; unknown results are left out).",
             "agent",
         ),
+        table(
+            "Failure predictor, held out per source",
+            (0, 41, 24, 8),
+            PREDICTOR_HELD_OUT,
+            "The latest failure predictor (k = 4 turns) scored on each source by a model fitted on the "
+            "other sources only: AUROC with its 95% interval; a source whose runs have one outcome has "
+            "no AUROC (its mean risk and Brier score instead). No figure pools the sources, where "
+            "telling them apart would score. Red: no better than chance.",
+            overrides=[
+                field("auroc", thresholds=_CHANCE_STEPS, custom__cellOptions={"type": "color-background"}),
+                field("mean_risk", unit="percentunit"),
+            ],
+        ),
     ]
     return dashboard(
         "omium-failure-risk",
@@ -208,6 +251,7 @@ __all__ = [
     "AT_RISK_RUNS",
     "FAILURE_CLASSES",
     "FAILURE_LABELS",
+    "PREDICTOR_HELD_OUT",
     "RISK_DISTRIBUTION",
     "RISK_OVER_TIME",
     "RISK_SUMMARY",
