@@ -68,6 +68,26 @@ def test_notebook_runs_on_demo_and_imported_data(tmp_path: Path, monkeypatch: py
     assert "ground_truth" not in printed  # an annotation is never printed as a result...
     assert "   annotation: step " in printed  # ...but beside one
     assert "   · " in printed
-    roc = next(cell for cell in notebook.cells if "roc_curve" in cell.source)
-    auc = float(json.loads(json.dumps(roc.outputs[-1]["data"]["text/plain"])))
-    assert 0.5 < auc <= 1.0
+    # The predictor's figures are per source held out (no pooled ROC): one curve per source left
+    # out, each AUROC the one the pipeline registered for that source (same runs, fit and seed).
+    assert "per source held out" in titles and "grouped held-out ROC" not in titles
+    (line,) = [s for s in printed.splitlines() if s.startswith("held-out AUROC at k = 4 by source: ")]
+    by_source = json.loads(line.split(": ", 1)[1])
+    assert set(by_source) == {"omium", "who_and_when", "tau_bench"}
+    assert by_source["who_and_when"] is None  # every Who&When run failed: no curve, no AUROC
+    (roc,) = [
+        f
+        for f in figures
+        if "k = 4: ROC per source held out"
+        in f["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    ]
+    curves = {trace["name"] for trace in roc["data"]["application/vnd.plotly.v1+json"]["data"]}
+    assert len(curves) == sum(a is not None for a in by_source.values()) >= 1
+    (line,) = [s for s in printed.splitlines() if s.startswith("registered by the pipeline: ")]
+    stored = json.loads(line.split(": ", 1)[1])
+    for name, auc in by_source.items():
+        assert (auc is None) == (stored[name] is None)
+        if auc is not None:
+            assert abs(auc - stored[name]) < 1e-6
+            if auc <= 0.5:
+                assert f"no better than chance on {name} held out" in printed
