@@ -361,3 +361,27 @@ def test_the_predictor_check_says_not_measurable_without_two_sources_of_both_out
     rows[1] |= {"auroc_mean": 0.66, "note": ""}
     summary = A._held_out_summary(rows)
     assert summary["measurable"] and (summary["auroc_min"], summary["auroc_min_source"]) == (0.42, "omium")
+
+
+def test_the_predictor_with_live_runs_only_says_not_measurable(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """One source (a user's own runs, nothing imported): no source can be held out from a model
+    fitted on the others, so no quality is claimed; the model is still trained and registered."""
+    from tests.pipelines.conftest import LIVE, record_live_runs
+
+    record_live_runs(warehouse, LIVE)
+    res = resources(warehouse, tmp_path)
+    for day in spans.days_with_spans(warehouse):
+        assert dg.materialize(DAILY, partition_key=str(day), resources=res).success
+    result = dg.materialize([A.failure_predictor], resources=res)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "not measurable: 1 source(s) of labelled runs" in (check.description or "")
+    (model,) = warehouse.query_rows(
+        "SELECT metrics FROM omium_models FINAL WHERE model_name = 'failure_predictor_k4'"
+    )
+    metrics = json.loads(model["metrics"])
+    assert metrics["sources"] == {"omium": len(LIVE)} and metrics["held_out"] == []
+    assert metrics["auroc_min"] is None and not metrics["measurable"] and "auroc_mean" not in metrics

@@ -370,7 +370,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _held_out_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _held_out_summary(rows: list[dict[str, Any]], sources: int | None = None) -> dict[str, Any]:
     """The figure a predictor is judged by: the lowest AUROC of a source left out, or why there is none.
 
     A source's AUROC counts when its own runs and the other sources' runs (its training set) both
@@ -386,13 +386,18 @@ def _held_out_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         and math.isfinite(r["auroc_mean"])
         and "training runs hold one outcome" not in (r.get("note") or "")
     ]
-    if len(both) < 2 or not measured:
+    if (sources is not None and sources < 2) or len(both) < 2 or not measured:
+        why = (
+            f"not measurable: {sources} source(s) of labelled runs; a source is scored by the others"
+            if sources is not None and sources < 2
+            else f"not measurable: {len(both)} source(s) with both outcomes, two are needed"
+        )
         return {
             "auroc_min": None,
             "auroc_min_source": None,
             "measured_sources": 0,
             "measurable": False,
-            "why_not": f"not measurable: {len(both)} source(s) with both outcomes, two are needed",
+            "why_not": why,
         }
     worst = min(measured, key=lambda r: r["auroc_mean"])
     return {
@@ -449,9 +454,14 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 "sources": per_source,
             }
             if len(set(y)) == 2:
-                rows = prediction.evaluate_held_out(runs, y, sources, groups, k=k, seeds=1)
+                # One source (live runs only, say) leaves nothing to fit on when it is held out.
+                rows = (
+                    prediction.evaluate_held_out(runs, y, sources, groups, k=k, seeds=1)
+                    if len(per_source) >= 2
+                    else []
+                )
                 metrics["held_out"] = [{key: _json_safe(v) for key, v in row.items()} for row in rows]
-                metrics |= _held_out_summary(rows)
+                metrics |= _held_out_summary(rows, len(per_source))
                 model = prediction.make_predictor().fit(prefixes, y)
                 saved = registry.save(
                     wh,
@@ -464,7 +474,7 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 )
                 metrics["version"] = saved.version
             else:
-                metrics |= _held_out_summary([])
+                metrics |= _held_out_summary([], len(per_source))
             results[f"k{k}"] = metrics
     k4 = results.get("k4", {})
     auroc = k4.get("auroc_min")
