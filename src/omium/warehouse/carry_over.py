@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import DefaultClause, Integer, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from omium.sdk.sql import tables
@@ -175,7 +175,15 @@ def _newest(table: Table, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]
         if held is None or not versioned or row.get("version", 0) >= held.get("version", 0):
             chosen[key] = row
     columns = {c.name for c in table.c}
-    return [{k: v for k, v in row.items() if k in columns} for row in chosen.values()]
+    # Rows from the warehouse and from a journal can know different columns (a column added by a
+    # later migration): one INSERT needs the same keys in every row, so a missing column gets the
+    # value its server default would have given it.
+    defaults = {
+        c.name: int(c.server_default.arg) if isinstance(c.type, Integer) else c.server_default.arg
+        for c in table.c
+        if isinstance(c.server_default, DefaultClause) and isinstance(c.server_default.arg, str)
+    }
+    return [defaults | {k: v for k, v in row.items() if k in columns} for row in chosen.values()]
 
 
 def _queue(journaled: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
