@@ -179,6 +179,34 @@ def test_run_detail_explains_the_failure(stack: RemoteStore) -> None:
     assert show(at, "Dependency graph").get("plotly_chart")
 
 
+def test_rollback_of_a_completed_run_to_a_chosen_checkpoint(stack: RemoteStore) -> None:
+    """A completed run is rolled back from Run detail to the checkpoint picked (the latest one
+    preselected, the list in run order) and a worker re-runs it from there."""
+    import time
+
+    at = page("run_detail", run="k-ok")
+    choice = at.selectbox(key="rollback_target")
+    marks = ["application_received", "kyc_verified", "credit_scored", "terms_generated", "offer_sent"]
+    assert choice.options == marks and choice.value == "offer_sent"
+    choice.set_value("kyc_verified").run()
+    at.button(key="rollback_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.success] == [
+        "Rollback to kyc_verified queued: a worker re-runs k-ok from there."
+    ]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = [e.kind for e in stack.events("k-ok")]
+        if "rolled_back" in events and stack.get_run("k-ok").status == "completed":
+            break
+        time.sleep(0.2)
+    assert "rolled_back" in events and stack.get_run("k-ok").status == "completed", events
+    steps = stack.steps("k-ok")
+    # What ran after the checkpoint ran again, in the next generation; KYC's calls were kept.
+    assert {s.generation for s in steps if s.agent == "credit_scorer"} == {1}
+    assert {s.generation for s in steps if s.agent == "kyc_verification_agent"} == {0}
+
+
 def test_a_recovered_run_says_recovered_not_failed(stack: RemoteStore) -> None:
     """k-stale was refused a stale hand-off, rolled back and retried, and completed: no red banner."""
     at = page("run_detail", run="k-stale")

@@ -53,6 +53,30 @@ if offered:
             else:
                 st.session_state["detail_flash"] = ("success", done["message"])
             st.rerun()
+# Rollback of a finished or paused run to a checkpoint of its choosing, re-run from there by a
+# worker: checkpoints in run order (a name reached twice counts where it was last), the latest one
+# preselected. A cancelled run is never resumed, so it is not offered.
+if run.status in ("completed", "failed", "paused"):
+    order: dict[str, int] = {}
+    for mark in sorted(data.checkpoints(run_id), key=lambda c: c.seq):
+        order.pop(mark.name, None)
+        order[mark.name] = mark.seq
+    if order:
+        pick, go = st.columns([3, 1], vertical_alignment="bottom")
+        target = pick.selectbox(
+            "Roll back to checkpoint", list(order), index=len(order) - 1, key="rollback_target"
+        )
+        if go.button("Rollback and re-run", key="rollback_go"):
+            try:
+                data.command(run_id, "retry", checkpoint=target, reviewer="console")
+            except data.ControlError as refused:
+                st.session_state["detail_flash"] = ("error", f"Rollback refused: {refused}")
+            else:
+                st.session_state["detail_flash"] = (
+                    "success",
+                    f"Rollback to {target} queued: a worker re-runs {run_id} from there.",
+                )
+            st.rerun()
 banner, said = views.status_banner(run)
 if banner == "error":
     st.error(said)
