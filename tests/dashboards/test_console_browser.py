@@ -64,6 +64,26 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
         time.sleep(0.25)
 
 
+def console_up(url: str) -> bool:
+    """Whether the Streamlit console at ``url`` answers its health check."""
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the stack's processes, killing any that do not stop within 30 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 @pytest.fixture
 def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     http_port, console_port = free_port(), free_port()
@@ -102,23 +122,10 @@ def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         # `omium demo --serve` started the console beside its server.
         url = f"http://127.0.0.1:{console_port}"
 
-        def console_up() -> bool:
-            try:
-                return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(console_up, 120, "the console")
+        wait_for(lambda: console_up(url), 120, "the console")
         yield {"url": url, "run": paused.group(1), "server": env["OMIUM_SERVER_URL"]}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_all(procs)
 
 
 @pytest.mark.integration

@@ -18,7 +18,15 @@ import pytest
 from omium.recovery.worker import submit
 from omium.sdk.remote_store import RemoteStore
 from tests.conftest import free_port
-from tests.dashboards.test_console_browser import ARTIFACTS, FLAGS, ROOT, ensure_chromium, wait_for
+from tests.dashboards.test_console_browser import (
+    ARTIFACTS,
+    FLAGS,
+    ROOT,
+    console_up,
+    ensure_chromium,
+    stop_all,
+    wait_for,
+)
 
 TOKEN = "browser-token"
 STEPS = 200  # 0.25 s each: the run is still running when the browser clicks Pause
@@ -64,23 +72,10 @@ def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         )
         url = f"http://127.0.0.1:{console_port}"
 
-        def console_up() -> bool:
-            try:
-                return httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(console_up, 120, "the console")
+        wait_for(lambda: console_up(url), 120, "the console")
         yield {"url": url, "server": env["OMIUM_SERVER_URL"]}
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_all(procs)
 
 
 @pytest.mark.integration
