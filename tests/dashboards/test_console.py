@@ -336,6 +336,62 @@ def test_recovery_queue_approves_and_rejects(stack: RemoteStore) -> None:
     assert stack.get_run("k-big").status in ("queued", "running", "completed")
 
 
+def operator_paused(store: RemoteStore, run_id: str, operator: str) -> None:
+    """A Company X run created queued (no worker has claimed it) and paused by ``operator``: at
+    once, as nobody executes it."""
+    from omium.recovery import actions
+    from omium.sdk.store import RunRecord
+
+    customer = f"cust-{run_id}"
+    company_x.seed_customer(store, customer)
+    attributes = sdk_runs.input_attributes(store, ((customer, "ok"), {}))
+    store.create_run(RunRecord(run_id, "onboard_customer", status="queued", attributes=attributes))
+    assert actions.pause(run_id, store=store, actor=operator).effect == "done"
+
+
+def test_recovery_queue_lists_runs_paused_by_an_operator(stack: RemoteStore) -> None:
+    """A run an operator paused is in the queue beside the guards' runs, labelled by who paused
+    it, with Resume and Cancel (no review of a failure: nothing failed); each is done as what it is."""
+    import time
+
+    operator_paused(stack, "k-op-resume", "alice")
+    operator_paused(stack, "k-op-cancel", "bob")
+    at = page("recovery", run="k-op-resume")
+    table = at.dataframe[0].value
+    queue = dict(zip(table["run"], table["paused by"], strict=True))
+    assert queue == {
+        "k-big": "guard",
+        "k-halluc": "guard",
+        "k-op-resume": "operator alice",
+        "k-op-cancel": "operator bob",
+    }
+    assert at.caption[0].value == "2 run(s) awaiting review, 2 paused by an operator"
+    assert any("k-op-resume** · onboard_customer · paused by alice" in m.value for m in at.markdown)
+    assert any(i.value.startswith("Paused by alice: nothing failed") for i in at.info)
+    assert sorted(b.label for b in at.button) == ["Cancel run", "Resume"]  # no test fix, retry or reject
+    at.button(key="resume_k-op-resume").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.success] == ["run k-op-resume queued to resume (a worker continues it)"]
+    assert "k-op-resume" not in list(at.dataframe[0].value["run"])  # the refreshed page: it left the queue
+    resumed = [e for e in stack.events("k-op-resume") if e.kind == "resumed"]
+    assert [(e.actor, json.loads(e.before)["paused_by"]) for e in resumed] == [("on-call", "alice")]
+    deadline = time.monotonic() + 60
+    while stack.get_run("k-op-resume").status != "completed":
+        assert time.monotonic() < deadline, stack.get_run("k-op-resume").status
+        time.sleep(0.1)
+
+    at = page("recovery", run="k-op-cancel")
+    assert any("paused by bob" in m.value for m in at.markdown)
+    at.button(key="cancel_k-op-cancel").click().run()
+    assert [w.value for w in at.warning] == ["run k-op-cancel cancelled"]
+    assert stack.get_run("k-op-cancel").status == "cancelled"
+    assert [(e.kind, e.actor) for e in stack.events("k-op-cancel")] == [
+        ("paused", "bob"),
+        ("cancelled", "on-call"),
+    ]
+    assert sorted(at.dataframe[0].value["run"]) == ["k-big", "k-halluc"]
+
+
 def test_setup_validates_policies_inline(stack: RemoteStore) -> None:
     at = page("setup")
     assert any("onboard_customer" in e.label for e in at.expander)

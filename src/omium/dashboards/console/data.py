@@ -122,14 +122,20 @@ PAUSED_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "failure": pl.String,
     "policy": pl.String,
     "checkpoint": pl.String,
+    "paused_by": pl.String,
 }
 
 
 @st.cache_data(ttl=LIVE_TTL, show_spinner=False)
 def paused(limit: int = 200) -> pl.DataFrame:
-    """Runs awaiting a review or an approval, newest first (from the control store)."""
+    """Paused runs, newest first (from the control store): those awaiting a review or an approval
+    (``awaiting``) and those an operator paused (``paused_by``: who; awaiting an operator's resume)."""
     runs = sorted(
-        (r for r in store().list_runs(status="paused", limit=10_000) if r.attributes.get("awaiting")),
+        (
+            r
+            for r in store().list_runs(status="paused", limit=10_000)
+            if r.attributes.get("awaiting") or r.attributes.get("paused_by")
+        ),
         key=lambda r: r.updated_at,
         reverse=True,
     )[:limit]
@@ -143,6 +149,7 @@ def paused(limit: int = 200) -> pl.DataFrame:
             "failure": r.attributes.get("failure", ""),
             "policy": r.attributes.get("policy", ""),
             "checkpoint": r.attributes.get("rolled_back_to", ""),
+            "paused_by": r.attributes.get("paused_by", ""),
         }
         for r in runs
     ]

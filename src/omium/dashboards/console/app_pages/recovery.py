@@ -1,4 +1,5 @@
-"""Recovery queue: paused runs awaiting review — what failed, what was done, fix, test, retry."""
+"""Recovery queue: paused runs — those a guard paused awaiting review (what failed, what was done,
+fix, test, retry) and those an operator paused (who; resume or cancel)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,21 @@ if flash := st.session_state.pop("recovery_flash", None):
 reviewer = st.text_input("Reviewing as", value="on-call", key="recovery_reviewer")
 queue = data.paused()
 if not queue.height:
-    st.success("No run is waiting for a review.")
+    st.success("No run is waiting for a review or paused by an operator.")
     st.stop()
-st.caption(f"{queue.height} run(s) awaiting review")
+# A run an operator paused waits for an operator, not for a review of a failure.
+by_operator = {r["run_id"]: r["paused_by"] for r in queue.iter_rows(named=True) if not r["awaiting"]}
+st.caption(
+    f"{queue.height - len(by_operator)} run(s) awaiting review, {len(by_operator)} paused by an operator"
+)
 failures = {r["run_id"]: json.loads(r["failure"] or "{}") for r in queue.iter_rows(named=True)}
 st.dataframe(
     [
         {
             "run": r["run_id"],
             "workflow": r["workflow"],
-            "awaiting": r["awaiting"],
+            "awaiting": r["awaiting"] or "resume",
+            "paused by": f"operator {r['paused_by']}" if r["run_id"] in by_operator else "guard",
             "trigger": failures[r["run_id"]].get("trigger", ""),
             "what failed": failures[r["run_id"]].get("message", ""),
             "paused at": r["updated_at"],
@@ -44,12 +50,40 @@ def done(kind: str, message: str) -> None:
     st.rerun()
 
 
+def operator_paused(run_id: str, workflow: str, operator: str) -> None:
+    """A run an operator paused: who, and Resume or Cancel (the operator actions Run detail offers,
+    through the control API, audited as what they are)."""
+    with st.container(border=True):
+        st.markdown(f":material/pause_circle: **{run_id}** · {workflow} · paused by {operator}")
+        st.info(
+            f"Paused by {operator}: nothing failed and it holds no process. Resume continues it from its "
+            "recording (no completed call runs again); Cancel ends it for good."
+        )
+        resume, cancel = st.columns(4)[:2]
+        try:
+            if resume.button("Resume", key=f"resume_{run_id}", type="primary"):
+                done("success", data.run_action(run_id, "resume", actor=reviewer)["message"])
+            if cancel.button("Cancel run", key=f"cancel_{run_id}"):
+                done("warning", data.run_action(run_id, "cancel", actor=reviewer)["message"])
+        except data.ControlError as refused:  # the run moved on since the page was drawn
+            st.error(str(refused))
+        st.page_link(
+            "app_pages/run_detail.py",
+            label="Open the run",
+            icon=":material/search:",
+            query_params={"run": run_id},
+        )
+
+
 # One run is reviewed at a time: the page does the same work however long the queue is.
 ids = queue["run_id"].to_list()
 wanted = st.query_params.get("run", "")
 chosen = st.selectbox("Review", ids, index=ids.index(wanted) if wanted in ids else 0, key="recovery_run")
 for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
     run_id = row["run_id"]
+    if run_id in by_operator:
+        operator_paused(run_id, row["workflow"], by_operator[run_id])
+        continue
     failure = failures[run_id]
     policy = Policy.from_json(row["policy"]) if row["policy"] else Policy()
     with st.container(border=True):
