@@ -8,6 +8,7 @@ overwritten try for the warehouse), then shipped, as the server's shipper does w
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +180,123 @@ def test_a_rolled_back_and_re_executed_run_shows_the_tries_of_both_generations(
     assert "APR 0.0%" in shown(at)
     at.selectbox(key="detail_step").set_value(2).run()
     assert "APR 4.9%" in shown(at)
+
+
+def test_a_step_retried_to_success_is_a_recovered_failure(
+    console: RemoteStore, server: RunningServer
+) -> None:
+    """The control store keeps a call's latest try only (the retry overwrote the failed one): the
+    banner and the root cause read every try, so the run says it recovered, never that nothing failed."""
+    failures["quote"] = 1
+    assert omium.run(retried, "quote", run_id="c-recovered", store=console) == "quote done"
+    ship(server)
+    at = page("run_detail", run="c-recovered")
+    assert not at.error
+    assert at.info[0].value == "Recovered from a failed try at step 1/1; the run completed"
+    at.segmented_control(key="detail_section").set_value("Root cause").run()
+    assert not at.success, [s.value for s in at.success]  # never "Nothing failed in this run."
+    assert at.info[1].value.startswith("A try failed at step 1/1 and its retry succeeded")
+
+
+@omium.step
+def send(terms: str) -> str:
+    return f"sent {terms}"
+
+
+@omium.step
+def confirm() -> str:
+    return "confirmed"
+
+
+@omium.workflow(name="console_tries_paths")
+def routed() -> str:
+    with omium.Checkpoint("scored"):
+        score()
+    terms = offer()
+    # A refused offer takes a manual path: its checkpoint exists in that generation only.
+    with omium.Checkpoint("manual_terms" if "0.0%" in terms else "auto_terms"):
+        sent = send(terms)
+    confirm()
+    if "0.0%" in terms:
+        raise RuntimeError(f"APR outside 2.5%-8.5%: {terms}")
+    return sent
+
+
+def test_each_try_falls_after_a_checkpoint_of_its_own_generation(
+    console: RemoteStore, server: RunningServer
+) -> None:
+    """A re-execution after a rollback took another path: each try is after the checkpoint its own
+    execution passed, never one recorded at the same position by another generation."""
+    OFFERS[:] = ["APR 0.0%", "APR 4.9%"]
+    with pytest.raises(RuntimeError):
+        omium.run(routed, run_id="c-paths", store=console)
+    omium.rollback("c-paths", "scored", store=console)
+    assert omium.run(routed, run_id="c-paths", store=console) == "sent APR 4.9%"
+    ship(server)
+    table = steps("c-paths").dataframe[0].value
+    after = {
+        (name, generation): mark
+        for name, generation, mark in zip(
+            table["name"], table["generation"], table["after_checkpoint"], strict=True
+        )
+    }
+    assert after == {
+        ("score", 0): "",
+        ("offer", 0): "scored",
+        ("send", 0): "scored",
+        ("confirm", 0): "manual_terms",
+        ("offer", 1): "scored",
+        ("send", 1): "scored",
+        ("confirm", 1): "auto_terms",
+    }
+
+
+GATE_ENTERED, GATE_OPEN = threading.Event(), threading.Event()
+
+
+@omium.step
+def gate() -> str:
+    GATE_ENTERED.set()
+    assert GATE_OPEN.wait(30)
+    return "through"
+
+
+@omium.workflow(name="console_tries_paused")
+def paused_later(name: str) -> str:
+    fetched = fetch(name)
+    gate()
+    return fetch(f"{fetched} again")
+
+
+def test_a_run_an_operator_paused_after_a_retried_try_is_not_failed(
+    console: RemoteStore, server: RunningServer
+) -> None:
+    """A failed try its retry recovered is history, not the reason a run an operator paused is
+    paused: no "Failed at" banner, the page says who paused it."""
+    from omium.recovery import actions, supervise
+
+    failures["lookup"] = 1
+    GATE_ENTERED.clear()
+    GATE_OPEN.clear()
+    got: list[object] = []
+    thread = threading.Thread(
+        # Recorded on the server's control store itself (as a worker on the control database would):
+        # its recorder hears of the pause at the next recorded call, not at a lease renewal.
+        target=lambda: got.append(
+            supervise(paused_later, "lookup", run_id="c-op-paused", store=server.state.store)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        assert GATE_ENTERED.wait(30)
+        assert actions.pause("c-op-paused", store=console, actor="alice").effect == "requested"
+    finally:
+        GATE_OPEN.set()
+    thread.join(30)
+    assert console.get_run("c-op-paused").status == "paused", got
+    ship(server)
+    at = page("run_detail", run="c-op-paused")
+    assert not at.error, [e.value for e in at.error]
+    assert any(i.value.startswith("Paused by alice") for i in at.info)
+    assert tries(steps("c-op-paused"))[:2] == [(0, "failed", 1, 0), (0, "completed", 2, 0)]

@@ -19,7 +19,8 @@ from omium.dashboards.console import data
 from omium.dashboards.console.trace_views import local
 from omium.models import culprit
 from omium.sdk.context import call_order, checkpoint_call_id, step_call_id
-from omium.sdk.store import RunRecord, StepRecord
+from omium.sdk.runs import RollbackView
+from omium.sdk.store import CheckpointRecord, RunRecord, StepRecord
 
 
 def choose_run(label: str, key: str) -> RunRecord:
@@ -36,17 +37,39 @@ def choose_run(label: str, key: str) -> RunRecord:
     return run
 
 
+def _passed_checkpoint(
+    step: StepRecord, marks: list[CheckpointRecord], rollbacks: list[tuple[int, str]]
+) -> str:
+    """The checkpoint a try falls after: the last one its own execution passed, standing at or
+    before the try's call (by call id, not position: another generation may have recorded another
+    checkpoint at the same place). That is one of the try's generation, or of an earlier one that
+    no rollback up to the try's generation undid, or a checkpoint a later rollback went to (the
+    re-execution records it again, in its own generation, where it stood before)."""
+    at, generation = call_order(step_call_id(step)), step.generation
+
+    def lived(mark: CheckpointRecord) -> bool:
+        where = call_order(checkpoint_call_id(mark))
+        if mark.generation > generation:
+            return any(generation < g <= mark.generation and where == call_order(b) for g, b in rollbacks)
+        return not any(mark.generation < g <= generation and where > call_order(b) for g, b in rollbacks)
+
+    passed = [m for m in marks if call_order(checkpoint_call_id(m)) <= at and lived(m)]
+    last = max(passed, key=lambda m: (call_order(checkpoint_call_id(m)), m.seq), default=None)
+    return last.name if last is not None else ""
+
+
 def steps_table(run_id: str) -> pl.DataFrame:
     """Every try of the run's calls, failed ones included (a retry, a re-execution after a rollback),
-    oldest generation first, each with the checkpoint it falls after and its start in local time."""
-    frame = data.steps_frame(data.step_tries(run_id))
+    oldest generation first, each with the checkpoint it falls after (in its own generation's
+    history) and its start in local time."""
+    tries = data.step_tries(run_id)
+    frame = data.steps_frame(tries)
     if not frame.height:
         return frame
-    marks = sorted((c.step_index, c.name) for c in data.checkpoints(run_id))
-    labels = []
-    for position in frame["position"]:
-        passed = [name for index, name in marks if index <= position]
-        labels.append(passed[-1] if passed else "")
+    marks = data.checkpoints(run_id)
+    run = data.run(run_id)
+    rollbacks = RollbackView.of(run).rollbacks if run is not None else []
+    labels = [_passed_checkpoint(step, marks, rollbacks) for step in tries]
     started = [local(moment) for moment in frame["started"]]
     return frame.with_columns(
         pl.Series("after_checkpoint", labels), pl.Series("started", started, dtype=pl.String)
@@ -84,8 +107,9 @@ def handoff_verdicts(run_id: str) -> list[str]:
 
 def failed_at(run_id: str) -> str:
     """ "step 47/100": where the run's last failure was (its incident, else its last failed
-    try), '' if nothing in it failed."""
-    records = data.steps(run_id)
+    try), '' if nothing in it failed. Read from every try: the control store keeps a call's latest
+    try only, so a failed try that a retry or a re-execution overwrote is found in the history."""
+    records = data.step_tries(run_id)  # oldest generation first, a position's tries in order
     run = data.run(run_id)
     failure = json.loads(run.attributes.get("failure", "{}")) if run is not None else {}
     position = failure.get("position")
@@ -122,6 +146,8 @@ def status_banner(run: RunRecord) -> tuple[str, str]:
     """What the top of a run's page says about failure, as (kind, text): ``error`` only while the
     run is failed or paused (with its own error whenever it has one, even if no step failed),
     ``info`` "Recovered from ..." for a run that completed after a failure, else ("", "")."""
+    if run.status == "paused" and run.attributes.get("paused_by") and not run.attributes.get("awaiting"):
+        return ("", "")  # an operator's pause: nothing failed (the page says who paused it)
     where = failed_at(run.run_id)
     if run.status in ("failed", "paused"):
         if not where and not run.error:

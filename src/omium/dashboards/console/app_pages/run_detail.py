@@ -164,6 +164,8 @@ if section == "Root cause":
     cause = views.root_cause(run_id)
     if cause is None and run.status == "failed":
         st.error(f"The run failed outside any recorded call: {run.error or 'no error was recorded'}")
+    elif cause is None and where:  # a failed try that its retry recovered: no guard fired
+        st.info(f"A try failed at {where} and its retry succeeded: the failed try's error is in Steps.")
     elif cause is None:
         st.success("Nothing failed in this run.")
     else:
