@@ -54,6 +54,11 @@ def test_evaluation_fits_only_on_the_other_frameworks(monkeypatch: pytest.Monkey
             assert 0 <= score.low <= score.mean <= score.high <= 100
 
 
+def test_one_framework_is_refused_with_the_frameworks_found() -> None:
+    with pytest.raises(ValueError, match=r"1 framework\(s\) of labelled runs \(a \(6 runs\)\).*at least two"):
+        ev.evaluate(_labelled(("a",), 6), seeds=1)
+
+
 def test_baselines_and_intervals() -> None:
     steps = [
         Step("boss", "plan"),

@@ -374,6 +374,54 @@ def test_each_source_held_out_with_intervals() -> None:
         evaluate_held_out(runs, labels, sources[:-1], groups, k=4)
 
 
+def test_one_source_is_refused_with_the_sources_found() -> None:
+    """Held out per source needs another source to fit on: one source is a clear error naming it,
+    not a row of NaNs from a model fitted on nothing."""
+    rng = np.random.default_rng(2)
+    runs, labels = _separable(rng, 30, base_rate=0.5)
+    with pytest.raises(ValueError) as raised:
+        evaluate_held_out(runs, labels, ["omium"] * 30, list(range(30)), k=4, seeds=1)
+    message = str(raised.value)
+    assert f"omium (30 runs, {sum(labels)} failed)" in message
+    assert "at least two sources are needed" in message and "two with both outcomes" in message
+    with pytest.raises(ValueError, match="0 source"):
+        evaluate_held_out([], [], [], [], k=4)
+
+
+def test_held_out_hands_back_the_model_of_each_source() -> None:
+    """``models`` gets, per source, the model fitted without it (None when its training runs hold
+    one outcome); scoring the source's runs with it gives the row's risks."""
+    rng = np.random.default_rng(3)
+    a, y_a = _separable(rng, 60, base_rate=0.5)
+    failures = [r for r, y in zip(*_separable(rng, 60, 0.5), strict=True) if y][:15]
+    runs, labels = [*a, *failures], [*y_a, *[1] * len(failures)]
+    sources = ["a"] * 60 + ["c"] * len(failures)
+    models: dict[str, object] = {}
+    rows = evaluate_held_out(
+        runs, labels, sources, list(range(len(runs))), k=4, seeds=1, models=models, resamples=20
+    )
+    assert set(models) == {"a", "c"} and models["a"] is None  # "c" alone holds one outcome
+    model = models["c"]
+    assert isinstance(model, CalibratedRisk)
+    risks = model.predict_proba([first_turns(r, 4) for r in failures])[:, 1]
+    assert abs(float(risks.mean()) - {r["held_out"]: r for r in rows}["c"]["mean_risk"]) < 1e-9
+
+
+def test_cross_fit_folds_are_sources_or_whole_groups() -> None:
+    assert prediction.cross_fit_folds(["b", "a", "b", "c"], [1, 2, 3, 4]) == {"a": [1], "b": [0, 2], "c": [3]}
+    groups = ["t1", "t1", "t2", "t3", "t2", "t4", "t5", "t3"]
+    folds = prediction.cross_fit_folds(["omium"] * len(groups), groups)
+    assert list(folds) == ["fold1", "fold2", "fold3"]
+    assert sorted(i for f in folds.values() for i in f) == list(range(len(groups)))
+    for name, members in folds.items():
+        inside = {groups[i] for i in members}
+        # a task's trials stay in one fold: none is both scored and trained on
+        assert not inside & {g for i, g in enumerate(groups) if i not in members}, name
+    assert prediction.cross_fit_folds(["x", "x"], ["g", "g"]) == {"fold1": [0, 1]}
+    with pytest.raises(ValueError, match="same length"):
+        prediction.cross_fit_folds(["x"], [])
+
+
 def test_bootstrap_keeps_groups_together() -> None:
     y = np.array([0, 0, 1, 1] * 10)
     perfect = y.astype(float)

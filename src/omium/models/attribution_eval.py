@@ -103,7 +103,19 @@ class HeldOut:
 
 
 def evaluate(runs: Sequence[Labelled], seeds: int = 3, threshold: float = 0.35) -> list[HeldOut]:
-    """Leave-one-framework-out figures of the attribution model and the baselines."""
+    """Leave-one-framework-out figures of the attribution model and the baselines.
+
+    Raises:
+        ValueError: fewer than two frameworks (nothing to fit on when the only one is held out);
+            the message names the frameworks found.
+    """
+    frameworks = Counter(r.framework for r in runs)
+    if len(frameworks) < 2:
+        named = ", ".join(f"{name} ({count} runs)" for name, count in sorted(frameworks.items()))
+        raise ValueError(
+            f"{len(frameworks)} framework(s) of labelled runs ({named or 'none'}): a leave-one-framework-out "
+            "evaluation scores each framework by a model fitted on the others, so at least two are needed"
+        )
     out = []
     for held, train, test in splits(runs):
         train_runs = [runs[i] for i in train]

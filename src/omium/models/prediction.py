@@ -803,6 +803,7 @@ def evaluate_held_out(
     seeds: int = 3,
     make: Any = make_predictor,
     resamples: int = 1000,
+    models: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Each source (or domain) left out in turn: fitted on the others, scored on it.
 
@@ -814,6 +815,14 @@ def evaluate_held_out(
     training base rate as a constant risk), ``mean_risk``, ``flagged`` (share at risk >= 0.5), and
     ``note`` when a figure cannot be had (one outcome in training: the base rate is used; one
     outcome held out: no AUROC, the risks say how much of it is flagged).
+
+    ``models``, when given, receives each source's seed-0 model under the source's name (None when
+    its training runs hold one outcome): the model that never saw that source's runs, which a
+    caller may score them with (cross-fitting) without fitting it again.
+
+    Raises:
+        ValueError: the inputs differ in length, or there are fewer than two sources (nothing to
+            fit on when the only one is held out); the message names the sources found.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -821,20 +830,26 @@ def evaluate_held_out(
     source = np.asarray([str(s) for s in held_out])
     if not len(runs_steps) == len(y) == len(source) == len(groups):
         raise ValueError("runs_steps, labels, held_out and groups must have the same length")
+    names = sorted(set(source.tolist()))
+    if len(names) < 2:
+        raise ValueError(_too_few_sources(names, source, y))
     prefixes = [first_turns(steps, k, unit) for steps in runs_steps]
     rows = []
-    for name in sorted(set(source.tolist())):
+    for name in names:
         test = np.flatnonzero(source == name)
         train = np.flatnonzero(source != name)
         notes = []
         per_seed, risks = [], np.zeros((seeds, len(test)))
         base_rate = float(y[train].mean()) if len(train) else float("nan")
         for seed in range(seeds):
+            model = None
             if len(set(y[train].tolist())) < 2:
                 risks[seed] = base_rate
             else:
                 model = make(seed).fit([prefixes[i] for i in train], y[train])
                 risks[seed] = model.predict_proba([prefixes[i] for i in test])[:, 1]
+            if models is not None and seed == 0:
+                models[name] = model
             if len(set(y[test].tolist())) == 2:
                 per_seed.append(roc_auc_score(y[test], risks[seed]))
         if len(set(y[train].tolist())) < 2:
@@ -866,8 +881,47 @@ def evaluate_held_out(
     return rows
 
 
+def _too_few_sources(names: list[str], source: np.ndarray, y: np.ndarray) -> str:
+    found = ", ".join(
+        f"{n} ({int((source == n).sum())} runs, {int(y[source == n].sum())} failed)" for n in names
+    )
+    return (
+        f"{len(names)} source(s) of labelled runs ({found or 'none'}): a held-out evaluation scores "
+        "each source by a model fitted on the others, so at least two sources are needed, and at "
+        "least two with both outcomes (failures and successes) for an AUROC"
+    )
+
+
+CROSS_FIT_FOLDS = 3
+
+
+def cross_fit_folds(
+    held_out: Sequence[str], groups: Sequence[Any], folds: int = CROSS_FIT_FOLDS
+) -> dict[str, list[int]]:
+    """Which runs each cross-fitted model scores: ``{fold name: run indices}``.
+
+    A run in a model's training set must not be scored by it: each fold's runs are scored by a
+    model fitted on every run outside the fold. With two or more sources the folds are the sources
+    (as :func:`evaluate_held_out` splits them, so a run's risk never comes from a model that saw its
+    source); with one, the groups (a task's trials stay together) are dealt round ``folds`` folds
+    in order of first appearance, named ``fold1`` ... (fewer when there are fewer groups).
+    """
+    if len(held_out) != len(groups):
+        raise ValueError("held_out and groups must have the same length")
+    names = sorted({str(s) for s in held_out})
+    if len(names) >= 2:
+        return {n: [i for i, s in enumerate(held_out) if str(s) == n] for n in names}
+    order = list(dict.fromkeys(groups))
+    fold_of = {g: i % folds for i, g in enumerate(order)}
+    out: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        out.setdefault(f"fold{fold_of[g] + 1}", []).append(i)
+    return dict(sorted(out.items()))
+
+
 __all__ = [
     "CALIBRATION_FOLDS",
+    "CROSS_FIT_FOLDS",
     "MODEL_NAME",
     "NUMERIC_NAMES",
     "CalibratedRisk",
@@ -879,6 +933,7 @@ __all__ = [
     "agent_text",
     "bootstrap_auroc",
     "brier",
+    "cross_fit_folds",
     "evaluate",
     "evaluate_held_out",
     "failure_risk",
