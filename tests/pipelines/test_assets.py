@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 
 from omium.config import Settings
+from omium.pipelines import registry, spans
 from omium.pipelines import root_causes as explain
-from omium.pipelines import spans
 from omium.pipelines.defs import assets as A
 from omium.pipelines.defs.resources import WarehouseResource
 from omium.warehouse import ClickHouseWarehouse
@@ -385,3 +386,106 @@ def test_the_predictor_with_live_runs_only_says_not_measurable(
     metrics = json.loads(model["metrics"])
     assert metrics["sources"] == {"omium": len(LIVE)} and metrics["held_out"] == []
     assert metrics["auroc_min"] is None and not metrics["measurable"] and "auroc_mean" not in metrics
+    assert "at least two sources are needed" in metrics["why_not"]  # evaluate_held_out's error, said
+    # With one source the training runs are scored by models fitted on the other folds of its runs.
+    result = dg.materialize(
+        [A.failure_predictions],
+        resources=res,
+        run_config={"ops": {"failure_predictions": {"config": {"all_runs": True}}}},
+    )
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    models = _registered(warehouse)
+    rows = warehouse.query_rows("SELECT run_id, model_version FROM omium_predictions FINAL WHERE k = 4")
+    assert rows and all(r["run_id"] not in models[r["model_version"]]["training_runs"] for r in rows)
+    assert {models[r["model_version"]]["fold"] for r in rows} <= {"fold1", "fold2", "fold3"}
+    metadata = result.asset_materializations_for_node("failure_predictions")[0].metadata
+    assert metadata["skipped_in_training_set_k4"].value == len(LIVE) - len(rows)
+
+
+def _registered(wh: ClickHouseWarehouse) -> dict[str, dict[str, Any]]:
+    """Every registered model version: its name and params (training runs, fold, runs it scores)."""
+    return {
+        r["model_version"]: {"name": r["model_name"], **json.loads(r["params"])}
+        for r in wh.query_rows("SELECT model_name, model_version, params FROM omium_models FINAL")
+    }
+
+
+def test_no_run_gets_a_risk_from_a_model_fitted_on_it(seeded: Seeded, tmp_path: Path) -> None:
+    """Issue 18, item 2: a labelled run the predictor was fitted on is scored by the model of its
+    source's fold, fitted on the other sources only; a run the predictor never saw by the predictor."""
+    from tests.pipelines.conftest import record_live_runs
+
+    wh = seeded.warehouse
+    res = resources(wh, tmp_path)
+    for day in spans.days_with_spans(wh):
+        assert dg.materialize(DAILY, partition_key=str(day), resources=res).success
+    assert dg.materialize([A.failure_predictor], resources=res).success
+    # Runs that arrive after the predictor was fitted: never in its training set.
+    unseen = {"unseen-ok": "ok", "unseen-halluc": "hallucination"}
+    record_live_runs(wh, unseen)
+    for day in spans.days_with_spans(wh):
+        assert dg.materialize(DAILY, partition_key=str(day), resources=res).success
+    result = dg.materialize(
+        [A.failure_predictions],
+        resources=res,
+        run_config={"ops": {"failure_predictions": {"config": {"all_runs": True}}}},
+    )
+    assert result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["no_run_scored_by_its_own_model"].passed
+
+    models = _registered(wh)
+    predictor = {
+        r["model_version"]
+        for r in wh.query_rows(
+            "SELECT model_version FROM omium_models FINAL WHERE model_name = 'failure_predictor_k4'"
+        )
+    }
+    (version,) = predictor
+    trained = set(models[version]["training_runs"])
+    source = {run.run_id: run.source for run in seeded.imported} | dict.fromkeys(seeded.live, "omium")
+    assert trained == set(source)  # every labelled run of the seeded warehouse, none of the unseen
+    rows = wh.query_rows("SELECT run_id, model_version, k FROM omium_predictions FINAL")
+    for row in rows:
+        assert row["run_id"] not in set(models[row["model_version"]]["training_runs"]), row
+    at_k4 = {r["run_id"]: models[r["model_version"]] for r in rows if r["k"] == 4}
+    assert set(at_k4) == trained | set(unseen)  # every run scored: nothing fell through
+    for run_id in trained:
+        fold = at_k4[run_id]
+        assert fold["name"] == "failure_predictor_k4_cross_fit" and fold["fold"] == source[run_id]
+        assert run_id in fold["scores"]
+        assert not {r for r in fold["training_runs"] if source[r] == source[run_id]}  # other sources only
+    for run_id in unseen:
+        assert at_k4[run_id]["name"] == "failure_predictor_k4"
+    metadata = result.asset_materializations_for_node("failure_predictions")[0].metadata
+    assert (
+        metadata["cross_fitted_k4"].value == len(trained)
+        and metadata["skipped_in_training_set_k4"].value == 0
+    )
+
+
+def test_a_training_run_without_a_model_fitted_without_it_gets_no_risk(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """The predictions' choice of model: the predictor for runs it never saw, a cross-fitted model
+    only for the runs it scores and was not fitted on, nothing otherwise (nor for any run when the
+    version did not record its training set)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = [[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]
+    directory = tmp_path / "models"
+
+    def save(name: str, c: float, params: dict[str, Any] | None) -> Any:
+        model = LogisticRegression(C=c).fit(x, y)
+        version = registry.save(warehouse, directory, name, model, training_rows=4, metrics={}, params=params)
+        return registry.get(warehouse, name, version.version)
+
+    fold = save("failure_predictor_k4_cross_fit", 1.0, {"training_runs": ["b", "c"], "scores": ["a", "c"]})
+    main = save(
+        "failure_predictor_k4", 2.0, {"training_runs": ["a", "b", "c"], "cross_fit": {"f": fold.version}}
+    )
+    scorers, skipped = A._scorers(warehouse, main, 4, ["a", "b", "c", "new"])
+    assert [(v, runs) for _, v, runs in scorers] == [(main.version, ["new"]), (fold.version, ["a"])]
+    assert skipped == ["b", "c"]  # b: no fold scores it; c: its fold was fitted on it
+    legacy = save("failure_predictor_k4", 3.0, None)
+    assert A._scorers(warehouse, legacy, 4, ["a", "new"]) == ([], ["a", "new"])

@@ -34,3 +34,21 @@ def test_save_latest_load_and_tamper(warehouse: ClickHouseWarehouse, tmp_path: P
     latest.path.unlink()
     with pytest.raises(registry.ModelNotFound, match="is missing"):
         registry.load(latest)
+
+
+def test_a_version_records_its_training_runs(warehouse: ClickHouseWarehouse, tmp_path: Path) -> None:
+    """``trained_on`` is the registered training set; a version registered without one (before the
+    registry kept them) still loads, and says it is unknown rather than empty."""
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    saved = registry.save(
+        warehouse, tmp_path, "m", model, training_rows=4, metrics={}, params={"training_runs": ["r1", "r2"]}
+    )
+    found = registry.get(warehouse, "m", saved.version)
+    assert found.trained_on == frozenset({"r1", "r2"}) and found.path == saved.path
+    older = LogisticRegression(C=0.5).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    legacy = registry.get(
+        warehouse, "m", registry.save(warehouse, tmp_path, "m", older, training_rows=4, metrics={}).version
+    )
+    assert legacy.trained_on is None and registry.load(legacy).predict([[3.0]]).tolist() == [1]
+    with pytest.raises(registry.ModelNotFound, match="not registered"):
+        registry.get(warehouse, "m", "0" * 16)

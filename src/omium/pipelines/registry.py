@@ -1,10 +1,11 @@
 """Versioned models: a fitted scikit-learn object on disk, named by its sha256, and a registry row.
 
 The row (``omium_models``) carries the version, when and on how many rows the model was trained,
-and its held-out evaluation, so the console, Grafana and the notebook read how good a model is
-from the warehouse. The object itself is stored with joblib beside the Dagster storage; loading
-checks the bytes against the version, so a file swapped under the registry is refused rather
-than unpickled.
+which runs those were (``params["training_runs"]``, so that no asset scores a run with a model
+fitted on it: :attr:`ModelVersion.trained_on`), and its held-out evaluation, so the console,
+Grafana and the notebook read how good a model is from the warehouse. The object itself is stored
+with joblib beside the Dagster storage; loading checks the bytes against the version, so a file
+swapped under the registry is refused rather than unpickled.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ class ModelVersion:
     metrics: dict[str, Any]
     params: dict[str, Any]
     path: Path
+
+    @property
+    def trained_on(self) -> frozenset[str] | None:
+        """The run ids the model was fitted on, or None when its registration did not record them
+        (a version registered before the registry kept training sets: loadable, but whether it saw
+        a given run is unknown)."""
+        runs = self.params.get("training_runs")
+        return None if runs is None else frozenset(str(r) for r in runs)
 
 
 def save(
@@ -76,17 +85,10 @@ def save(
     return ModelVersion(name, version, trained_at, training_rows, metrics, params or {}, path)
 
 
-def latest(warehouse: Any, name: str) -> ModelVersion:
-    """The most recently trained version of ``name`` (:class:`ModelNotFound` if none)."""
-    rows = warehouse.query_rows(
-        "SELECT model_version, trained_at, training_rows, metrics, params, artifact_path "
-        "FROM omium_models FINAL "
-        "WHERE model_name = {name:String} ORDER BY trained_at DESC LIMIT 1",
-        {"name": name},
-    )
-    if not rows:
-        raise ModelNotFound(f"no trained version of {name!r} yet: materialise its asset first")
-    row = rows[0]
+_VERSION_COLUMNS = "model_version, trained_at, training_rows, metrics, params, artifact_path"
+
+
+def _version(name: str, row: dict[str, Any]) -> ModelVersion:
     return ModelVersion(
         name,
         row["model_version"],
@@ -96,6 +98,31 @@ def latest(warehouse: Any, name: str) -> ModelVersion:
         json.loads(row["params"]),
         Path(row["artifact_path"]),
     )
+
+
+def latest(warehouse: Any, name: str) -> ModelVersion:
+    """The most recently trained version of ``name`` (:class:`ModelNotFound` if none)."""
+    rows = warehouse.query_rows(
+        f"SELECT {_VERSION_COLUMNS} FROM omium_models FINAL "
+        "WHERE model_name = {name:String} ORDER BY trained_at DESC LIMIT 1",
+        {"name": name},
+    )
+    if not rows:
+        raise ModelNotFound(f"no trained version of {name!r} yet: materialise its asset first")
+    return _version(name, rows[0])
+
+
+def get(warehouse: Any, name: str, version: str) -> ModelVersion:
+    """The registered ``version`` of ``name`` (:class:`ModelNotFound` if it was never registered)."""
+    rows = warehouse.query_rows(
+        f"SELECT {_VERSION_COLUMNS} FROM omium_models FINAL "
+        "WHERE model_name = {name:String} AND model_version = {version:String} "
+        "ORDER BY trained_at DESC LIMIT 1",
+        {"name": name, "version": version},
+    )
+    if not rows:
+        raise ModelNotFound(f"{name} {version} is not registered")
+    return _version(name, rows[0])
 
 
 def load(version: ModelVersion) -> Any:
@@ -111,4 +138,4 @@ def load(version: ModelVersion) -> Any:
     return joblib.load(io.BytesIO(data))
 
 
-__all__ = ["ModelNotFound", "ModelVersion", "latest", "load", "save"]
+__all__ = ["ModelNotFound", "ModelVersion", "get", "latest", "load", "save"]

@@ -409,6 +409,60 @@ def _held_out_summary(rows: list[dict[str, Any]], sources: int | None = None) ->
     }
 
 
+def _cross_fit_name(k: int) -> str:
+    from omium.models.prediction import MODEL_NAME
+
+    return f"{MODEL_NAME}_k{k}_cross_fit"
+
+
+def _cross_fit(
+    wh: Any,
+    warehouse: WarehouseResource,
+    k: int,
+    prefixes: list[Any],
+    y: list[int],
+    run_ids: list[str],
+    sources: list[str],
+    groups: list[Any],
+    fitted: dict[str, Any],
+) -> dict[str, str]:
+    """Registers one model per cross-fitting fold, fitted on the runs outside it; ``{fold: version}``.
+
+    ``fitted`` holds the models :func:`~omium.models.prediction.evaluate_held_out` already fitted
+    per source (the same split when the folds are the sources), so they are not fitted again. A
+    fold whose complement holds one outcome gets no model: its runs get no risk.
+    """
+    from omium.models import prediction
+
+    out: dict[str, str] = {}
+    for fold, scored in prediction.cross_fit_folds(sources, groups).items():
+        inside = set(scored)
+        train = [i for i in range(len(y)) if i not in inside]
+        if fold in fitted:
+            model = fitted[fold]
+        elif len({y[i] for i in train}) == 2:
+            model = prediction.make_predictor().fit([prefixes[i] for i in train], [y[i] for i in train])
+        else:
+            model = None
+        if model is None:
+            continue
+        saved = registry.save(
+            wh,
+            warehouse.model_directory(),
+            _cross_fit_name(k),
+            model,
+            training_rows=len(train),
+            metrics={"k": k, "fold": fold, "evaluation": "none: it scores its fold's runs only"},
+            params={
+                "fold": fold,
+                "training_runs": [run_ids[i] for i in train],
+                "scores": [run_ids[i] for i in scored],
+            },
+        )
+        out[fold] = saved.version
+    return out
+
+
 @dg.asset(
     group_name=GROUP,
     deps=[normalized_spans, failure_labels],
@@ -422,7 +476,12 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
     model's metrics hold those rows (``held_out``) and the lowest of their AUROCs, never an AUROC
     over the sources pooled (every imported Who&When run is a failure, so telling sources apart
     scored high there). The model itself is fitted on every labelled run; the registry records
-    which (``params.training_runs``).
+    which (``params.training_runs``). So that no run is scored by a model fitted on it, each
+    fold of :func:`~omium.models.prediction.cross_fit_folds` (a source, or with one source a
+    third of its tasks) gets a model fitted on the other folds, registered as
+    ``failure_predictor_k<k>_cross_fit`` with its training runs and the runs it scores; the
+    predictor's ``params.cross_fit`` names those versions (a fold whose complement holds one
+    outcome gets none). :func:`failure_predictions` scores a training run with its fold's model.
     """
     from omium.models import prediction
 
@@ -454,14 +513,24 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 "sources": per_source,
             }
             if len(set(y)) == 2:
-                # One source (live runs only, say) leaves nothing to fit on when it is held out.
-                rows = (
-                    prediction.evaluate_held_out(runs, y, sources, groups, k=k, seeds=1)
-                    if len(per_source) >= 2
-                    else []
-                )
+                fold_models: dict[str, Any] = {}
+                try:
+                    rows = prediction.evaluate_held_out(
+                        runs, y, sources, groups, k=k, seeds=1, models=fold_models
+                    )
+                    why_not = ""
+                except ValueError as exc:
+                    # One source (live runs only, say) leaves nothing to fit on when it is held
+                    # out: the quality is not measurable, which is said, not a crash. Any other
+                    # ValueError is a bug and stays one.
+                    if len(per_source) >= 2:
+                        raise
+                    rows, why_not = [], f"not measurable: {exc}"
                 metrics["held_out"] = [{key: _json_safe(v) for key, v in row.items()} for row in rows]
                 metrics |= _held_out_summary(rows, len(per_source))
+                if why_not:
+                    metrics["why_not"] = why_not
+                cross_fit = _cross_fit(wh, warehouse, k, prefixes, y, run_ids, sources, groups, fold_models)
                 model = prediction.make_predictor().fit(prefixes, y)
                 saved = registry.save(
                     wh,
@@ -470,7 +539,11 @@ def failure_predictor(warehouse: WarehouseResource) -> dg.MaterializeResult:
                     model,
                     training_rows=len(y),
                     metrics=metrics,
-                    params={"training_runs": run_ids, "training_sources": per_source},
+                    params={
+                        "training_runs": run_ids,
+                        "training_sources": per_source,
+                        "cross_fit": cross_fit,
+                    },
                 )
                 metrics["version"] = saved.version
             else:
@@ -514,13 +587,49 @@ class PredictionConfig(dg.Config):
     all_runs: bool = False
 
 
+def _scorers(
+    wh: Any, version: Any, k: int, run_ids: list[str]
+) -> tuple[list[tuple[Any, str, list[str]]], list[str]]:
+    """Which model scores which of ``run_ids`` under the registered predictor ``version``, and the
+    runs none may score: ``([(model, its version, runs)], skipped)``.
+
+    A run the predictor was fitted on is scored by its cross-fitting fold's model, provided that
+    model's recorded training set excludes it; without such a model (a fold whose other runs hold
+    one outcome, or a version registered before the registry kept training sets) it is skipped.
+    """
+    trained = version.trained_on
+    if trained is None:
+        # Registered before the registry recorded training sets: whether it saw a run is unknown.
+        return [], list(run_ids)
+    unseen = [r for r in run_ids if r not in trained]
+    scorers = [(registry.load(version), version.version, unseen)] if unseen else []
+    left = [r for r in run_ids if r in trained]
+    for fold_version in dict(version.params.get("cross_fit") or {}).values():
+        if not left:
+            break
+        fold = registry.get(wh, _cross_fit_name(k), fold_version)
+        scores, fold_trained = set(fold.params.get("scores") or []), fold.trained_on or frozenset()
+        mine = [r for r in left if r in scores and r not in fold_trained]
+        if mine:
+            scorers.append((registry.load(fold), fold.version, mine))
+            left = [r for r in left if r not in set(mine)]
+    return scorers, left
+
+
 @dg.asset(
     group_name=GROUP,
     deps=[failure_predictor],
-    check_specs=_specs("failure_predictions", "risks_are_probabilities"),
+    check_specs=_specs("failure_predictions", "risks_are_probabilities", "no_run_scored_by_its_own_model"),
 )
-def failure_predictions(config: PredictionConfig, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Risk of failure of recent runs from their first k turns, by the latest predictor of each k."""
+def failure_predictions(
+    context: dg.AssetExecutionContext, config: PredictionConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Risk of failure of recent runs from their first k turns, by the latest predictor of each k.
+
+    A run the predictor was fitted on (a labelled run, with ``all_runs`` or once finished) is never
+    scored by it: its cross-fitting fold's model, fitted without it, scores it instead (see
+    :func:`failure_predictor`); with no such model it gets no risk, counted in ``skipped_in_training_set``.
+    """
     from omium.models import prediction
 
     with warehouse.connect() as wh:
@@ -537,34 +646,78 @@ def failure_predictions(config: PredictionConfig, warehouse: WarehouseResource) 
             ]
         steps = _step_frame(wh, ids)
         by_run = {run_id: _turns(run) for (run_id,), run in steps.group_by(["run_id"], maintain_order=True)}
-        rows = []
+        rows: list[dict[str, Any]] = []
+        skipped: dict[int, int] = {}
+        cross_fitted: dict[int, int] = {}
         for k in PREDICTION_KS:
             try:
                 version = registry.latest(wh, f"{prediction.MODEL_NAME}_k{k}")
             except registry.ModelNotFound:
                 continue
-            model = registry.load(version)
-            run_ids = list(by_run)
-            if not run_ids:
+            if not by_run:
                 break
-            prefixes = [prediction.first_turns(by_run[r], k) for r in run_ids]
-            risks = model.predict_proba(prefixes)[:, 1]
-            rows += [
-                {
-                    "run_id": r,
-                    "model_version": version.version,
-                    "k": k,
-                    "risk": float(p),
-                    "steps_seen": len(s),
-                }
-                for r, p, s in zip(run_ids, risks, prefixes, strict=True)
-            ]
+            scorers, left = _scorers(wh, version, k, list(by_run))
+            skipped[k] = len(left)
+            cross_fitted[k] = sum(len(runs) for _, v, runs in scorers if v != version.version)
+            if left:
+                unrecorded = version.trained_on is None
+                context.log.info(
+                    f"k={k}: {len(left)} runs skipped: "
+                    + (
+                        f"{version.name} {version.version} did not record its training set (rebuild it)"
+                        if unrecorded
+                        else f"in the training set of {version.name} {version.version} "
+                        "and no model was fitted without them"
+                    )
+                )
+            for model, model_version, run_ids in scorers:
+                prefixes = [prediction.first_turns(by_run[r], k) for r in run_ids]
+                risks = model.predict_proba(prefixes)[:, 1]
+                rows += [
+                    {
+                        "run_id": r,
+                        "model_version": model_version,
+                        "k": k,
+                        "risk": float(p),
+                        "steps_seen": len(s),
+                    }
+                    for r, p, s in zip(run_ids, risks, prefixes, strict=True)
+                ]
         feats.insert_rows(wh, "omium_predictions", rows, stamp="predicted_at")
+        leaks = _scored_by_own_model(wh, rows)
     bad = sum(1 for r in rows if not 0.0 <= r["risk"] <= 1.0)
     return dg.MaterializeResult(
-        metadata={"predictions": len(rows), "runs": len(by_run)},
-        check_results=[_check("risks_are_probabilities", bad == 0, f"{bad} risks outside [0, 1]")],
+        metadata={
+            "predictions": len(rows),
+            "runs": len(by_run),
+            **{f"cross_fitted_k{k}": v for k, v in cross_fitted.items()},
+            **{f"skipped_in_training_set_k{k}": v for k, v in skipped.items()},
+        },
+        check_results=[
+            _check("risks_are_probabilities", bad == 0, f"{bad} risks outside [0, 1]"),
+            _check(
+                "no_run_scored_by_its_own_model",
+                not leaks,
+                f"{len(leaks)} risks from a model whose recorded training set holds the run: {leaks[:5]}",
+            ),
+        ],
     )
+
+
+def _scored_by_own_model(wh: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """The runs of ``rows`` whose risk came from a model the registry says was fitted on them."""
+    versions = sorted({r["model_version"] for r in rows})
+    if not versions:
+        return []
+    trained = {
+        v["model_version"]: set(json.loads(v["params"]).get("training_runs") or [])
+        for v in wh.query_rows(
+            "SELECT model_version, argMax(params, trained_at) AS params FROM omium_models FINAL "
+            "WHERE model_version IN {versions:Array(String)} GROUP BY model_version",
+            {"versions": versions},
+        )
+    }
+    return [r["run_id"] for r in rows if r["run_id"] in trained.get(r["model_version"], set())]
 
 
 class RootCauseConfig(dg.Config):
