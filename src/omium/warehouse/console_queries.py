@@ -8,7 +8,7 @@ Reads of versioned tables use FINAL (the latest version of each row).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from omium import conventions
@@ -161,89 +161,56 @@ LIMIT {limit:UInt32}
 LATEST_RUN = "SELECT run_id FROM omium_runs FINAL ORDER BY updated_at DESC LIMIT 1"
 
 
-# --- Every run and trace (issue 17): otel_traces read directly, so live traces list at once.
+# --- Every run and trace (issue 17), at ten million spans.
 #
-# Spans are grouped into runs by ``omium.run_id`` (the RunId column), else the conventions'
-# session, else their trace id: first into traces (a trace's session is any of its spans'), then
-# traces into runs. Omium runs without spans in the window still list (FULL JOIN on omium_runs),
-# and an Omium run's status, workflow and error come from omium_runs. The per-span fields are the
-# conventions module's expressions; cost is prices.COST_SQL over a price table of the window's
-# models (TRACE_MODELS, cached by the console).
+# Two steps. First the page: per-trace facts kept at write time (omium_trace_summaries, one row per
+# trace and insert, grouped here) are grouped into runs by ``omium.run_id``, else the conventions'
+# session, else the trace id; Omium runs without spans in the window still list (FULL JOIN on
+# omium_runs), and an Omium run's status, workflow and error come from omium_runs. Filters, paging
+# and the count read only those facts, none of which a re-sent span changes. Then the figures of
+# the page's traces only (tokens, cost, span and error counts: sums, which a re-sent span would
+# change) are read from otel_traces FINAL, bounded by the traces' hours (TRACE_FIGURES). A search
+# of message text scans the window's spans (TEXT_HITS): the one filter the facts cannot answer.
 
-# How a span says where it came from, ranked: a trace's source is its highest-ranked span's.
-_SOURCE_RANK = """multiIf(
-                SpanAttributes['omium.source'] != '' OR SpanAttributes['omium.source_id'] != '', 3,
-                ScopeName = 'omium' AND (RunId LIKE 'langgraph:%' OR arrayExists(
-                    k -> match(k, '^(openai_agents|crewai|autogen|langgraph)[.]'),
-                    mapKeys(SpanAttributes))), 2,
-                ScopeName = 'omium', 1,
-                0)"""
 SOURCES = ("OTLP client", "SDK", "adapter", "import")
 _WINDOW = "Timestamp >= {since:DateTime64(6)} AND Timestamp <= {until:DateTime64(6)}"
-_TEXT_HIT = f"""{{text:String}} != '' AND (
-                positionCaseInsensitive({conventions.field_sql("input_content")}, {{text:String}}) > 0
-                OR positionCaseInsensitive({conventions.field_sql("output_content")}, {{text:String}}) > 0
-                OR positionCaseInsensitive(StatusMessage, {{text:String}}) > 0
-                OR positionCaseInsensitive(SpanAttributes['error.type'], {{text:String}}) > 0)"""
 
-TRACE_MODELS = f"""
-SELECT DISTINCT provider, model FROM (
-    SELECT {conventions.field_sql("provider")} AS provider, {conventions.field_sql("model")} AS model
-    FROM otel_traces
-    WHERE {_WINDOW}
-) WHERE model != ''
-ORDER BY provider, model
-"""  # noqa: S608 - constants and server-side parameters only
+# The facts of each trace that started in the window (rows of different inserts merged).
+_TRACE_FACTS = """
+    traces AS (
+        SELECT TraceId AS trace_id, min(Start) AS started, max(End) AS ended,
+               max(RunId) AS trace_run, max(Session) AS trace_session, max(User) AS trace_user,
+               groupUniqArrayArray(Agents) AS agents, groupUniqArrayArray(Models) AS models,
+               max(HasError) AS has_error, min(FirstError).2 AS first_error,
+               max(HasRoot) AS has_root, max(RootFailed) AS root_failed, min(Root).2 AS root_name,
+               max(SourceRank) AS source_rank
+        FROM omium_trace_summaries
+        WHERE TraceId IN (SELECT TraceId FROM omium_trace_summaries
+                          WHERE Start >= {since:DateTime64(6)} AND Start <= {until:DateTime64(6)})
+          AND ({session:String} = '' OR TraceId IN (SELECT TraceId FROM omium_trace_summaries
+                                                     WHERE Session = {session:String}))
+        GROUP BY TraceId
+        HAVING started >= {since:DateTime64(6)} AND started <= {until:DateTime64(6)}
+    )"""
 
-_TRACES = f"""
-    spans AS (
-        SELECT trace_id, run_id, span_parent, ts, span_end, span_name, error, error_text, source_rank,
-               agent, session, user, input_tokens, output_tokens, text_hit,
-               {prices.COST_SQL}
-        FROM (
-            SELECT TraceId AS trace_id, RunId AS run_id, ParentSpanId AS span_parent,
-                   Timestamp AS ts, Timestamp + toIntervalNanosecond(Duration) AS span_end,
-                   SpanName AS span_name,
-                   StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS error,
-                   if(StatusMessage != '', StatusMessage, SpanAttributes['error.type']) AS error_text,
-                   {_SOURCE_RANK} AS source_rank,
-                   {conventions.DEFAULT.select_sql(("agent", "session", "user", "provider", "model"))},
-                   {conventions.DEFAULT.select_sql(conventions.TOKEN_FIELDS[:3])},
-                   {conventions.field_sql("cache_write_tokens")} AS cache_write_tokens,
-                   {_TEXT_HIT} AS text_hit
-            FROM otel_traces FINAL
-            WHERE {_WINDOW}
-        )
-    ),
-    -- Spans of an event log record whose content matches the search (GenAI event logs).
-    logged AS (
-        SELECT DISTINCT TraceId FROM otel_logs
+# Traces with a span or an event log record whose message text matches the search (none, and no
+# read, without one).
+_TEXT_HITS = f"""
+    hits AS (
+        SELECT TraceId FROM otel_traces
+        WHERE {{text:String}} != '' AND {_WINDOW}
+          AND (positionCaseInsensitive({conventions.field_sql("input_content")}, {{text:String}}) > 0
+               OR positionCaseInsensitive({conventions.field_sql("output_content")}, {{text:String}}) > 0
+               OR positionCaseInsensitive(StatusMessage, {{text:String}}) > 0
+               OR positionCaseInsensitive(SpanAttributes['error.type'], {{text:String}}) > 0)
+        UNION DISTINCT
+        SELECT TraceId FROM otel_logs
         WHERE {{text:String}} != '' AND TraceId != ''
           AND TimestampTime >= toDateTime({{since:DateTime64(6)}})
           AND TimestampTime <= toDateTime({{until:DateTime64(6)}}) + 1
           AND (positionCaseInsensitive(Body, {{text:String}}) > 0
                OR arrayExists(v -> positionCaseInsensitive(v, {{text:String}}) > 0, mapValues(LogAttributes)))
-    ),
-    traces AS (
-        SELECT trace_id,
-               anyIf(run_id, run_id != '') AS trace_run,
-               anyIf(session, session != '') AS trace_session,
-               anyIf(user, user != '') AS trace_user,
-               min(ts) AS started, max(span_end) AS ended,
-               groupUniqArrayIf(agent, agent != '') AS agents,
-               sum(input_tokens) AS tokens_in, sum(output_tokens) AS tokens_out,
-               sum(cost_usd) AS cost,
-               countIf(error) AS errors,
-               argMinIf(error_text, ts, error) AS first_error,
-               countIf(span_parent = '') > 0 AS has_root,
-               countIf(span_parent = '' AND error) > 0 AS root_failed,
-               argMinIf(span_name, ts, span_parent = '') AS root_name,
-               max(source_rank) AS source_rank,
-               count() AS span_count,
-               max(text_hit) OR trace_id IN logged AS hit
-        FROM spans
-        GROUP BY trace_id
-    )"""  # noqa: S608
+    )"""  # noqa: S608 - constants and server-side parameters only
 
 _RUNS_OF_TRACES = f"""
     runs AS (
@@ -253,17 +220,16 @@ _RUNS_OF_TRACES = f"""
                any(trace_session) AS r_session, anyIf(trace_user, trace_user != '') AS r_user,
                min(started) AS r_started, max(ended) AS r_ended,
                arraySort(arrayDistinct(arrayFlatten(groupArray(agents)))) AS r_agents,
-               sum(tokens_in) AS r_in, sum(tokens_out) AS r_out,
-               sum(cost) AS r_cost, sum(errors) AS r_errors,
+               max(has_error) AS r_has_error,
                argMinIf(first_error, started, first_error != '') AS r_error,
                multiIf(countIf(NOT has_root) > 0, 'running', countIf(root_failed) > 0, 'failed', 'completed')
                    AS trace_status,
                argMin(root_name, started) AS root_name,
                max(source_rank) AS r_source,
-               count() AS r_traces, sum(span_count) AS r_spans,
+               count() AS r_traces,
                argMin(trace_id, started) AS r_first,
-               max(hit) AS r_hit,
-               arrayStringConcat(groupArray(trace_id), ' ') AS trace_ids
+               max(trace_id IN hits) AS r_hit,
+               groupArray(trace_id) AS trace_ids
         FROM traces
         GROUP BY run_key
     ),
@@ -283,14 +249,12 @@ _RUNS_OF_TRACES = f"""
                   dateDiff('millisecond', o.started_at, coalesce(o.ended_at, o.updated_at))) / 1000
                    AS duration_s,
                r.r_agents AS agents,
-               r.r_in AS input_tokens, r.r_out AS output_tokens,
-               r.r_cost AS cost_usd,
-               r.r_errors AS error_spans,
+               r.r_has_error AS has_error_span,
                if(o.error != '', o.error, r.r_error) AS error,
                if(r.run_key = '', 'SDK', arrayElement({list(SOURCES)!r}, r.r_source + 1)) AS source,
                r.r_session AS session, r.r_user AS user,
-               r.r_traces AS traces, r.r_spans AS spans, r.r_first AS first_trace,
-               r.r_hit AS text_hit, r.trace_ids AS trace_ids
+               r.r_traces AS traces, r.r_first AS first_trace,
+               r.r_hit AS text_hit, r.trace_ids AS trace_ids, r.r_started AS lo, r.r_ended AS hi
         FROM runs AS r
         FULL OUTER JOIN omium AS o ON o.run_id = r.run_key
     )"""  # noqa: S608
@@ -300,42 +264,70 @@ WHERE ({status:String} = '' OR status = {status:String})
   AND ({agent:String} = '' OR has(agents, {agent:String}))
   AND ({source:String} = '' OR source = {source:String})
   AND ({name:String} = '' OR name = {name:String})
-  AND (NOT {errors_only:Bool} OR error != '' OR error_spans > 0)
+  AND (NOT {errors_only:Bool} OR error != '' OR has_error_span)
   AND ({text:String} = ''
        OR text_hit
        OR positionCaseInsensitive(run_id, {text:String}) > 0
-       OR positionCaseInsensitive(trace_ids, {text:String}) > 0
+       OR arrayExists(t -> positionCaseInsensitive(t, {text:String}) > 0, trace_ids)
        OR positionCaseInsensitive(session, {text:String}) > 0
        OR positionCaseInsensitive(user, {text:String}) > 0
        OR positionCaseInsensitive(name, {text:String}) > 0
        OR positionCaseInsensitive(error, {text:String}) > 0
        OR arrayExists(a -> positionCaseInsensitive(a, {text:String}) > 0, agents))"""
 
-# One query: the page of runs and (as a window count) how many match.
+# One query: the page of runs (with their trace ids) and, as a window count, how many match.
 RUN_LIST = f"""
-WITH {_TRACES},
+WITH {_TRACE_FACTS},
+{_TEXT_HITS},
 {_RUNS_OF_TRACES}
-SELECT run_id, grouped_by, recorded, name, status, started, duration_s, agents, input_tokens, output_tokens,
-       cost_usd, error, source, session, traces, spans, first_trace, count() OVER () AS total
+SELECT run_id, grouped_by, recorded, name, status, started, duration_s, agents, error, source, session,
+       traces, first_trace, trace_ids, lo, hi, count() OVER () AS total
 FROM merged
 {_RUN_LIST_FILTER}
 ORDER BY started DESC, run_id DESC
 LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
 """  # noqa: S608
 
-# The traces of one session in the order they started (one row each).
+# The traces of one session in the order they started (one row each; figures from TRACE_FIGURES).
 SESSION_TRACES = f"""
-WITH {_TRACES}
+WITH {_TRACE_FACTS}
 SELECT trace_id, trace_run AS run_id, toDateTime64(started, 6, 'UTC') AS started,
        dateDiff('millisecond', started, ended) / 1000 AS duration_s,
        root_name AS name,
        multiIf(NOT has_root, 'running', root_failed, 'failed', 'completed') AS status,
-       agents, tokens_in AS input_tokens, tokens_out AS output_tokens, cost AS cost_usd,
-       first_error AS error, span_count AS spans, trace_user AS user
+       agents, first_error AS error, trace_user AS user, [trace_id] AS trace_ids, started AS lo, ended AS hi
 FROM traces
 WHERE trace_session = {{session:String}}
 ORDER BY started, trace_id
 LIMIT {{limit:UInt32}}
+"""  # noqa: S608
+
+# The (provider, model) pairs of the traces that started in the window, to price them.
+TRACE_MODELS = """
+SELECT DISTINCT splitByChar('|', key)[1] AS provider, substring(key, position(key, '|') + 1) AS model
+FROM omium_trace_summaries ARRAY JOIN Models AS key
+WHERE Start >= {since:DateTime64(6)} AND Start <= {until:DateTime64(6)}
+ORDER BY provider, model
+"""
+
+# Figures of the given traces, exact (FINAL: a re-sent span counts once), from their spans only:
+# the primary key (hour, TraceId) bounds the read to the traces' hours.
+TRACE_FIGURES = f"""
+SELECT trace_id, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+       sum(cost_usd) AS cost_usd, count() AS spans, countIf(error) AS error_spans
+FROM (
+    SELECT trace_id, error, input_tokens, output_tokens, {prices.COST_SQL}
+    FROM (
+        SELECT TraceId AS trace_id, StatusCode IN ('Error', 'STATUS_CODE_ERROR') AS error,
+               {conventions.DEFAULT.select_sql(("provider", "model"))},
+               {conventions.DEFAULT.select_sql(conventions.TOKEN_FIELDS[:3])},
+               {conventions.field_sql("cache_write_tokens")} AS cache_write_tokens
+        FROM otel_traces FINAL
+        WHERE TraceId IN {{traces:Array(String)}}
+          AND Timestamp >= {{lo:DateTime64(9)}} AND Timestamp <= {{hi:DateTime64(9)}}
+    )
+)
+GROUP BY trace_id
 """  # noqa: S608
 
 # Every span of a trace (``trace``) or of every trace of an Omium run (``run``), in start order,
@@ -514,10 +506,12 @@ def run_list(
     offset: int = 0,
 ) -> tuple[pl.DataFrame, int]:
     """A page of runs (Omium runs and OTel traces grouped by run id, session or trace id), newest
-    first, and how many match; ``text`` searches ids, agents, names, errors and message content."""
+    first, and how many match; ``text`` searches ids, agents, names, errors and message content.
+    The page's tokens, cost and span counts are read exactly from its traces' spans."""
     params = {
         "since": _ts(since),
         "until": _ts(until),
+        "session": "",
         "status": status,
         "agent": agent,
         "source": source,
@@ -526,11 +520,11 @@ def run_list(
         "errors_only": errors_only,
         "limit": limit,
         "offset": offset,
-        **price_table.parameters(),
     }
     frame = warehouse.query_df(RUN_LIST, params)
     total = int(frame["total"][0]) if frame.height else 0
-    return frame.drop("total"), total
+    frame = frame.drop("total")
+    return _with_figures(warehouse, frame, price_table, key="run_id"), total
 
 
 def session_traces(
@@ -543,15 +537,51 @@ def session_traces(
     limit: int = 500,
 ) -> pl.DataFrame:
     """The traces of one session between ``since`` and ``until``, in the order they started."""
-    params = {
-        "since": _ts(since),
-        "until": _ts(until),
-        "session": session,
-        "text": "",
-        "limit": limit,
-        **price_table.parameters(),
-    }
-    return warehouse.query_df(SESSION_TRACES, params)
+    params = {"since": _ts(since), "until": _ts(until), "session": session, "limit": limit}
+    frame = warehouse.query_df(SESSION_TRACES, params)
+    return _with_figures(warehouse, frame, price_table, key="trace_id").drop("trace_ids")
+
+
+def trace_figures(
+    warehouse: Warehouse, traces: list[str], lo: datetime, hi: datetime, price_table: prices.PriceTable
+) -> pl.DataFrame:
+    """Tokens, cost, span and error counts of each of ``traces`` (whose spans start between ``lo``
+    and ``hi``), counting a re-sent span once."""
+    params = {"traces": traces, "lo": _ts(lo), "hi": _ts(hi), **price_table.parameters()}
+    return warehouse.query_df(TRACE_FIGURES, params)
+
+
+_FIGURES = ("input_tokens", "output_tokens", "cost_usd", "spans", "error_spans")
+
+
+def _with_figures(
+    warehouse: Warehouse, frame: pl.DataFrame, price_table: prices.PriceTable, *, key: str
+) -> pl.DataFrame:
+    """``frame`` (one row per ``key``, its traces in ``trace_ids``, their time span in ``lo`` and
+    ``hi``) with the figures of its traces summed per row; a row without a priced span costs NULL."""
+    import polars as pl
+
+    traced = frame.filter(pl.col("trace_ids").list.len() > 0)
+    traces = sorted({t for ids in traced["trace_ids"].to_list() for t in ids})
+    if traces:
+        lo, hi = traced.select(pl.col("lo").min(), pl.col("hi").max()).row(0)
+        # hi arrives cut to microseconds: a second more keeps a span starting at the very end.
+        figures = trace_figures(warehouse, traces, lo, hi + timedelta(seconds=1), price_table)
+    else:
+        counts = {f: pl.Int64 for f in _FIGURES if f != "cost_usd"}
+        figures = pl.DataFrame(schema={"trace_id": pl.String, **counts, "cost_usd": pl.Float64})
+    per_row = (
+        frame.select(key, "trace_ids")
+        .explode("trace_ids")
+        .join(figures, left_on="trace_ids", right_on="trace_id", how="inner")
+        .group_by(key)
+        .agg(
+            *(pl.col(f).sum() for f in _FIGURES if f != "cost_usd"),
+            pl.when(pl.col("cost_usd").is_not_null().any()).then(pl.col("cost_usd").sum()).alias("cost_usd"),
+        )
+    )
+    joined = frame.drop("lo", "hi").join(per_row, on=key, how="left", maintain_order="left")
+    return joined.with_columns(pl.col(f).fill_null(0) for f in _FIGURES if f != "cost_usd")
 
 
 def trace_spans(warehouse: Warehouse, *, trace: str = "", run: str = "", limit: int = 5000) -> pl.DataFrame:

@@ -27,6 +27,7 @@ import time
 
 from omium.errors import MigrationError, WarehouseError
 from omium.semconv import OTEL_TRACES_COLUMNS
+from omium.warehouse import trace_summaries
 from omium.warehouse.connection import Warehouse
 from omium.warehouse.schema import (
     MIGRATIONS,
@@ -184,18 +185,24 @@ SELECT dependencies_table FROM system.tables WHERE database = {db:String} AND na
 
 
 def _feed_trace_id_lookup(warehouse: Warehouse) -> None:
-    """Make ``otel_traces_trace_id_ts_mv`` read the current ``otel_traces``.
+    """Make the views on ``otel_traces`` (the trace-id lookup, the trace summaries) read the current one.
 
     A materialized view follows its source table through a RENAME: after an exporter's table is
     renamed away (as :func:`adopt_existing_traces` tells users to), the view of that name still
     feeds the lookup table from the old one, and Omium's ``CREATE ... IF NOT EXISTS`` skips its own.
     """
     rows = warehouse.query_rows(_TRACES_VIEWS, {"db": warehouse.database})
-    if not rows or "otel_traces_trace_id_ts_mv" in rows[0]["dependencies_table"]:
+    if not rows:
         return
-    warehouse.command("DROP VIEW IF EXISTS otel_traces_trace_id_ts_mv")
-    warehouse.command(OTEL_TRACES_TRACE_ID_TS_MV)
-    logger.info("otel_traces_trace_id_ts_mv now reads otel_traces of database %s", warehouse.database)
+    for view, create in (
+        ("otel_traces_trace_id_ts_mv", OTEL_TRACES_TRACE_ID_TS_MV),
+        ("omium_trace_summaries_mv", trace_summaries.VIEW),
+    ):
+        if view in rows[0]["dependencies_table"]:
+            continue
+        warehouse.command("DROP VIEW IF EXISTS {view:Identifier}", {"view": view})
+        warehouse.command(create)
+        logger.info("%s now reads otel_traces of database %s", view, warehouse.database)
 
 
 __all__ = ["LATEST_VERSION", "adopt_existing_traces", "current_version", "migrate"]

@@ -9,6 +9,7 @@ Never edit a migration that has shipped; append a new one.
 
 from __future__ import annotations
 
+from omium.warehouse import trace_summaries
 from omium.warehouse.signal_tables import SIGNAL_TABLES
 
 # ``otel_traces`` keeps the exact 22 columns of the OpenTelemetry Collector contrib ClickHouse
@@ -582,6 +583,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     INGEST_REQUESTS,
     ROOT_CAUSES_BY_METHOD,
     STEP_TRIES,
+    # Issue 17, the console at ten million spans: per-trace facts kept at write time.
+    trace_summaries.MIGRATION,
 )
 
 __all__ = ["MIGRATIONS", "MIGRATIONS_TABLE"]
