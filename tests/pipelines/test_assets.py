@@ -59,12 +59,15 @@ def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: 
     # The predictor's check fails (as a warning) whenever the lowest AUROC of a source held out is
     # at or below chance, as it may be on this small data: it says so rather than pooling sources.
     # test_the_predictor_stores_held_out_figures_per_source holds it to the stored figure.
+    # Likewise the classifier's, an error when it does not beat always naming the majority class
+    # (as on this data: 0.29 against 0.62): its classes are then withheld, checked below.
     failing = [
         (c.asset_key.to_user_string(), c.check_name, c.description)
         for c in checks
-        if not c.passed and c.check_name != "auroc_above_chance"
+        if not c.passed and c.check_name not in ("auroc_above_chance", "classifier_beats_majority")
     ]
     assert not failing
+    (beats,) = [c for c in checks if c.check_name == "classifier_beats_majority"]
     names = {(c.asset_key.to_user_string(), c.check_name) for c in checks}
     assert ("root_causes", "every_failed_run_has_a_root_cause") in names and len(names) >= 14
 
@@ -138,8 +141,17 @@ def test_every_asset_materialises_and_its_checks_pass(seeded: Seeded, tmp_path: 
     tau = causes[tau_failed[0].run_id]
     assert tau["method"] == "attribution_model" and 0 <= tau["step_index"] < len(tau_failed[0].steps)
     assert tau["agent"] == tau_failed[0].steps[tau["step_index"]].agent
-    classes = wh.query_rows("SELECT run_id, failure_class FROM omium_failure_classes FINAL")
-    assert {r["run_id"] for r in classes} == failed
+    classes = {
+        r["run_id"]: r
+        for r in wh.query_rows("SELECT run_id, failure_class, model_version FROM omium_failure_classes FINAL")
+    }
+    assert set(classes) == failed
+    # A label is never a result: no class is the label copied, a root cause's class is the classifier's.
+    assert "label" not in {r["model_version"] for r in classes.values()}
+    assert all(c["failure_class"] == classes[r]["failure_class"] for r, c in causes.items() if r in classes)
+    if not beats.passed:
+        assert "class unknown" in (beats.description or "")
+        assert {r["failure_class"] for r in classes.values()} == {"unknown"}
 
     # Grafana's panels over the derived tables read what the pipelines wrote (not only test rows).
     from omium.dashboards import grafana
@@ -234,48 +246,160 @@ def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Pat
         assert isinstance(failed_runs_sensor(context), dg.SkipReason)
 
 
+def _failed_runs(warehouse: ClickHouseWarehouse, runs: list[tuple[str, str, dict[str, float]]]) -> None:
+    """Failed runs with their label's class and run features, as the daily assets write them."""
+    from omium.pipelines import features as feats
+
+    day = dt.date(2026, 1, 5)
+    labels = [
+        {
+            "day": day,
+            "run_id": run_id,
+            "failed": True,
+            "failure_class": failure_class,
+            "mast_code": "",
+            "label_source": "runtime",
+            "evidence": "",
+        }
+        for run_id, failure_class, _ in runs
+    ]
+    features = [
+        {"day": day, "run_id": run_id, "source": "sdk", "steps": 5, "features": f} for run_id, _, f in runs
+    ]
+    feats.insert_rows(warehouse, "omium_failure_labels", labels)
+    feats.insert_rows(warehouse, "omium_run_features", features)
+
+
+def _classifier_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
 def test_a_classifier_no_better_than_the_majority_fails_its_check_and_names_no_class(
     warehouse: ClickHouseWarehouse, tmp_path: Path
 ) -> None:
     """Features that say nothing about the class: the classifier cannot beat always naming the
-    most common class, so its check fails and the runs it would classify are "unknown"."""
+    most common class, so its check fails (an error, not a warning) and every run is "unknown",
+    those of known class too (their label is not a result)."""
     import random
 
     from omium.models import taxonomy
-    from omium.pipelines import features as feats
 
     rng = random.Random(18)
-    day = dt.date(2026, 1, 5)
     classes = [taxonomy.SPECIFICATION] * 30 + [taxonomy.TOOL_INVOCATION] * 10 + [taxonomy.UNKNOWN] * 5
-    labels, features = [], []
-    for i, failure_class in enumerate(classes):
-        run_id = f"noise-{i}"
-        labels.append(
-            {
-                "day": day,
-                "run_id": run_id,
-                "failed": True,
-                "failure_class": failure_class,
-                "mast_code": "",
-                "label_source": "runtime",
-                "evidence": "",
-            }
-        )
-        noise = {f"f{j}": rng.random() for j in range(6)}
-        features.append({"day": day, "run_id": run_id, "source": "sdk", "steps": 5, "features": noise})
-    feats.insert_rows(warehouse, "omium_failure_labels", labels)
-    feats.insert_rows(warehouse, "omium_run_features", features)
-    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
-    (check,) = [
-        c for c in result.get_asset_check_evaluations() if c.check_name == "classifier_beats_majority"
-    ]
-    assert not check.passed and "class unknown" in (check.description or "")
-    assigned = warehouse.query_rows(
-        "SELECT failure_class, confidence FROM omium_failure_classes FINAL WHERE model_version != 'label'"
+    _failed_runs(
+        warehouse,
+        [(f"noise-{i}", c, {f"f{j}": rng.random() for j in range(6)}) for i, c in enumerate(classes)],
     )
-    assert len(assigned) == 5 and all(
+    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    check = _classifier_checks(result)["classifier_beats_majority"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "class unknown" in (check.description or "")
+    assigned = warehouse.query_rows("SELECT failure_class, confidence FROM omium_failure_classes FINAL")
+    assert len(assigned) == 45 and all(
         r == {"failure_class": taxonomy.UNKNOWN, "confidence": 0.0} for r in assigned
     )
+
+
+def test_a_labelled_run_is_classified_out_of_fold_never_by_its_label(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """Issue 18, item 2: a run of known class gets the class a model fitted without it derived
+    (its evaluation fold's), never its label copied as a result (model_version 'label', confidence
+    1.0); a run of unknown class gets the classifier's, fitted on the runs of known class. One run
+    is labelled specification with a tool failure's features: its out-of-fold class says so."""
+    from omium.models import taxonomy
+    from omium.pipelines import features as feats
+
+    rng = random_source()
+    runs = [(f"spec-{i}", taxonomy.SPECIFICATION, {"tool_errors": rng.gauss(0, 0.3)}) for i in range(20)]
+    runs += [
+        (f"tool-{i}", taxonomy.TOOL_INVOCATION, {"tool_errors": 3 + rng.gauss(0, 0.3)}) for i in range(20)
+    ]
+    runs += [("odd", taxonomy.SPECIFICATION, {"tool_errors": 3.1})]
+    runs += [(f"new-{i}", taxonomy.UNKNOWN, {"tool_errors": 3 * (i % 2)}) for i in range(4)]
+    _failed_runs(warehouse, runs)
+    # A build from before the fix left the label as the result: the rebuild replaces it.
+    feats.insert_rows(
+        warehouse,
+        "omium_failure_classes",
+        [
+            {
+                "run_id": "odd",
+                "failure_class": taxonomy.SPECIFICATION,
+                "confidence": 1.0,
+                "model_version": "label",
+            }
+        ],
+        stamp="classified_at",
+    )
+    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    checks = _classifier_checks(result)
+    assert all(c.passed for c in checks.values()), [c.description for c in checks.values()]
+    assert set(checks) == {
+        "classifier_beats_majority",
+        "every_failed_run_classified",
+        "no_run_classified_by_its_own_model",
+    }
+
+    classes = {
+        r["run_id"]: r
+        for r in warehouse.query_rows(
+            "SELECT run_id, failure_class, confidence, model_version FROM omium_failure_classes FINAL"
+        )
+    }
+    assert set(classes) == {r[0] for r in runs}
+    assert "label" not in {r["model_version"] for r in classes.values()}
+    models = _registered(warehouse)
+    for run_id, label, _ in runs:
+        row = classes[run_id]
+        model = models[row["model_version"]]
+        assert run_id not in model["training_runs"]  # no model classifies a run it was fitted on
+        if label == taxonomy.UNKNOWN:
+            assert model["name"] == "failure_classifier"
+        else:
+            assert model["name"] == "failure_classifier_cross_fit" and run_id in model["scores"]
+    assert classes["odd"]["failure_class"] == taxonomy.TOOL_INVOCATION  # derived, not its label
+    assert classes["odd"]["confidence"] < 1.0
+    assert classes["spec-0"]["failure_class"] == taxonomy.SPECIFICATION
+    assert [classes[f"new-{i}"]["failure_class"] for i in range(2)] == [
+        taxonomy.SPECIFICATION,
+        taxonomy.TOOL_INVOCATION,
+    ]
+    # The label is kept where labels live, to be shown beside the result as the annotation.
+    (label,) = warehouse.query_rows(
+        "SELECT failure_class FROM omium_failure_labels FINAL WHERE run_id = 'odd'"
+    )
+    assert label["failure_class"] == taxonomy.SPECIFICATION
+
+
+def test_a_classifier_that_cannot_be_evaluated_fails_its_check_and_names_no_class(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """One run of a second class: no fold can hold it out, so the classifier's quality is not
+    measurable. Not claimed: the check fails saying so and every run is unknown, labelled or not."""
+    from omium.models import taxonomy
+
+    runs = [(f"spec-{i}", taxonomy.SPECIFICATION, {"x": float(i)}) for i in range(6)]
+    runs += [("tool-0", taxonomy.TOOL_INVOCATION, {"x": 9.0}), ("new-0", taxonomy.UNKNOWN, {"x": 1.0})]
+    _failed_runs(warehouse, runs)
+    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    checks = _classifier_checks(result)
+    check = checks["classifier_beats_majority"]
+    assert not check.passed and "not measurable" in (check.description or "")
+    assert checks["every_failed_run_classified"].passed
+    rows = warehouse.query_rows(
+        "SELECT run_id, failure_class, model_version FROM omium_failure_classes FINAL"
+    )
+    assert {r["run_id"] for r in rows} == {r[0] for r in runs}
+    assert {r["failure_class"] for r in rows} == {taxonomy.UNKNOWN}
+    assert "label" not in {r["model_version"] for r in rows}
+
+
+def random_source() -> Any:
+    """A seeded random source (the tests' data must not move between runs)."""
+    import random
+
+    return random.Random(18)
 
 
 def test_the_predictor_stores_held_out_figures_per_source(seeded: Seeded, tmp_path: Path) -> None:

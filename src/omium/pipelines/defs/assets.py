@@ -276,67 +276,143 @@ def _as_dict(value: Any) -> dict[str, float]:
     )
 
 
+def _classified(
+    model: Any, version: str, run_ids: list[str], features: list[dict[str, float]], beats: bool
+) -> list[dict[str, Any]]:
+    """Rows of ``omium_failure_classes``: ``model``'s class of each run, or unknown when the
+    classifier does not beat the majority class (it knows nothing the counts do not)."""
+    if not run_ids:
+        return []
+    out = []
+    for run_id, p in zip(run_ids, model.predict_proba(features), strict=True):
+        best = int(p.argmax())
+        out.append(
+            {
+                "run_id": run_id,
+                "failure_class": str(model.classes_[best]) if beats else taxonomy.UNKNOWN,
+                "confidence": float(p[best]) if beats else 0.0,
+                "model_version": version,
+            }
+        )
+    return out
+
+
 @dg.asset(
     group_name=GROUP,
     deps=[run_features, failure_labels],
-    check_specs=_specs("failure_classifier", "classifier_beats_majority", "every_failed_run_classified"),
+    check_specs=_specs(
+        "failure_classifier",
+        "classifier_beats_majority",
+        "every_failed_run_classified",
+        "no_run_classified_by_its_own_model",
+    ),
 )
 def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Trains the failure classifier on failed runs of known class; classifies every failed run."""
-    from omium.models.classifier import MODEL_NAME, evaluate, make_classifier
+    """Trains the failure classifier on failed runs of known class; classifies every failed run.
+
+    ``omium_failure_classes`` holds what the classifier derived, never a label: a run of unknown
+    class is classified by the model fitted on every run of known class (registered with those
+    runs, ``params.training_runs``); a run of known class by the model of its evaluation fold,
+    fitted on the other folds only (``failure_classifier_cross_fit``, with its training runs and
+    the runs it classifies), so its class is out of fold. Its label stays in ``omium_failure_labels``
+    (and an import's in ``omium_ground_truth``), which readers show beside as the annotation. A
+    classifier that does not beat always naming the majority class, or cannot be evaluated (too
+    few runs of a class), names no class: its runs are ``unknown`` and its check fails.
+    """
+    from omium.models.classifier import MODEL_NAME, cross_fit, make_classifier
 
     with warehouse.connect() as wh:
         frame = _labelled_runs(wh).filter(pl.col("failed"))
         known = frame.filter(pl.col("failure_class").is_in(list(taxonomy.CLASSES)))
+        known_ids = known["run_id"].to_list()
         x = [_as_dict(v) for v in known["features"].to_list()]
         y = known["failure_class"].to_list()
-        metrics = evaluate(x, y)
+        metrics, folds = cross_fit(x, y)
         # A classifier that does not beat always naming the most common class knows nothing the
-        # counts do not: its classes are not shown, the runs it would classify are "unknown".
-        beats = not metrics.get("evaluated") or metrics["accuracy"] > metrics["majority_accuracy"]
+        # counts do not, and one that cannot be evaluated is not known to: its classes are not
+        # shown, the runs it would classify are "unknown".
+        beats = bool(metrics.get("evaluated")) and metrics["accuracy"] > metrics["majority_accuracy"]
         out: list[dict[str, Any]] = []
         version = ""
         if len(set(y)) >= 2:
             model = make_classifier().fit(x, y)
             saved = registry.save(
-                wh, warehouse.model_directory(), MODEL_NAME, model, training_rows=len(y), metrics=metrics
+                wh,
+                warehouse.model_directory(),
+                MODEL_NAME,
+                model,
+                training_rows=len(y),
+                metrics=metrics,
+                params={"training_runs": known_ids},
             )
             version = saved.version
             unknown = frame.filter(~pl.col("failure_class").is_in(list(taxonomy.CLASSES)))
-            if unknown.height:
-                probabilities = model.predict_proba([_as_dict(v) for v in unknown["features"].to_list()])
-                for run_id, p in zip(unknown["run_id"].to_list(), probabilities, strict=True):
-                    best = int(p.argmax())
-                    out.append(
-                        {
-                            "run_id": run_id,
-                            "failure_class": str(model.classes_[best]) if beats else taxonomy.UNKNOWN,
-                            "confidence": float(p[best]) if beats else 0.0,
-                            "model_version": version,
-                        }
-                    )
-        for run_id, cls in zip(known["run_id"].to_list(), y, strict=True):
-            out.append({"run_id": run_id, "failure_class": cls, "confidence": 1.0, "model_version": "label"})
+            out += _classified(
+                model,
+                version,
+                unknown["run_id"].to_list(),
+                [_as_dict(v) for v in unknown["features"].to_list()],
+                beats,
+            )
+        for number, fold in enumerate(folds, start=1):
+            scored = [known_ids[i] for i in fold.test]
+            saved = registry.save(
+                wh,
+                warehouse.model_directory(),
+                f"{MODEL_NAME}_cross_fit",
+                fold.model,
+                training_rows=len(fold.train),
+                metrics={
+                    "fold": number,
+                    "evaluation": f"none: it classifies its fold's runs only ({MODEL_NAME})",
+                },
+                params={
+                    "fold": f"fold{number}",
+                    "training_runs": [known_ids[i] for i in fold.train],
+                    "scores": scored,
+                },
+            )
+            out += _classified(fold.model, saved.version, scored, [x[i] for i in fold.test], beats)
+        # A run no model classified (no classifier, or a class too rare for folds) is written as
+        # unknown all the same: the table is keyed by run, so this replaces any older row of it.
+        classified = {r["run_id"] for r in out}
+        out += [
+            {"run_id": r, "failure_class": taxonomy.UNKNOWN, "confidence": 0.0, "model_version": ""}
+            for r in frame["run_id"].to_list()
+            if r not in classified
+        ]
         feats.insert_rows(wh, "omium_failure_classes", out, stamp="classified_at")
+        leaks = _scored_by_own_model(wh, out)
+    if metrics.get("evaluated"):
+        said = (
+            f"held-out accuracy {metrics['accuracy']:.2f} vs always-the-majority "
+            f"{metrics['majority_accuracy']:.2f}"
+        )
+    else:
+        said = f"not measurable: {metrics.get('reason', 'no runs of known class')}"
     return dg.MaterializeResult(
         metadata={
             "version": version,
             "training_runs": len(y),
             "classified": len(out),
+            "cross_fitted": sum(len(f.test) for f in folds),
             "evaluation": json.dumps(metrics),
         },
         check_results=[
             _check(
                 "classifier_beats_majority",
                 beats,
-                f"held-out accuracy {metrics.get('accuracy', float('nan')):.2f} vs always-the-majority "
-                f"{metrics.get('majority_accuracy', float('nan')):.2f}"
-                + ("" if beats else "; its classes are withheld (class unknown)"),
+                said + ("" if beats else "; its classes are withheld (class unknown)"),
             ),
             _check(
                 "every_failed_run_classified",
-                len(out) == frame.height or not version,
+                len({r["run_id"] for r in out}) == frame.height,
                 f"{len(out)} classes for {frame.height} failed runs",
+            ),
+            _check(
+                "no_run_classified_by_its_own_model",
+                not leaks,
+                f"{len(leaks)} classes from a model whose recorded training set holds the run: {leaks[:5]}",
             ),
         ],
     )
@@ -810,7 +886,9 @@ def root_causes(config: RootCauseConfig, warehouse: WarehouseResource) -> dg.Mat
         causes: list[explain.RootCause] = []
         for row in failed.iter_rows(named=True):
             run_id = row["run_id"]
-            failure_class = row["assigned"] or row["failure_class"]
+            # The classifier's class (out of fold for a run of known class), never the run's label:
+            # a run the classifier has not classified yet (a sensor's new failure) is unknown.
+            failure_class = row["assigned"] or taxonomy.UNKNOWN
             run_steps = by_run.get(run_id, pl.DataFrame(schema=steps.schema))
             found: list[explain.RootCause] = []
             if failure := labelling.incident(row):
