@@ -113,12 +113,20 @@ def test_each_methods_root_cause_is_shown_with_unknown_said(
         "'the plan skipped a check', now64(6))",
         {"r": RUN},
     )
+    # The run's failure label: its class is an annotation beside each result's (the classifier's).
+    warehouse.command(
+        "INSERT INTO omium_failure_labels (day, run_id, failed, failure_class, mast_code, label_source, "
+        "evidence, built_at) VALUES (today(), {r:String}, true, 'communication_protocol', '', 'review', "
+        "'rejected in review', now64(6))",
+        {"r": RUN},
+    )
     text = [m.value for m in _root_cause_section().markdown]
     results = [line for line in text if line.startswith("Root cause: ")]
     assert results == [
-        "Root cause: step #0 of **lookup_agent** · specification · attribution_model (confidence 0.74)",
-        "Root cause: **unknown**: no agent and step at or above its threshold · specification · "
-        "judge_all_at_once (confidence 0.00)",
+        "Root cause: step #0 of **lookup_agent** · specification (annotation: communication_protocol, "
+        "review) · attribution_model (confidence 0.74)",
+        "Root cause: **unknown**: no agent and step at or above its threshold · specification "
+        "(annotation: communication_protocol, review) · judge_all_at_once (confidence 0.00)",
     ]
     assert "- unknown: the answer named no agent of the run" in text  # the method's own evidence
     # The annotation is shown apart, as what it is, never as a result.

@@ -209,6 +209,17 @@ def _load(wh: ClickHouseWarehouse) -> Loaded:
     _insert(wh, "omium_runs", [r for r in runs if r["version"] == 1])
     _insert(wh, "omium_runs", [r for r in runs if r["version"] == 2])
     _insert(wh, "omium_predictions", predictions)
+    # A row an older build wrote as the label itself: not a result, no panel counts it.
+    stale = next(r for r in imported if r.failed)
+    classes.append(
+        {
+            "run_id": stale.run_id,
+            "failure_class": "tool_invocation",
+            "confidence": 1.0,
+            "model_version": "label",
+            "classified_at": NOW,
+        }
+    )
     _insert(wh, "omium_failure_classes", classes)
     # Imported failures: the ground truth's agent and step as root causes and labels.
     labels = []
@@ -602,9 +613,9 @@ def test_failure_risk_reads_the_latest_prediction(loaded: Loaded) -> None:
     assert [r["risk"] for r in at_risk] == sorted((round(risk[r], 3) for r in in_flight), reverse=True)
     assert all(r["steps_seen"] == 6 for r in at_risk)
     classes = {r["failure_class"]: r for r in _rows(loaded, uid, "Failure classes")}
-    assert classes["tool_invocation"]["predicted"] == Counter(loaded.status.values())["failed"]
+    assert classes["tool_invocation"]["classifier"] == Counter(loaded.status.values())["failed"]
     failed_imported = sum(r.failed for r in loaded.imported)
-    assert sum(r["labelled"] for r in classes.values()) == failed_imported
+    assert sum(r["annotation"] for r in classes.values()) == failed_imported
     assert sum(r["runs"] for r in _rows(loaded, uid, "Failure labels")) == failed_imported
     causes = _rows(loaded, uid, "Root causes")
     assert len(causes) == 100 and {"run_id", "agent", "step_index", "confidence", "evidence"} <= set(

@@ -62,6 +62,13 @@ def test_notebook_runs_on_demo_and_imported_data(tmp_path: Path, monkeypatch: py
         f["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"] for f in figures
     )
     assert "by agent" in titles and "by edge" in titles and "ROC" in titles
+    # Failure classes: the classifier's beside the labels shown as annotations, never one as the other.
+    (by_class,) = [
+        f["data"]["application/vnd.plotly.v1+json"]
+        for f in figures
+        if "Failures by class" in f["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    ]
+    assert {trace["name"] for trace in by_class["data"]} == {"classifier", "annotation"}
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     for method in ("runtime_chain", "attribution_model"):
         assert method in printed  # a root-cause example of each kind, with its evidence

@@ -232,6 +232,18 @@ def analysis(run_id: str) -> dict[str, Any]:
         "WHERE run_id = {run_id:String} AND mistake_step >= 0",
         {"run_id": run_id},
     )
+    # The run's failure label (its class and where it came from): beside each result's class,
+    # which is the classifier's (out of fold for a labelled run), as its annotation.
+    label = wh.query_rows(
+        "SELECT failure_class, label_source FROM omium_failure_labels FINAL "
+        "WHERE run_id = {run_id:String} AND failed",
+        {"run_id": run_id},
+    )
+    if label:
+        causes = [
+            {**c, "annotated_class": label[0]["failure_class"], "annotated_by": label[0]["label_source"]}
+            for c in causes
+        ]
     return {
         "causes": causes,
         "risk": {int(r["k"]): float(r["risk"]) for r in risk},

@@ -391,14 +391,24 @@ def method_result(row: dict[str, Any]) -> str:
     """One method's root cause as the pipelines stored it (a row of ``omium_root_causes``), as a
     line naming its method and confidence: the step and agent it names, or **unknown** when the
     method named none at or above its threshold (its best guess, if any, is in its evidence), and
-    a counterfactual replay's verdict (verified, not verified) when it has one."""
+    a counterfactual replay's verdict (verified, not verified) when it has one. The run's label
+    (``annotated_class``, ``annotated_by``), when the row carries one, is shown beside the class
+    as its annotation."""
     verdict = str(row.get("verdict") or "known")
     method = f"{row['method']} (confidence {float(row['confidence']):.2f})"
     if verdict == "unknown" or int(row["step_index"]) < 0:
         said = "**unknown**: no agent and step at or above its threshold"
     else:
         said = f"step #{row['step_index']} of **{row['agent'] or 'the workflow'}**"
-    line = f"Root cause: {said} · {row['failure_class']} · {method}"
+    # The class is what the classifier derived; the run's label, when one is known, sits beside it
+    # as the annotation (never in its place).
+    annotated = str(row.get("annotated_class") or "")
+    if annotated not in ("", "unknown", "none"):
+        by = f", {row['annotated_by']}" if row.get("annotated_by") else ""
+        said_class = f"{row['failure_class']} (annotation: {annotated}{by})"
+    else:
+        said_class = str(row["failure_class"])
+    line = f"Root cause: {said} · {said_class} · {method}"
     if verdict not in ("known", "unknown"):
         line += f" · **{verdict.replace('_', ' ')}** by counterfactual replay"
     return line
