@@ -74,7 +74,11 @@ def build(count: int, seed: int, home: Path) -> tuple[Any, list[Any]]:
     generated = fault_injection.generate(provider, count=count, seed=seed)
     provider.shutdown()
     print(f"generated {count} runs x {len(generated)} frameworks in {time.perf_counter() - started:.1f}s")
-    who = read_who_and_when(WHO)
+    # Without the shared data next to the clone the table has no Who&When row (said), as without
+    # CrewAI's venv it has no CrewAI row: the generated frameworks are still measured.
+    who = read_who_and_when(WHO) if WHO.is_dir() else []
+    if not who:
+        print(f"no Who&When row: no runs in {WHO}")
     import_runs(wh, who)
     labelled = fault_injection.label(wh, generated)
     print(f"labelled on their spans: {labelled}; Who&When imported: {len(who)} runs")
@@ -205,7 +209,9 @@ def judge_json(judged: dict[str, dict[str, dict[str, Any]]], model: str) -> dict
         "model": model,
         "prompt_version": PROMPT_VERSION,
         "held_out": {
-            framework: {m: {**j, "agent": vars(j["agent"]), "step": vars(j["step"])} for m, j in methods.items()}
+            framework: {
+                m: {**j, "agent": vars(j["agent"]), "step": vars(j["step"])} for m, j in methods.items()
+            }
             for framework, methods in judged.items()
         },
     }
@@ -221,7 +227,8 @@ def main() -> None:
     parser.add_argument("--no-crewai", action="store_true", help="leave CrewAI (its own venv) out")
     parser.add_argument("--threshold", type=float, default=0.35, help="agent confidence below which: unknown")
     parser.add_argument(
-        "--judge-url", help="an OpenAI-compatible provider's base URL: add LLM-judge rows (key: OMIUM_JUDGE_KEY)"
+        "--judge-url",
+        help="an OpenAI-compatible provider's base URL: add LLM-judge rows (key: OMIUM_JUDGE_KEY)",
     )
     parser.add_argument("--judge-model", help="the judge's model (with --judge-url)")
     parser.add_argument(
@@ -230,7 +237,9 @@ def main() -> None:
         choices=["all_at_once", "step_by_step", "binary_search"],
         help="a judge method (repeat for several; default all_at_once)",
     )
-    parser.add_argument("--judge-limit", type=int, default=0, help="judge at most this many runs per framework")
+    parser.add_argument(
+        "--judge-limit", type=int, default=0, help="judge at most this many runs per framework"
+    )
     args = parser.parse_args()
     if args.judge_url and not args.judge_model:
         parser.error("--judge-url needs --judge-model")
@@ -246,7 +255,20 @@ def main() -> None:
     if not args.no_crewai:
         runs += crewai_runs(count, 0)
     started = time.perf_counter()
-    results = evaluate(runs, seeds=seeds, threshold=args.threshold)
+    try:
+        results = evaluate(runs, seeds=seeds, threshold=args.threshold)
+    except ValueError as exc:
+        # Fewer than two frameworks: none can be left out of a model fitted on the others
+        # (evaluate names those it found). Said, and recorded, instead of a traceback; any
+        # other ValueError is a bug and stays one.
+        if len({r.framework for r in runs}) >= 2:
+            raise
+        print(f"not measurable: {exc}")
+        BENCH_DIR.mkdir(exist_ok=True)
+        (BENCH_DIR / "attribution.json").write_text(
+            json.dumps({"runs_per_framework": count, "seeds": seeds, "not_measurable": str(exc)}, indent=2)
+        )
+        return
     print(
         f"leave-one-framework-out over {len(runs)} runs, {seeds} seeds: {time.perf_counter() - started:.1f}s\n"
     )
