@@ -81,6 +81,13 @@ def build(count: int, seed: int, home: Path) -> tuple[Any, list[Any]]:
         print(f"no Who&When row: no runs in {WHO}")
     import_runs(wh, who)
     labelled = fault_injection.label(wh, generated)
+    # fault_injection.label normalises the generated runs' days only: the imported runs' spans
+    # (other days) are normalised here, as the daily build would, or read_labelled finds no steps
+    # for them and the table has no Who&When row.
+    from omium.pipelines import spans
+
+    for row in wh.query_rows(fault_injection.DAYS_OF_RUNS, {"ids": [r.run_id for r in who]}):
+        spans.normalise_day(wh, row["day"])
     print(f"labelled on their spans: {labelled}; Who&When imported: {len(who)} runs")
     return wh, read_labelled(wh)
 
