@@ -102,7 +102,8 @@ def test_a_re_sent_span_changes_no_fact_and_counts_once_in_the_lists(warehouse: 
 
 
 def test_filters_read_the_facts(warehouse: ClickHouseWarehouse) -> None:
-    insert(warehouse, ROOT, CALL, TOOL)
+    insert(warehouse, CALL, TOOL)
+    insert(warehouse, ROOT)  # a trace of two inserts, its facts in two rows until they merge
     other = (
         "5",
         "t2",
@@ -128,6 +129,11 @@ def test_filters_read_the_facts(warehouse: ClickHouseWarehouse) -> None:
     assert ids(status="failed") == ["t2"] and ids(agent="writer") == ["s1"]
     assert ids(text="declined") == ["t2"] and ids(text="planner") == ["s1"]
     assert ids(errors_only=True) == ["t2", "s1"] and ids(name="invoke_agent billing") == ["t2"]
+    # Read the same once the background merge has folded each trace's rows into one.
+    before = queries.run_list(warehouse, price_table=table, **window)[0]
+    warehouse.command("OPTIMIZE TABLE omium_trace_summaries FINAL")
+    assert warehouse.scalar("SELECT count() FROM omium_trace_summaries") == 2
+    assert queries.run_list(warehouse, price_table=table, **window)[0].equals(before)
     later = {"since": NOW + timedelta(seconds=4), "until": NOW + timedelta(hours=1)}
     assert queries.run_list(warehouse, price_table=table, **later)[0]["run_id"].to_list() == ["t2"]
 

@@ -175,22 +175,30 @@ LATEST_RUN = "SELECT run_id FROM omium_runs FINAL ORDER BY updated_at DESC LIMIT
 SOURCES = ("OTLP client", "SDK", "adapter", "import")
 _WINDOW = "Timestamp >= {since:DateTime64(6)} AND Timestamp <= {until:DateTime64(6)}"
 
-# The facts of each trace that started in the window (rows of different inserts merged).
+# The facts of each trace that started in the window (of the session, if one is given). A trace's
+# facts are one row once its inserts' rows merged (nearly all: merges run within seconds); the few
+# traces still split over rows are grouped here, the rest read as they are (grouping every trace
+# costs ten times more at 400k traces).
 _TRACE_FACTS = """
+    split AS (SELECT TraceId FROM omium_trace_summaries GROUP BY TraceId HAVING count() > 1),
     traces AS (
-        SELECT TraceId AS trace_id, min(Start) AS started, max(End) AS ended,
-               max(RunId) AS trace_run, max(Session) AS trace_session, max(User) AS trace_user,
-               groupUniqArrayArray(Agents) AS agents, groupUniqArrayArray(Models) AS models,
-               max(HasError) AS has_error, min(FirstError).2 AS first_error,
-               max(HasRoot) AS has_root, max(RootFailed) AS root_failed, min(Root).2 AS root_name,
-               max(SourceRank) AS source_rank
+        SELECT TraceId AS trace_id, Start AS started, End AS ended,
+               RunId AS trace_run, Session AS trace_session, User AS trace_user, Agents AS agents,
+               HasError AS has_error, FirstError.2 AS first_error, HasRoot AS has_root,
+               RootFailed AS root_failed, Root.2 AS root_name, SourceRank AS source_rank
         FROM omium_trace_summaries
-        WHERE TraceId IN (SELECT TraceId FROM omium_trace_summaries
-                          WHERE Start >= {since:DateTime64(6)} AND Start <= {until:DateTime64(6)})
-          AND ({session:String} = '' OR TraceId IN (SELECT TraceId FROM omium_trace_summaries
-                                                     WHERE Session = {session:String}))
+        WHERE Start >= {since:DateTime64(6)} AND Start <= {until:DateTime64(6)}
+          AND ({session:String} = '' OR Session = {session:String})
+          AND TraceId NOT IN split
+        UNION ALL
+        SELECT TraceId, min(Start) AS started, max(End), max(RunId), max(Session) AS session, max(User),
+               groupUniqArrayArray(Agents), max(HasError), min(FirstError).2, max(HasRoot), max(RootFailed),
+               min(Root).2, max(SourceRank)
+        FROM omium_trace_summaries
+        WHERE TraceId IN split
         GROUP BY TraceId
         HAVING started >= {since:DateTime64(6)} AND started <= {until:DateTime64(6)}
+           AND ({session:String} = '' OR session = {session:String})
     )"""
 
 # Traces with a span or an event log record whose message text matches the search (none, and no
@@ -219,7 +227,6 @@ _RUNS_OF_TRACES = f"""
                    AS grouped_by,
                any(trace_session) AS r_session, anyIf(trace_user, trace_user != '') AS r_user,
                min(started) AS r_started, max(ended) AS r_ended,
-               arraySort(arrayDistinct(arrayFlatten(groupArray(agents)))) AS r_agents,
                max(has_error) AS r_has_error,
                argMinIf(first_error, started, first_error != '') AS r_error,
                multiIf(countIf(NOT has_root) > 0, 'running', countIf(root_failed) > 0, 'failed', 'completed')
@@ -228,8 +235,11 @@ _RUNS_OF_TRACES = f"""
                max(source_rank) AS r_source,
                count() AS r_traces,
                argMin(trace_id, started) AS r_first,
-               max(trace_id IN hits) AS r_hit,
-               groupArray(trace_id) AS trace_ids
+               -- The filters on agents and trace ids, as flags: the lists are read for the page only.
+               {{agent:String}} = '' OR max(has(agents, {{agent:String}})) AS r_agent_hit,
+               {{text:String}} != '' AND max(trace_id IN hits
+                   OR positionCaseInsensitive(trace_id, {{text:String}}) > 0
+                   OR arrayExists(a -> positionCaseInsensitive(a, {{text:String}}) > 0, agents)) AS r_hit
         FROM traces
         GROUP BY run_key
     ),
@@ -248,45 +258,62 @@ _RUNS_OF_TRACES = f"""
                if(r.run_key != '', dateDiff('millisecond', r.r_started, r.r_ended),
                   dateDiff('millisecond', o.started_at, coalesce(o.ended_at, o.updated_at))) / 1000
                    AS duration_s,
-               r.r_agents AS agents,
                r.r_has_error AS has_error_span,
                if(o.error != '', o.error, r.r_error) AS error,
                if(r.run_key = '', 'SDK', arrayElement({list(SOURCES)!r}, r.r_source + 1)) AS source,
                r.r_session AS session, r.r_user AS user,
                r.r_traces AS traces, r.r_first AS first_trace,
-               r.r_hit AS text_hit, r.trace_ids AS trace_ids, r.r_started AS lo, r.r_ended AS hi
+               if(r.run_key != '', r.r_agent_hit, {{agent:String}} = '') AS agent_hit,
+               r.r_hit AS text_hit
         FROM runs AS r
         FULL OUTER JOIN omium AS o ON o.run_id = r.run_key
     )"""  # noqa: S608
 
 _RUN_LIST_FILTER = """
 WHERE ({status:String} = '' OR status = {status:String})
-  AND ({agent:String} = '' OR has(agents, {agent:String}))
+  AND agent_hit
   AND ({source:String} = '' OR source = {source:String})
   AND ({name:String} = '' OR name = {name:String})
   AND (NOT {errors_only:Bool} OR error != '' OR has_error_span)
   AND ({text:String} = ''
        OR text_hit
        OR positionCaseInsensitive(run_id, {text:String}) > 0
-       OR arrayExists(t -> positionCaseInsensitive(t, {text:String}) > 0, trace_ids)
        OR positionCaseInsensitive(session, {text:String}) > 0
        OR positionCaseInsensitive(user, {text:String}) > 0
        OR positionCaseInsensitive(name, {text:String}) > 0
-       OR positionCaseInsensitive(error, {text:String}) > 0
-       OR arrayExists(a -> positionCaseInsensitive(a, {text:String}) > 0, agents))"""
+       OR positionCaseInsensitive(error, {text:String}) > 0)"""
 
-# One query: the page of runs (with their trace ids) and, as a window count, how many match.
+# One query: the page of runs and, as a window count, how many match (RUN_TRACES adds the page's
+# agents and traces).
 RUN_LIST = f"""
 WITH {_TRACE_FACTS},
 {_TEXT_HITS},
 {_RUNS_OF_TRACES}
-SELECT run_id, grouped_by, recorded, name, status, started, duration_s, agents, error, source, session,
-       traces, first_trace, trace_ids, lo, hi, count() OVER () AS total
+SELECT run_id, grouped_by, recorded, name, status, started, duration_s, error, source, session,
+       traces, first_trace, count() OVER () AS total
 FROM merged
 {_RUN_LIST_FILTER}
 ORDER BY started DESC, run_id DESC
 LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
 """  # noqa: S608
+
+# The agents and traces of the given runs (keys of RUN_LIST's grouping), with the traces' time span.
+RUN_TRACES = """
+SELECT run_key AS run_id, arraySort(arrayDistinct(arrayFlatten(groupArray(agents)))) AS agents,
+       groupArray(TraceId) AS trace_ids, min(started) AS lo, max(ended) AS hi
+FROM (
+    SELECT TraceId, min(Start) AS started, max(End) AS ended, groupUniqArrayArray(Agents) AS agents,
+           coalesce(nullIf(max(RunId), ''), nullIf(max(Session), ''), TraceId) AS run_key
+    FROM omium_trace_summaries
+    WHERE TraceId IN (SELECT TraceId FROM omium_trace_summaries
+                      WHERE RunId IN {runs:Array(String)} OR Session IN {runs:Array(String)}
+                         OR TraceId IN {runs:Array(String)})
+    GROUP BY TraceId
+    HAVING started >= {since:DateTime64(6)} AND started <= {until:DateTime64(6)}
+       AND run_key IN {runs:Array(String)}
+)
+GROUP BY run_key
+"""
 
 # The traces of one session in the order they started (one row each; figures from TRACE_FIGURES).
 SESSION_TRACES = f"""
@@ -521,9 +548,18 @@ def run_list(
         "limit": limit,
         "offset": offset,
     }
+    import polars as pl
+
     frame = warehouse.query_df(RUN_LIST, params)
     total = int(frame["total"][0]) if frame.height else 0
-    frame = frame.drop("total")
+    traces = warehouse.query_df(
+        RUN_TRACES, {"runs": frame["run_id"].to_list(), "since": params["since"], "until": params["until"]}
+    )
+    frame = frame.drop("total").join(traces, on="run_id", how="left", maintain_order="left")
+    frame = frame.with_columns(
+        pl.col("agents").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        pl.col("trace_ids").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+    )
     return _with_figures(warehouse, frame, price_table, key="run_id"), total
 
 
