@@ -246,9 +246,23 @@ def test_a_sensor_request_explains_one_new_failure(seeded: Seeded, tmp_path: Pat
         assert isinstance(failed_runs_sensor(context), dg.SkipReason)
 
 
-def _failed_runs(warehouse: ClickHouseWarehouse, runs: list[tuple[str, str, dict[str, float]]]) -> None:
-    """Failed runs with their label's class and run features, as the daily assets write them."""
+def _failed_runs(
+    warehouse: ClickHouseWarehouse,
+    runs: list[tuple[str, str, dict[str, float]]],
+    sources: dict[str, str] | None = None,
+) -> None:
+    """Failed runs with their label's class and run features, as the daily assets write them.
+
+    ``sources`` gives a run an imported source (its ``omium_ground_truth`` row, as an importer
+    writes it); any other run is a live one (source ``omium``).
+    """
     from omium.pipelines import features as feats
+
+    truth = [
+        {"run_id": run_id, "source": source, "source_id": run_id, "failed": True}
+        for run_id, source in (sources or {}).items()
+    ]
+    feats.insert_rows(warehouse, "omium_ground_truth", truth, stamp="imported_at")
 
     day = dt.date(2026, 1, 5)
     labels = [
@@ -289,11 +303,13 @@ def test_a_classifier_no_better_than_the_majority_fails_its_check_and_names_no_c
     _failed_runs(
         warehouse,
         [(f"noise-{i}", c, {f"f{j}": rng.random() for j in range(6)}) for i, c in enumerate(classes)],
+        sources={f"noise-{i}": "tau_bench" for i in range(0, 45, 2)},
     )
     result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
     check = _classifier_checks(result)["classifier_beats_majority"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "class unknown" in (check.description or "")
+    assert "omium" in (check.description or "") and "tau_bench" in (check.description or "")
     assigned = warehouse.query_rows("SELECT failure_class, confidence FROM omium_failure_classes FINAL")
     assert len(assigned) == 45 and all(
         r == {"failure_class": taxonomy.UNKNOWN, "confidence": 0.0} for r in assigned
@@ -317,7 +333,9 @@ def test_a_labelled_run_is_classified_out_of_fold_never_by_its_label(
     ]
     runs += [("odd", taxonomy.SPECIFICATION, {"tool_errors": 3.1})]
     runs += [(f"new-{i}", taxonomy.UNKNOWN, {"tool_errors": 3 * (i % 2)}) for i in range(4)]
-    _failed_runs(warehouse, runs)
+    # Two sources of both classes: each is classified by a model fitted on the other.
+    imported = {f"{c}-{i}": "tau_bench" for c in ("spec", "tool") for i in range(10)}
+    _failed_runs(warehouse, runs, sources=imported)
     # A build from before the fix left the label as the result: the rebuild replaces it.
     feats.insert_rows(
         warehouse,
@@ -358,6 +376,8 @@ def test_a_labelled_run_is_classified_out_of_fold_never_by_its_label(
             assert model["name"] == "failure_classifier"
         else:
             assert model["name"] == "failure_classifier_cross_fit" and run_id in model["scores"]
+            # Its fold is its source: the model was fitted on the other source's runs only.
+            assert model["fold"] == imported.get(run_id, "omium")
     assert classes["odd"]["failure_class"] == taxonomy.TOOL_INVOCATION  # derived, not its label
     assert classes["odd"]["confidence"] < 1.0
     assert classes["spec-0"]["failure_class"] == taxonomy.SPECIFICATION
@@ -366,33 +386,95 @@ def test_a_labelled_run_is_classified_out_of_fold_never_by_its_label(
         taxonomy.TOOL_INVOCATION,
     ]
     # The label is kept where labels live, to be shown beside the result as the annotation.
-    (label,) = warehouse.query_rows(
+    (kept,) = warehouse.query_rows(
         "SELECT failure_class FROM omium_failure_labels FINAL WHERE run_id = 'odd'"
     )
-    assert label["failure_class"] == taxonomy.SPECIFICATION
+    assert kept["failure_class"] == taxonomy.SPECIFICATION
 
 
-def test_a_classifier_that_cannot_be_evaluated_fails_its_check_and_names_no_class(
+def _classifier_evaluation(wh: ClickHouseWarehouse) -> dict[str, Any]:
+    (row,) = wh.query_rows(
+        "SELECT metrics FROM omium_models FINAL WHERE model_name = 'failure_classifier' "
+        "ORDER BY trained_at DESC LIMIT 1"
+    )
+    return dict(json.loads(row["metrics"]))
+
+
+def test_a_classifier_of_one_source_is_not_measurable_fails_its_check_and_names_no_class(
     warehouse: ClickHouseWarehouse, tmp_path: Path
 ) -> None:
-    """One run of a second class: no fold can hold it out, so the classifier's quality is not
-    measurable. Not claimed: the check fails saying so and every run is unknown, labelled or not."""
+    """Issue 18, item 2: live runs only, two classes told apart by their features. Within the one
+    source stratified folds would score it well, but no source can be scored by a model fitted on
+    the others, so its quality held out per source is not measurable: not claimed. The check fails
+    saying so, the stored evaluation says why with no figure, and every run is unknown."""
     from omium.models import taxonomy
 
-    runs = [(f"spec-{i}", taxonomy.SPECIFICATION, {"x": float(i)}) for i in range(6)]
-    runs += [("tool-0", taxonomy.TOOL_INVOCATION, {"x": 9.0}), ("new-0", taxonomy.UNKNOWN, {"x": 1.0})]
+    rng = random_source()
+    runs = [(f"spec-{i}", taxonomy.SPECIFICATION, {"x": rng.gauss(0, 0.3)}) for i in range(10)]
+    runs += [(f"tool-{i}", taxonomy.TOOL_INVOCATION, {"x": 3 + rng.gauss(0, 0.3)}) for i in range(10)]
+    runs += [("new-0", taxonomy.UNKNOWN, {"x": 3.0})]
     _failed_runs(warehouse, runs)
     result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    assert result.success
     checks = _classifier_checks(result)
     check = checks["classifier_beats_majority"]
     assert not check.passed and "not measurable" in (check.description or "")
-    assert checks["every_failed_run_classified"].passed
+    assert "at least two sources" in (check.description or "") and "class unknown" in (
+        check.description or ""
+    )
+    assert (
+        checks["every_failed_run_classified"].passed and checks["no_run_classified_by_its_own_model"].passed
+    )
+    evaluation = _classifier_evaluation(warehouse)
+    assert evaluation["evaluation"] == "held out per source" and evaluation["held_out"] == []
+    assert not evaluation["measurable"] and evaluation["why_not"].startswith("not measurable: 1 source(s)")
+    assert "accuracy" not in evaluation  # no figure within the one source is stored as the quality
     rows = warehouse.query_rows(
         "SELECT run_id, failure_class, model_version FROM omium_failure_classes FINAL"
     )
     assert {r["run_id"] for r in rows} == {r[0] for r in runs}
     assert {r["failure_class"] for r in rows} == {taxonomy.UNKNOWN}
     assert "label" not in {r["model_version"] for r in rows}
+
+
+def test_the_classifier_is_judged_per_source_held_out_never_pooled(
+    warehouse: ClickHouseWarehouse, tmp_path: Path
+) -> None:
+    """Issue 18, item 2: live runs tell their classes apart by a tool-error signal; on the imported
+    source most runs are specification with that signal high. Pooled, stratified folds beat the
+    pooled majority class (the live runs carry it); held out, the imported source is classified by
+    a model fitted on the live runs only and falls below its own majority class (always naming
+    specification). The check fails naming it, and the stored figures are one row per source."""
+    from omium.models import taxonomy
+
+    rng = random_source()
+    runs = [(f"spec-{i}", taxonomy.SPECIFICATION, {"tool_errors": rng.gauss(0, 0.3)}) for i in range(20)]
+    runs += [
+        (f"tool-{i}", taxonomy.TOOL_INVOCATION, {"tool_errors": 3 + rng.gauss(0, 0.3)}) for i in range(20)
+    ]
+    imported = [
+        (f"tau-spec-{i}", taxonomy.SPECIFICATION, {"tool_errors": 3 + rng.gauss(0, 0.3)}) for i in range(9)
+    ]
+    imported += [("tau-tool-0", taxonomy.TOOL_INVOCATION, {"tool_errors": rng.gauss(0, 0.3)})]
+    _failed_runs(warehouse, runs + imported, sources={r[0]: "tau_bench" for r in imported})
+    result = dg.materialize([A.failure_classifier], resources=resources(warehouse, tmp_path))
+    assert result.success
+    check = _classifier_checks(result)["classifier_beats_majority"]
+    assert not check.passed and "class unknown" in (check.description or "")
+    assert "tau_bench 0.00 vs 0.90" in (check.description or "")
+    evaluation = _classifier_evaluation(warehouse)
+    by_source = {r["held_out"]: r for r in evaluation["held_out"]}
+    assert set(by_source) == {"omium", "tau_bench"} and "accuracy" not in evaluation
+    tau = by_source["tau_bench"]
+    assert (tau["runs"], tau["training_runs"], tau["majority_class"]) == (10, 40, taxonomy.SPECIFICATION)
+    assert tau["accuracy"] == 0.0 and tau["majority_accuracy"] == 0.9
+    assert evaluation["measurable"] and not evaluation["beats_majority"]
+    assert evaluation["worst_source"] == "tau_bench" and evaluation["cross_fit_folds"] == "sources"
+    classes = {
+        r["failure_class"]
+        for r in warehouse.query_rows("SELECT failure_class FROM omium_failure_classes FINAL")
+    }
+    assert classes == {taxonomy.UNKNOWN}
 
 
 def random_source() -> Any:

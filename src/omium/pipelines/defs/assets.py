@@ -257,9 +257,10 @@ def _labelled_runs(wh: Any) -> pl.DataFrame:
     return wh.query_df(
         """
         SELECT l.run_id AS run_id, l.failed AS failed, l.failure_class AS failure_class,
-               f.features AS features
+               f.features AS features, if(g.source != '', g.source, 'omium') AS source
         FROM (SELECT * FROM omium_failure_labels FINAL) AS l
         INNER JOIN (SELECT * FROM omium_run_features FINAL) AS f ON f.run_id = l.run_id
+        LEFT JOIN (SELECT run_id, source FROM omium_ground_truth FINAL) AS g ON g.run_id = l.run_id
         ORDER BY run_id
         """
     )
@@ -310,16 +311,30 @@ def _classified(
 def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Trains the failure classifier on failed runs of known class; classifies every failed run.
 
+    Its quality is held out per source, as the failure predictor's: each source (``who_and_when``,
+    ``tau_bench``, ``omium`` for live runs) is classified by a model fitted on the other sources
+    (:func:`omium.models.classifier.evaluate_held_out`), beside always naming that source's most
+    common class; the registered model's metrics hold those rows (``held_out``), never an accuracy
+    over the sources pooled. With fewer than two sources of labelled classes that is not measurable,
+    which the metrics say (``why_not``).
+
     ``omium_failure_classes`` holds what the classifier derived, never a label: a run of unknown
     class is classified by the model fitted on every run of known class (registered with those
-    runs, ``params.training_runs``); a run of known class by the model of its evaluation fold,
-    fitted on the other folds only (``failure_classifier_cross_fit``, with its training runs and
-    the runs it classifies), so its class is out of fold. Its label stays in ``omium_failure_labels``
-    (and an import's in ``omium_ground_truth``), which readers show beside as the annotation. A
-    classifier that does not beat always naming the majority class, or cannot be evaluated (too
-    few runs of a class), names no class: its runs are ``unknown`` and its check fails.
+    runs, ``params.training_runs``); a run of known class by a model fitted without it, its
+    cross-fitting fold's (``failure_classifier_cross_fit``, with its training runs and the runs it
+    classifies): the folds are the sources, reusing the held-out evaluation's models, or with one
+    source the stratified folds of :func:`~omium.models.classifier.cross_fit`. Its label stays in
+    ``omium_failure_labels`` (and an import's in ``omium_ground_truth``), which readers show beside
+    as the annotation. A classifier that does not beat each measured source's majority class, or
+    cannot be measured, names no class: its runs are ``unknown`` and its check fails.
     """
-    from omium.models.classifier import MODEL_NAME, cross_fit, make_classifier
+    from omium.models.classifier import (
+        MODEL_NAME,
+        cross_fit,
+        evaluate_held_out,
+        make_classifier,
+        summarise_held_out,
+    )
 
     with warehouse.connect() as wh:
         frame = _labelled_runs(wh).filter(pl.col("failed"))
@@ -327,11 +342,47 @@ def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
         known_ids = known["run_id"].to_list()
         x = [_as_dict(v) for v in known["features"].to_list()]
         y = known["failure_class"].to_list()
-        metrics, folds = cross_fit(x, y)
-        # A classifier that does not beat always naming the most common class knows nothing the
-        # counts do not, and one that cannot be evaluated is not known to: its classes are not
-        # shown, the runs it would classify are "unknown".
-        beats = bool(metrics.get("evaluated")) and metrics["accuracy"] > metrics["majority_accuracy"]
+        sources = known["source"].to_list()
+        per_source = dict(sorted(Counter(sources).items()))
+        metrics: dict[str, Any] = {
+            "evaluation": "held out per source",
+            "runs": len(y),
+            "classes": dict(sorted(Counter(y).items())),
+            "sources": per_source,
+        }
+        source_models: dict[str, Any] = {}
+        try:
+            rows = evaluate_held_out(x, y, sources, models=source_models)
+            why_not = ""
+        except ValueError as exc:
+            # One source (live runs only, say) leaves nothing to fit on when it is held out: the
+            # quality is not measurable, which is said, not a crash. Any other ValueError is a bug.
+            if len(per_source) >= 2:
+                raise
+            rows, why_not = [], f"not measurable: {exc}"
+        metrics["held_out"] = rows
+        metrics |= summarise_held_out(rows)
+        if why_not:
+            metrics["why_not"] = why_not
+        # A classifier that does not beat always naming a source's most common class knows nothing
+        # there the counts do not, and one that cannot be measured is not known to: its classes are
+        # not shown, the runs it would classify are "unknown".
+        beats = bool(metrics["beats_majority"])
+        # Cross-fitting folds: (name, model fitted without the fold, its training runs, its runs).
+        folds: list[tuple[str, Any, list[int], list[int]]] = []
+        if len(per_source) >= 2:
+            metrics["cross_fit_folds"] = "sources"
+            for name, model in source_models.items():
+                if model is not None:  # its other sources hold one class: its runs stay unknown
+                    test = [i for i, s in enumerate(sources) if s == name]
+                    train = [i for i, s in enumerate(sources) if s != name]
+                    folds.append((name, model, train, test))
+        else:
+            # The sources cannot provide folds: stratified folds within the one source, whose
+            # accuracy is no figure of the product's (a source is scored by the others).
+            metrics["cross_fit_folds"] = "stratified folds within one source"
+            stratified = cross_fit(x, y)[1]
+            folds = [(f"fold{n}", f.model, f.train, f.test) for n, f in enumerate(stratified, start=1)]
         out: list[dict[str, Any]] = []
         version = ""
         if len(set(y)) >= 2:
@@ -343,7 +394,7 @@ def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 model,
                 training_rows=len(y),
                 metrics=metrics,
-                params={"training_runs": known_ids},
+                params={"training_runs": known_ids, "training_sources": per_source},
             )
             version = saved.version
             unknown = frame.filter(~pl.col("failure_class").is_in(list(taxonomy.CLASSES)))
@@ -354,26 +405,26 @@ def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 [_as_dict(v) for v in unknown["features"].to_list()],
                 beats,
             )
-        for number, fold in enumerate(folds, start=1):
-            scored = [known_ids[i] for i in fold.test]
+        for name, fold_model, train, test in folds:
+            scored = [known_ids[i] for i in test]
             saved = registry.save(
                 wh,
                 warehouse.model_directory(),
                 f"{MODEL_NAME}_cross_fit",
-                fold.model,
-                training_rows=len(fold.train),
+                fold_model,
+                training_rows=len(train),
                 metrics={
-                    "fold": number,
+                    "fold": name,
                     "evaluation": f"none: it classifies its fold's runs only ({MODEL_NAME})",
                 },
                 params={
-                    "fold": f"fold{number}",
-                    "training_runs": [known_ids[i] for i in fold.train],
+                    "fold": name,
+                    "training_runs": [known_ids[i] for i in train],
                     "scores": scored,
                 },
             )
-            out += _classified(fold.model, saved.version, scored, [x[i] for i in fold.test], beats)
-        # A run no model classified (no classifier, or a class too rare for folds) is written as
+            out += _classified(fold_model, saved.version, scored, [x[i] for i in test], beats)
+        # A run no model classified (no classifier, or a fold without a model) is written as
         # unknown all the same: the table is keyed by run, so this replaces any older row of it.
         classified = {r["run_id"] for r in out}
         out += [
@@ -383,20 +434,23 @@ def failure_classifier(warehouse: WarehouseResource) -> dg.MaterializeResult:
         ]
         feats.insert_rows(wh, "omium_failure_classes", out, stamp="classified_at")
         leaks = _scored_by_own_model(wh, out)
-    if metrics.get("evaluated"):
-        said = (
-            f"held-out accuracy {metrics['accuracy']:.2f} vs always-the-majority "
-            f"{metrics['majority_accuracy']:.2f}"
+    if metrics["measurable"]:
+        said = "held-out accuracy per source vs always its majority class: " + ", ".join(
+            f"{r['held_out']} {r['accuracy']:.2f} vs {r['majority_accuracy']:.2f}"
+            for r in rows
+            if r["accuracy"] is not None
         )
+        said += "".join(f"; {r['held_out']} not measured ({r['note']})" for r in rows if r["note"])
     else:
-        said = f"not measurable: {metrics.get('reason', 'no runs of known class')}"
+        said = str(metrics.get("why_not") or "not measurable: no runs of known class")
     return dg.MaterializeResult(
         metadata={
             "version": version,
             "training_runs": len(y),
             "classified": len(out),
-            "cross_fitted": sum(len(f.test) for f in folds),
+            "cross_fitted": sum(len(f[3]) for f in folds),
             "evaluation": json.dumps(metrics),
+            "worst_source": str(metrics["worst_source"] or "not measurable"),
         },
         check_results=[
             _check(
