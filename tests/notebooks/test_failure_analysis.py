@@ -70,6 +70,13 @@ def test_notebook_runs_on_demo_and_imported_data(tmp_path: Path, monkeypatch: py
     ]
     assert {trace["name"] for trace in by_class["data"]} == {"classifier", "annotation"}
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    # The classifier's evaluation is per source held out, beside each source's majority class.
+    (line,) = [s for s in printed.splitlines() if s.startswith("classifier held out per source: ")]
+    classifier = json.loads(line.split(": ", 1)[1])
+    assert set(classifier) <= {"omium", "who_and_when", "tau_bench"}
+    for name, (accuracy, majority) in classifier.items():
+        if accuracy is not None and accuracy <= majority:
+            assert "always naming" in printed and f"on {name} held out" in printed
     for method in ("runtime_chain", "attribution_model"):
         assert method in printed  # a root-cause example of each kind, with its evidence
     assert "ground_truth" not in printed  # an annotation is never printed as a result...
