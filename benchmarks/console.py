@@ -5,6 +5,8 @@ One command (needs Debian's chromium at /usr/bin/chromium):
     python benchmarks/console.py                             # 100k runs, 10M spans
     python benchmarks/console.py --runs 10000 --spans 1000000  # a tenth of that
     python benchmarks/console.py --quick                     # 1k runs, 100k spans
+    python benchmarks/console.py --home /tmp/wh              # keep the filled warehouse there
+                                                             # (a second run reuses it)
 
 The warehouse is filled first, in this process: a few hundred real Company X executions under
 their policy (spans included), cloned with INSERT ... SELECT into 100,000 runs (steps,
@@ -54,12 +56,18 @@ CLONED = {
     "otel_traces": {
         "TraceId": "concat(lower(hex(cityHash64(TraceId, n))), substring(TraceId, 17))",
         "Timestamp": "Timestamp - toIntervalSecond(n)",
+        # Copy n of a run's spans belongs to a copy of the run (RunId is materialized from this): the
+        # spans are copied more often than the runs, so a run holds a few traces, as a resumed one does.
+        "SpanAttributes": "if(SpanAttributes['omium.run_id'] = '' OR n % {runs:UInt32} = 0, SpanAttributes, "
+        "mapUpdate(SpanAttributes, map('omium.run_id', "
+        "concat(SpanAttributes['omium.run_id'], '-c', toString(n % {runs:UInt32})))))",
     },
 }
 
 
-def clone(warehouse: Any, table: str, copies: int, limit: int = 0) -> None:
-    """Insert ``copies`` altered copies of ``table``'s rows (of its first ``limit`` rows, if set)."""
+def clone(warehouse: Any, table: str, copies: int, limit: int = 0, runs: int = 1) -> None:
+    """Insert ``copies`` altered copies of ``table``'s rows (of its first ``limit`` rows, if set);
+    ``runs``: how many copies of each run there are (the original included)."""
     columns = [row["name"] for row in warehouse.query_rows(COLUMNS, {"table": table})]
     changes = CLONED[table]
     select = ", ".join(changes.get(c, f"`{c}`") for c in columns)
@@ -67,7 +75,7 @@ def clone(warehouse: Any, table: str, copies: int, limit: int = 0) -> None:
     warehouse.command(
         f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) SELECT {select} FROM {source} "
         "CROSS JOIN (SELECT number + 1 AS n FROM numbers({copies:UInt32})) AS copies",
-        {"copies": copies, "limit": limit},
+        {"copies": copies, "limit": limit, "runs": runs},
     )
 
 
@@ -108,7 +116,7 @@ def fill(home: Path, runs: int, spans: int, seed_runs: int) -> dict[str, int]:
             clone(warehouse, table, copies)
     have = int(warehouse.scalar("SELECT count() FROM otel_traces"))
     if have and spans > have:
-        clone(warehouse, "otel_traces", -(-(spans - have) // have), limit=have)
+        clone(warehouse, "otel_traces", -(-(spans - have) // have), limit=have, runs=copies + 1)
     counts = {
         "runs": int(warehouse.scalar("SELECT count() FROM omium_runs FINAL")),
         "spans": int(warehouse.scalar("SELECT count() FROM otel_traces")),
@@ -165,25 +173,34 @@ def send_big_trace(server: str, token: str) -> str:
     """Send the big trace over OTLP/HTTP and wait until all its spans are queryable; its id."""
     trace, body = big_trace()
     auth = {"authorization": f"Bearer {token}"}
+    if _span_count(server, auth, trace) >= BIG_TRACE_SPANS:
+        return trace  # a reused warehouse (--home) has it already
     sent = httpx.post(
-        f"{server}/v1/traces", content=body, headers=auth | {"content-type": "application/x-protobuf"}, timeout=60
+        f"{server}/v1/traces",
+        content=body,
+        headers=auth | {"content-type": "application/x-protobuf"},
+        timeout=60,
     )
     sent.raise_for_status()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        rows = httpx.post(
-            f"{server}/v1/sql",
-            json={
-                "query": "SELECT count() FROM otel_traces FINAL WHERE TraceId = {t:String}",
-                "parameters": {"t": trace},
-            },
-            headers=auth | {"accept": "application/json"},
-            timeout=60,
-        ).json()["rows"]
-        if rows and int(rows[0][0]) >= BIG_TRACE_SPANS:
+        if _span_count(server, auth, trace) >= BIG_TRACE_SPANS:
             return trace
         time.sleep(0.5)
     raise SystemExit("the big trace did not land")
+
+
+def _span_count(server: str, auth: dict[str, str], trace: str) -> int:
+    rows = httpx.post(
+        f"{server}/v1/sql",
+        json={
+            "query": "SELECT count() FROM otel_traces FINAL WHERE TraceId = {t:String}",
+            "parameters": {"t": trace},
+        },
+        headers=auth | {"accept": "application/json"},
+        timeout=60,
+    ).json()["rows"]
+    return int(rows[0][0]) if rows else 0
 
 
 # Streamlit idle, and every chart on the page drawn (Vega-Lite canvas or svg, plotly svg).
@@ -192,8 +209,10 @@ CHARTS_DRAWN = """() => !document.querySelector('[data-testid="stStatusWidget"]'
     .every(c => c.querySelector('canvas, svg'))"""
 
 
-def measure(url: str, run_id: str, trace: str, repeats: int) -> dict[str, list[float]]:
-    """Seconds from navigation to a rendered, idle page, per page."""
+def measure(
+    url: str, run_id: str, trace: str, repeats: int, only: list[str] | None = None
+) -> dict[str, list[float]]:
+    """Seconds from navigation to a rendered, idle page, per page (of ``only``, if given)."""
     from playwright.sync_api import sync_playwright
 
     flags = [
@@ -208,7 +227,10 @@ def measure(url: str, run_id: str, trace: str, repeats: int) -> dict[str, list[f
     ]
     from playwright.sync_api import TimeoutError as PageTimeout
 
-    timings: dict[str, list[float]] = {name: [] for name in PAGES}
+    unknown = set(only or ()) - set(PAGES)
+    if unknown:
+        raise SystemExit(f"no page {sorted(unknown)}: the pages are {list(PAGES)}")
+    timings: dict[str, list[float]] = {name: [] for name in PAGES if not only or name in only}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=flags)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -217,6 +239,8 @@ def measure(url: str, run_id: str, trace: str, repeats: int) -> dict[str, list[f
         page.get_by_text("Policy").first.wait_for()
         for _ in range(repeats):
             for name, (path, marker) in PAGES.items():
+                if name not in timings:
+                    continue
                 if timings[name] and math.isinf(timings[name][-1]):
                     continue  # timed out once: not tried again (the other pages still are)
                 started = time.perf_counter()
@@ -242,16 +266,31 @@ def main() -> None:
     parser.add_argument("--seed-runs", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pages", nargs="+", metavar="PAGE", help="time only these pages (names as printed)")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="keep the filled $OMIUM_HOME here; a later run with the same sizes reuses it instead of filling",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.spans, args.seed_runs, args.repeats = 1_000, 100_000, 100, 3
     BENCH_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
-        home = Path(tmp) / "home"
-        print(f"filling the warehouse: {args.runs:,} runs, {args.spans:,} spans...", flush=True)
-        started = time.perf_counter()
-        counts = fill(home, args.runs, args.spans, args.seed_runs)
-        print(f"  {counts} in {time.perf_counter() - started:.0f}s", flush=True)
+        home = args.home or Path(tmp) / "home"
+        sizes = {"runs": args.runs, "spans": args.spans, "seed_runs": args.seed_runs}
+        filled = home / "benchmark-fill.json"
+        if filled.exists() and json.loads(filled.read_text())["sizes"] == sizes:
+            counts = json.loads(filled.read_text())["counts"]
+            print(f"reusing the warehouse in {home}: {counts}", flush=True)
+        else:
+            if filled.exists() or (home.exists() and any(home.iterdir())):
+                raise SystemExit(f"{home} holds another warehouse: give an empty or new directory")
+            print(f"filling the warehouse: {args.runs:,} runs, {args.spans:,} spans...", flush=True)
+            started = time.perf_counter()
+            counts = fill(home, args.runs, args.spans, args.seed_runs)
+            print(f"  {counts} in {time.perf_counter() - started:.0f}s", flush=True)
+            filled.write_text(json.dumps({"sizes": sizes, "counts": counts}))
         http_port, console_port = free_port(), free_port()
         env = os.environ | {
             "OMIUM_HOME": str(home),
@@ -287,14 +326,18 @@ def main() -> None:
             assert token, "the server writes its token into $OMIUM_HOME"
             answer = httpx.post(
                 f"http://127.0.0.1:{http_port}/v1/sql",
-                json={"query": "SELECT run_id FROM omium_runs FINAL WHERE status = 'paused' LIMIT 1"},
+                # A run the control store holds (the copies are the warehouse's only).
+                json={
+                    "query": "SELECT run_id FROM omium_runs FINAL WHERE status = 'paused' "
+                    "AND position(run_id, '-c') = 0 LIMIT 1"
+                },
                 headers={"accept": "application/json", "authorization": f"Bearer {token}"},
             )
             answer.raise_for_status()
             failing = answer.json()["rows"]
             run_id = failing[0][0] if failing else "bench-00000"
             trace = send_big_trace(f"http://127.0.0.1:{http_port}", token)
-            timings = measure(url, run_id, trace, args.repeats)
+            timings = measure(url, run_id, trace, args.repeats, args.pages)
         finally:
             for proc in procs:
                 proc.terminate()

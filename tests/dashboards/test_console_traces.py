@@ -229,3 +229,19 @@ def test_imported_runs_list_as_imports_and_open_their_trace(stack: RemoteStore, 
     assert row["open"] == "trace?run=ww-case-1"
     at = page("trace", run="ww-case-1")
     assert int(at.metric[0].value) >= 3
+
+
+def test_a_long_trace_draws_its_waterfall_a_window_at_a_time(stack: RemoteStore, warehouse: Any) -> None:  # noqa: F811
+    """250 spans: the waterfall draws 100 at a time and opens on the window of the span asked for."""
+    warehouse.command(
+        "INSERT INTO otel_traces (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, ServiceName, Duration) "
+        "SELECT now64(9) - 60 + number / 1000, 'long-trace', lower(hex(number + 1)), if(number = 0, '', '1'), "
+        "concat('step ', toString(number)), 'agents', 500000 FROM numbers(250)"
+    )
+    st.cache_data.clear()
+    at = page("trace", trace="long-trace", span=format(181, "x"))  # the 181st span in tree order
+    (window,) = [s for s in at.selectbox if s.label.startswith("Waterfall: 250 spans")]
+    assert window.value == 100 and window.format_func(window.value) == "spans 101 to 200"
+    assert at.selectbox(key="trace_span").value == format(181, "x")
+    window.set_value(200).run()
+    assert not at.exception and window.format_func(200) == "spans 201 to 250"

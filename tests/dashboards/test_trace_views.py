@@ -92,3 +92,27 @@ def test_span_costs_use_genai_prices() -> None:
     priced, silent, unknown = tv.span_costs(spans)
     assert priced is not None and 0 < priced < 0.01  # gpt-4o-mini: $0.15 / $0.60 per million
     assert silent is None and unknown is None  # no tokens, or no price: unknown, never 0
+
+
+def test_waterfall_draws_the_window_asked_for() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    spans = pl.DataFrame(
+        {
+            "span_id": [f"s{i:03d}" for i in range(250)],
+            "parent_span_id": [""] + ["s000"] * 249,
+            "name": [f"step {i}" for i in range(250)],
+            "started": [start] * 250,
+            "duration_ms": [1.0] * 250,
+            "error": [False] * 250,
+            "operation": [""] * 250,
+            "agent": [""] * 250,
+        }
+    )
+    tree = tv.span_tree(spans)
+    chart = tv.waterfall(tree, 100, 200)
+    drawn = chart.data["span"].tolist()  # type: ignore[union-attr]
+    assert (
+        len(drawn) == 50
+        and drawn[0].startswith("\u00b7\u00a0\u00a0step 200 ")
+        and drawn[-1].endswith("[s249]")
+    )

@@ -233,10 +233,10 @@ def label(row: Mapping[str, Any]) -> str:
 _LABELS = 380  # pixels of span names beside the waterfall
 
 
-def waterfall(tree: pl.DataFrame, limit: int = 300) -> alt.Chart | alt.LayerChart:
-    """Bars from each span's start to its end, one row per span in tree order, and a mark at
-    each span event (an exception in red), in local time."""
-    shown = tree.head(limit)
+def waterfall(tree: pl.DataFrame, limit: int = 100, offset: int = 0) -> alt.Chart | alt.LayerChart:
+    """Bars from each span's start to its end, one row per span in tree order (``limit`` of them
+    from ``offset``), and a mark at each span event (an exception in red), in local time."""
+    shown = tree.slice(offset, limit)
     rows, marks = [], []
     for r in shown.iter_rows(named=True):
         name = f"{label(r)} [{r['span_id'][:6]}]"

@@ -54,12 +54,6 @@ for session in sessions:
         query_params={"session": session},
     )
 
-st.altair_chart(tv.waterfall(tree), width="stretch")
-if tree.height > 300:
-    st.caption(
-        f"The waterfall shows the first 300 of {tree.height:,} spans in tree order; all are listed below."
-    )
-
 by_id = {r["span_id"]: r for r in rows}
 # The span asked for (by id, or as an Omium step), else the first failed one, else the first
 # model call, else the root.
@@ -71,6 +65,22 @@ if default not in by_id:
     failed = [r["span_id"] for r in rows if r["error"]]
     calls = [r["span_id"] for r in rows if r["input_tokens"] or r["output_tokens"]]
     default = (failed or calls or [rows[0]["span_id"]])[0]
+
+# The waterfall draws WINDOW spans at a time (a browser draws a few hundred bars slowly), opening on
+# the window that holds the span shown below; all spans are in the span list.
+WINDOW = 100
+windows = list(range(0, tree.height, WINDOW))
+offset = 0
+if len(windows) > 1:
+    position = list(by_id).index(default)
+    offset = st.selectbox(
+        f"Waterfall: {tree.height:,} spans in tree order, {WINDOW} at a time",
+        windows,
+        index=position // WINDOW,
+        format_func=lambda o: f"spans {o + 1:,} to {min(o + WINDOW, tree.height):,}",
+        key=f"trace_window_{wanted}",
+    )
+st.altair_chart(tv.waterfall(tree, WINDOW, offset), width="stretch")
 chosen_id = st.selectbox(
     "Span",
     list(by_id),
