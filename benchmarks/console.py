@@ -5,6 +5,7 @@ One command (needs Debian's chromium at /usr/bin/chromium):
     python benchmarks/console.py                             # 100k runs, 10M spans
     python benchmarks/console.py --runs 10000 --spans 1000000  # a tenth of that
     python benchmarks/console.py --quick                     # 1k runs, 100k spans
+    python benchmarks/console.py --beside-demo               # while `omium demo` runs beside it
     python benchmarks/console.py --home /tmp/wh              # keep the filled warehouse there
                                                              # (a second run reuses it)
 
@@ -266,6 +267,11 @@ def main() -> None:
     parser.add_argument("--seed-runs", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--beside-demo",
+        action="store_true",
+        help="measure while `omium demo` (its own embedded server and warehouse) runs beside the console",
+    )
     parser.add_argument("--pages", nargs="+", metavar="PAGE", help="time only these pages (names as printed)")
     parser.add_argument(
         "--home",
@@ -337,13 +343,22 @@ def main() -> None:
             failing = answer.json()["rows"]
             run_id = failing[0][0] if failing else "bench-00000"
             trace = send_big_trace(f"http://127.0.0.1:{http_port}", token)
+            if args.beside_demo:
+                procs.append(start_demo(Path(tmp) / "demo-home"))
             timings = measure(url, run_id, trace, args.repeats, args.pages)
         finally:
             for proc in procs:
                 proc.terminate()
-                proc.wait(30)
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    beside = ", while `omium demo` ran beside it" if args.beside_demo else ", nothing else running"
     print(
-        f"\nconsole first full render, {counts['runs']:,} runs / {counts['spans']:,} spans, {args.repeats} loads each:"
+        f"\nconsole first full render, {counts['runs']:,} runs / {counts['spans']:,} spans, "
+        f"{args.repeats} loads each{beside}:"
     )
     print("page | median s | max s | goal")
     results: dict[str, Any] = {"counts": counts, "pages": {}}
@@ -359,6 +374,27 @@ def main() -> None:
         worst = f"> {PAGE_TIMEOUT_S}" if math.isinf(max(values)) else f"{max(values):.2f}"
         print(f"{name} | {shown} | {worst} | < {goal:.0f} s {'met' if median < goal else 'NOT met'}")
     (BENCH_DIR / "console.json").write_text(json.dumps(results, indent=2))
+
+
+def start_demo(home: Path) -> subprocess.Popen[bytes]:
+    """`omium demo` (Company X's executions, its own embedded server and warehouse) as load beside
+    the console, once it is recording: long enough to outlast the measurement, stopped after it."""
+    port = free_port()
+    env = os.environ | {
+        "OMIUM_HOME": str(home),
+        "OMIUM_HTTP_PORT": str(port),
+        "OMIUM_GRPC_PORT": "-1",
+        "OMIUM_SERVER_URL": f"http://127.0.0.1:{port}",
+    }
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "omium.cli.main", "demo", "--executions", "100000"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait(f"http://127.0.0.1:{port}/v1/health")
+    time.sleep(5)  # executions under way
+    return demo
 
 
 def _wait(url: str, timeout: float = 180) -> None:
