@@ -261,7 +261,11 @@ def test_run_detail_shows_what_the_pipelines_derived(
     at = show(page("run_detail", run="k-halluc"), "Root cause")
     text = " ".join(m.value for m in at.markdown)
     assert "Pipeline analysis" in text
-    assert "of **terms_generator** · specification · runtime_chain" in text
+    # The runtime chain's row: its step and agent, the classifier's class (unknown on this little
+    # data) with the incident's class beside it as the annotation, never in its place.
+    (chain,) = [m.value for m in at.markdown if m.value.startswith("Root cause: ") and "runtime_chain" in m.value]
+    assert "step #7 of **terms_generator** · " in chain and "(annotation: specification, incident)" in chain
+    assert " · specification · " not in chain
     assert "Predicted risk of failure: first 2 turns" in text
 
 
