@@ -8,6 +8,7 @@ checkpoint and sees the run complete. Screenshots go to ``test-artifacts/console
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,12 +17,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from omium.examples.company_x.workflow import FIXED_PROMPT
 from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -54,6 +59,21 @@ def ensure_chromium() -> str:
             if done.returncode != 0 and command[1] == "install":
                 pytest.fail(f"installing chromium failed: {done.stderr[-2000:]}")
     return CHROMIUM
+
+
+@contextlib.contextmanager
+def browser_page() -> Iterator[Page]:
+    """A page of headless Debian chromium (1400x1000, 60 s timeouts), closed with its browser after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -130,14 +150,11 @@ def demo_stack(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.integration
 def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     run_id = demo_stack["run"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
+    with browser_page() as page:
         page.goto(demo_stack["url"])
         expect(page.get_by_text("Total executions")).to_be_visible()
         expect(page.get_by_text("Human interventions")).to_be_visible()
@@ -183,7 +200,6 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
         expect(page.get_by_text("Timeline")).to_be_visible()
         expect(page.get_by_text("policy_violation in terms_generator")).to_be_visible()  # opens on the cause
         page.screenshot(path=str(ARTIFACTS / "4-run-completed.png"), full_page=True)
-        browser.close()
     assert all(
         (ARTIFACTS / name).stat().st_size > 10_000
         for name in (
@@ -199,7 +215,7 @@ def test_fix_a_paused_run_in_the_browser(demo_stack: dict[str, str]) -> None:
 def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str, str]) -> None:
     """An OpenInference LangGraph trace sent over OTLP beside the demo's runs: Runs finds it by a
     customer id said only in its messages, and its trace view shows the conversation."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from tests.dashboards import third_party_traces as sent
     from tests.instrumentation import fake_openai
@@ -217,10 +233,7 @@ def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str
         )
     assert done.returncode == 0, done.stderr[-4000:]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
+    with browser_page() as page:
         page.goto(f"{demo_stack['url']}/runs")
         expect(page.get_by_text(re.compile(r"^\d+ runs match"))).to_be_visible()
         search = page.get_by_label("Search ids, agents, errors and messages")
@@ -244,7 +257,6 @@ def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str
         page.goto(f"{demo_stack['url']}/session?session={sent.SESSION}")
         expect(page.get_by_text("Runs of the session (local time)")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "7-session.png"), full_page=True)
-        browser.close()
     assert all(
         (ARTIFACTS / n).stat().st_size > 10_000 for n in ("5-runs-third-party.png", "6-trace-view.png")
     )
@@ -254,17 +266,14 @@ def test_find_a_third_party_trace_and_read_its_conversation(demo_stack: dict[str
 def test_links_land_and_the_graph_draws(demo_stack: dict[str, str]) -> None:
     """The pause alert's link (the webhook's, ``recovery/notify.py``) opens exactly its run; an
     unknown run id says so instead of showing another run; the run's dependency graph draws."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from omium.recovery.notify import Notification
 
     run_id = demo_stack["run"]
     link = Notification(run_id, "onboard_customer", "policy_violation", "", {}, "", demo_stack["url"]).link
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
+    with browser_page() as page:
         page.goto(link)
         expect(page.get_by_role("heading", name="Run detail")).to_be_visible()
         expect(page.get_by_label("Run id")).to_have_value(run_id)
@@ -281,5 +290,4 @@ def test_links_land_and_the_graph_draws(demo_stack: dict[str, str]) -> None:
         page.goto(f"{demo_stack['url']}/?run=onboard-no-such-run")
         expect(page.get_by_text("No run 'onboard-no-such-run'.")).to_be_visible()
         expect(page.get_by_text(re.compile(r"onboard_customer · "))).to_have_count(0)
-        browser.close()
     assert (ARTIFACTS / "9-dependency-graph.png").stat().st_size > 10_000

@@ -22,10 +22,9 @@ from omium.sdk.remote_store import RemoteStore
 from tests.conftest import free_port
 from tests.dashboards.test_console_browser import (
     ARTIFACTS,
-    FLAGS,
     ROOT,
+    browser_page,
     console_up,
-    ensure_chromium,
     stop_all,
     wait_for,
 )
@@ -84,7 +83,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 
 @pytest.mark.integration
 def test_pause_a_running_run_and_resume_it_in_the_browser(demo_stack: dict[str, str]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ledger = Path(demo_stack["ledger"])
     calls = ledger.with_suffix(".calls")
@@ -93,10 +92,7 @@ def test_pause_a_running_run_and_resume_it_in_the_browser(demo_stack: dict[str, 
         submit(store, "slow_order", "browser-order", STEPS, run_id="slow-browser")
         wait_for(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 2, 120, "the run to start")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+        with browser_page() as page:
             page.goto(f"{demo_stack['url']}/run?run=slow-browser")
             expect(page.get_by_text("slow_order · running")).to_be_visible()
             page.get_by_role("button", name="Pause").click()
@@ -115,7 +111,6 @@ def test_pause_a_running_run_and_resume_it_in_the_browser(demo_stack: dict[str, 
             page.reload()
             expect(page.get_by_text("slow_order · completed")).to_be_visible()
             expect(page.get_by_role("button", name="Resume")).to_have_count(0)
-            browser.close()
         applied = [json.loads(line) for line in ledger.read_text().splitlines()]
         assert sorted(a["i"] for a in applied) == list(range(STEPS))  # every effect once
         assert len(calls.read_text().splitlines()) == STEPS  # no completed call executed again
@@ -140,7 +135,7 @@ def test_rollback_a_completed_run_in_the_browser(demo_stack: dict[str, str]) -> 
     worker re-runs the run from there (what follows the checkpoint in a new generation, what
     precedes it kept) and it completes again; the page says what the action did and, reloaded,
     the run's new history."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     store = RemoteStore(demo_stack["server"], token=TOKEN)
     try:
@@ -150,10 +145,7 @@ def test_rollback_a_completed_run_in_the_browser(demo_stack: dict[str, str]) -> 
         assert in_order[:2] == ["application_received", "kyc_verified"], in_order
         target = "kyc_verified"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=ensure_chromium(), headless=True, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+        with browser_page() as page:
             page.goto(f"{demo_stack['url']}/run?run={run_id}")
             expect(page.get_by_text("onboard_customer · completed")).to_be_visible()
             choice = page.get_by_role("combobox", name="Roll back to checkpoint")
@@ -187,7 +179,6 @@ def test_rollback_a_completed_run_in_the_browser(demo_stack: dict[str, str]) -> 
             expect(page.get_by_test_id("stDataFrame")).to_be_visible()
             page.wait_for_timeout(1500)  # the table is drawn on a canvas after the page settles
             page.screenshot(path=str(ARTIFACTS / "10-rollback-completed.png"), full_page=True)
-            browser.close()
         (event,) = [e for e in store.events(run_id) if e.kind == "rolled_back"]
         assert event.actor == "console" and event.attributes["checkpoint"] == target
         assert json.loads(event.before) == {"status": "completed"}

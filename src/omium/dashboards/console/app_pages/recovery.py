@@ -50,6 +50,16 @@ def done(kind: str, message: str) -> None:
     st.rerun()
 
 
+def open_run(run_id: str) -> None:
+    """A link to the run's detail page."""
+    st.page_link(
+        "app_pages/run_detail.py",
+        label="Open the run",
+        icon=":material/search:",
+        query_params={"run": run_id},
+    )
+
+
 def operator_paused(run_id: str, workflow: str, operator: str) -> None:
     """A run an operator paused: who, and Resume or Cancel (the operator actions Run detail offers,
     through the control API, audited as what they are)."""
@@ -67,12 +77,7 @@ def operator_paused(run_id: str, workflow: str, operator: str) -> None:
                 done("warning", data.run_action(run_id, "cancel", actor=reviewer)["message"])
         except data.ControlError as refused:  # the run moved on since the page was drawn
             st.error(str(refused))
-        st.page_link(
-            "app_pages/run_detail.py",
-            label="Open the run",
-            icon=":material/search:",
-            query_params={"run": run_id},
-        )
+        open_run(run_id)
 
 
 # One run is reviewed at a time: the page does the same work however long the queue is.
@@ -172,9 +177,4 @@ for row in queue.filter(queue["run_id"] == chosen).iter_rows(named=True):
                 done("warning", f"{run_id} rejected")
         except data.ControlError as refused:
             st.error(str(refused))
-        st.page_link(
-            "app_pages/run_detail.py",
-            label="Open the run",
-            icon=":material/search:",
-            query_params={"run": run_id},
-        )
+        open_run(run_id)
