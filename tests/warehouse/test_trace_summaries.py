@@ -4,8 +4,14 @@ written before the view existed."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from omium.collector import sample
+from omium.collector.server import RunningServer
 from omium.pipelines import prices
 from omium.warehouse import ClickHouseWarehouse, trace_summaries
 from omium.warehouse import console_queries as queries
@@ -22,6 +28,7 @@ SELECT TraceId, min(Start) AS start, max(End) AS end, max(RunId) AS run, max(Ses
        min(Root).2 AS root, max(SourceRank) AS source_rank
 FROM omium_trace_summaries GROUP BY TraceId ORDER BY TraceId
 """
+PB = {"content-type": "application/x-protobuf"}
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
@@ -149,3 +156,50 @@ def test_spans_written_before_the_view_are_backfilled_idempotently(warehouse: Cl
     insert(warehouse, TOOL)  # and the view feeds what comes next
     assert warehouse.query_rows(FACTS) == once
     assert once[0]["agents"] == ["planner", "writer"]
+
+
+def test_concurrent_overlapping_requests_through_the_server_give_the_facts_of_the_stored_spans(
+    server: RunningServer, warehouse: ClickHouseWarehouse
+) -> None:
+    """Open world: four clients at once send slices of the same traces through the real OTLP/HTTP
+    server, every span in two different requests (at-least-once delivery, a batch split between
+    exports). The facts kept at write time equal the facts of the spans as stored (FINAL), and the
+    run list counts each span once."""
+    whole = ExportTraceServiceRequest.FromString(sample.requests(1, 400, seed=91)[0])
+    spans = list(whole.resource_spans[0].scope_spans[0].spans)
+    bodies = []
+    for lo, hi in ((0, 150), (100, 250), (200, 400), (0, 50), (300, 400), (50, 120), (240, 320)):
+        part = ExportTraceServiceRequest()
+        part.CopyFrom(whole)
+        del part.resource_spans[0].scope_spans[0].spans[:]
+        part.resource_spans[0].scope_spans[0].spans.extend(spans[lo:hi])
+        bodies.append(part.SerializeToString())
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(
+            pool.map(
+                lambda b: httpx.post(f"{server.url}/v1/traces", content=b, headers=PB).status_code, bodies
+            )
+        )
+    assert codes == [200] * len(bodies)
+    assert warehouse.scalar("SELECT count() FROM otel_traces FINAL") == 400
+    columns = (
+        "TraceId, Start, End, RunId, Session, User, arraySort(Agents) AS agents, arraySort(Models) AS models, "
+        "HasError, FirstError, HasRoot, RootFailed, Root, SourceRank"
+    )
+    stored = trace_summaries.BACKFILL.removeprefix("INSERT INTO omium_trace_summaries").replace(
+        "FROM otel_traces", "FROM otel_traces FINAL"
+    )
+    expected = warehouse.query_rows(f"SELECT {columns} FROM ({stored}) ORDER BY TraceId")
+    kept = warehouse.query_rows(
+        f"SELECT {columns} FROM (SELECT TraceId, min(Start) AS Start, max(End) AS End, max(RunId) AS RunId, "
+        "max(Session) AS Session, max(User) AS User, groupUniqArrayArray(Agents) AS Agents, "
+        "groupUniqArrayArray(Models) AS Models, max(HasError) AS HasError, min(FirstError) AS FirstError, "
+        "max(HasRoot) AS HasRoot, max(RootFailed) AS RootFailed, min(Root) AS Root, max(SourceRank) AS SourceRank "
+        "FROM omium_trace_summaries GROUP BY TraceId) ORDER BY TraceId"
+    )
+    assert len(expected) > 5 and kept == expected
+    now = datetime.now(UTC)
+    window = {"since": now - timedelta(days=1), "until": now + timedelta(hours=1)}
+    table = prices.table(queries.trace_models(warehouse, **window))
+    runs, total = queries.run_list(warehouse, price_table=table, limit=1000, **window)
+    assert total == runs.height and int(runs["spans"].sum()) == 400
